@@ -1,0 +1,69 @@
+# The two commands of the README: `make run` and `make test`. Both set everything up on a fresh clone.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+SAM_CLI_VERSION := 1.170.0
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: install run test lint cfn-lint build unit integration e2e openapi bench-grouping lock clean
+
+$(VENV)/.installed: pyproject.toml requirements.lock
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
+	touch $@
+
+# aws-sam-cli lives in its own virtualenv: its pins must not decide ours.
+$(SAM_VENV)/.installed:
+	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --upgrade pip
+	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/incident-loop run
+
+lint: install
+	$(BIN)/ruff check layers functions tests
+
+cfn-lint: install
+	$(BIN)/cfn-lint template.yaml
+
+build: $(SAM_VENV)/.installed
+	$(SAM) build
+
+test: install $(SAM_VENV)/.installed
+	./scripts/check-postgres
+	$(MAKE) lint cfn-lint build
+	$(BIN)/pytest -q
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+integration: install
+	$(BIN)/pytest -q tests/integration
+
+e2e: install
+	$(BIN)/pytest -q tests/e2e
+
+openapi: install
+	$(BIN)/python -m incident_loop.openapi > docs/openapi.json
+
+bench-grouping: install
+	$(BIN)/incident-loop bench grouping --write-docs ../shared/data/loghub/*.csv
+
+# Regenerate the lock from a fresh resolution of pyproject.toml's pins.
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/pip install --quiet --upgrade pip
+	.venv-lock/bin/pip install --quiet ".[dev]"
+	.venv-lock/bin/pip freeze --exclude incident-loop > requirements.lock
+	rm -rf .venv-lock
+
+clean:
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .ruff_cache

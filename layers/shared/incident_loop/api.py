@@ -1,0 +1,129 @@
+"""The loop's HTTP API (API Gateway REST, Powertools event handler with validation and OpenAPI).
+
+One resolver serves every route; each function in the template receives only its own routes.
+Errors map to HTTP here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.event_handler.exceptions import UnauthorizedError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.openapi.params import Query
+
+from incident_loop.db import DatabaseUnavailable
+from incident_loop.loop.checkpoints import pending_checkpoints, resolve_checkpoint
+from incident_loop.loop.errors import Conflict, NotFound, NotReady
+from incident_loop.loop.ingest import ingest_incident
+from incident_loop.loop.policies import confirm_policy, policies, regret_policy
+from incident_loop.loop.routing import report_kpi, routing_view
+from incident_loop.loop.status import graduation, loop_status
+from incident_loop.observability import logger
+from incident_loop.schemas.api import KpiReport, PolicyFeedback, ResolveCheckpoint
+from incident_loop.schemas.incident import IncidentAccepted, IncidentIn
+from incident_loop.schemas.loop_events import PolicyMode
+
+app = APIGatewayRestResolver(enable_validation=True)
+app.enable_swagger(path="/swagger", title="Incident loop API", version="0.1.0")
+
+
+def tenant_id() -> str:
+    """The caller's tenant, from the authorizer's context (never from the request body)."""
+    authorizer = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
+    claims = authorizer.get("claims") or {}
+    tenant = authorizer.get("tenant_id") or claims.get("custom:tenant_id")
+    if not tenant:
+        raise UnauthorizedError("the caller's identity carries no tenant_id")
+    return str(tenant)
+
+
+def _json(status: int, body: dict[str, Any]) -> Response[dict[str, Any]]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+@app.exception_handler(RequestValidationError)
+def _invalid(exc: RequestValidationError) -> Response[dict[str, Any]]:
+    errors = [
+        {"field": ".".join(str(p) for p in err.get("loc", ())), "reason": err.get("msg") or err.get("type")}
+        for err in exc.errors()
+    ]
+    logger.info("request rejected", errors=errors)
+    return _json(422, {"message": "invalid request", "errors": errors})
+
+
+@app.exception_handler(NotFound)
+def _not_found(exc: NotFound) -> Response[dict[str, Any]]:
+    return _json(404, {"message": str(exc)})
+
+
+@app.exception_handler(Conflict)
+def _conflict(exc: Conflict) -> Response[dict[str, Any]]:
+    return _json(409, {"message": str(exc)})
+
+
+@app.exception_handler(NotReady)
+def _not_ready(exc: NotReady) -> Response[dict[str, Any]]:
+    return _json(409, {"message": str(exc)})
+
+
+@app.exception_handler(DatabaseUnavailable)
+def _unavailable(exc: DatabaseUnavailable) -> Response[dict[str, Any]]:
+    logger.exception("database unavailable")
+    return _json(503, {"message": "the catalog is unavailable, retry later"})
+
+
+@app.post("/incidents", summary="Report a failed agent run", responses={202: {"description": "accepted"}})
+def post_incident(incident: IncidentIn) -> Response[dict[str, Any]]:
+    accepted: IncidentAccepted = ingest_incident(incident, tenant_id())
+    return _json(202, accepted.model_dump())
+
+
+@app.get("/loops/<incident_id>", summary="Where an incident's loop stands")
+def get_loop(incident_id: str, format: Annotated[str, Query(pattern="^(json|console)$")] = "json") -> Any:
+    status = loop_status(tenant_id(), incident_id)
+    if format == "console":
+        return Response(status_code=200, content_type=content_types.TEXT_PLAIN, body=status.to_console_display())
+    return status.to_dict()
+
+
+@app.get("/checkpoints", summary="Human checkpoints of the tenant")
+def get_checkpoints(status: Annotated[str, Query(pattern="^(pending|all)$")] = "pending") -> dict[str, Any]:
+    found = pending_checkpoints(tenant_id(), pending_only=status == "pending")
+    return {"checkpoints": [c.model_dump(mode="json") for c in found]}
+
+
+@app.post("/checkpoints/<checkpoint_id>/resolve", summary="Approve, reject or modify at a checkpoint")
+def post_resolve(checkpoint_id: str, decision: ResolveCheckpoint) -> dict[str, Any]:
+    return resolve_checkpoint(tenant_id(), checkpoint_id, decision)
+
+
+@app.get("/policies", summary="Policies of the tenant, optionally by mode")
+def get_policies(mode: Annotated[PolicyMode | None, Query()] = None) -> dict[str, Any]:
+    return {"policies": [p.to_dict() for p in policies(tenant_id(), mode)]}
+
+
+@app.post("/policies/<policy_id>/confirm", summary="Confirm a policy (enough confirmations activate it)")
+def post_confirm(policy_id: str, feedback: PolicyFeedback) -> dict[str, Any]:
+    return confirm_policy(tenant_id(), policy_id, feedback)
+
+
+@app.post("/policies/<policy_id>/regret", summary="Record a run the policy should not have blocked")
+def post_regret(policy_id: str, feedback: PolicyFeedback) -> dict[str, Any]:
+    return regret_policy(tenant_id(), policy_id, feedback)
+
+
+@app.get("/routing/<agent_id>", summary="The routing adjustments of an agent")
+def get_routing(agent_id: str) -> dict[str, Any]:
+    return routing_view(tenant_id(), agent_id)
+
+
+@app.post("/routing/<agent_id>/kpi", summary="Report an agent's KPI; regressions roll adjustments back")
+def post_kpi(agent_id: str, report: KpiReport) -> dict[str, Any]:
+    return report_kpi(tenant_id(), agent_id, report.kpi)
+
+
+@app.get("/graduation", summary="The graduation gates and their evidence")
+def get_graduation() -> dict[str, Any]:
+    return graduation(tenant_id())

@@ -1,0 +1,1 @@
+"""Failure grouping: message templates, signatures and fuzzy matching (Bridge 1)."""

@@ -1,0 +1,16 @@
+"""Print the API's OpenAPI document, generated from the resolver (committed as docs/openapi.json)."""
+
+from __future__ import annotations
+
+import json
+
+
+def document() -> str:
+    """The OpenAPI document as stable, indented JSON."""
+    from incident_loop.api import app
+
+    return json.dumps(json.loads(app.get_openapi_json_schema()), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    print(document(), end="")

@@ -1,0 +1,50 @@
+"""Settings are a model: the environment is read here and nowhere else."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration, from environment variables (names are case-insensitive)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    # PostgreSQL: a full URL locally; in AWS a Secrets Manager secret plus the RDS Proxy endpoint.
+    database_url: str | None = None
+    db_secret_arn: str | None = None
+    db_proxy_endpoint: str | None = None
+    db_name: str = "incident_loop"
+    db_connect_timeout_s: int = 5
+
+    # DynamoDB
+    idempotency_table: str = "incident-loop-idempotency"
+    breakers_table: str = "incident-loop-breakers"
+    idempotency_expiry_s: int = 7 * 24 * 3600
+
+    # SQS: the queue each stage hands its work to
+    pattern_queue_url: str | None = None
+    recovery_queue_url: str | None = None
+    policy_queue_url: str | None = None
+    routing_queue_url: str | None = None
+
+    # The loop's rules
+    fuzzy_threshold: float = Field(default=0.75, ge=0, le=1)
+    policy_regret_threshold: int = Field(default=3, ge=1)
+    policy_confirmations_required: int = Field(default=1, ge=1)
+    routing_max_delta: float = Field(default=0.2, gt=0, le=1)
+    routing_decay_days: int = Field(default=7, ge=1)
+    routing_rollback_threshold: float = Field(default=0.1, gt=0, le=1)
+
+    api_base_path: str = ""
+
+
+@cache
+def get_settings() -> Settings:
+    """The settings of this container, read once."""
+    return Settings()

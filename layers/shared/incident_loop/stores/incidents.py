@@ -1,0 +1,54 @@
+"""The incidents table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection
+from psycopg.types.json import Jsonb
+
+from incident_loop.schemas.incident import IncidentIn
+
+
+def insert_incident(
+    conn: Connection[Any], incident_id: str, tenant_id: str, incident: IncidentIn
+) -> tuple[str, bool]:
+    """Store the incident once per (tenant, key); returns (its id, whether it was new)."""
+    row = conn.execute(
+        "INSERT INTO incidents (id, tenant_id, incident_key, agent_id, run_id, error_type,"
+        " error_message, skill_id, severity, context)"
+        " VALUES (%(id)s, %(tenant)s, %(key)s, %(agent)s, %(run)s, %(etype)s, %(msg)s, %(skill)s,"
+        " %(severity)s, %(context)s)"
+        " ON CONFLICT (tenant_id, incident_key) DO NOTHING RETURNING id",
+        {
+            "id": incident_id,
+            "tenant": tenant_id,
+            "key": incident.derived_key(),
+            "agent": incident.agent_id,
+            "run": incident.run_id,
+            "etype": incident.error_type,
+            "msg": incident.error_message,
+            "skill": incident.skill_id,
+            "severity": incident.severity.value,
+            "context": Jsonb(incident.context),
+        },
+    ).fetchone()
+    if row is not None:
+        return incident_id, True
+    existing = conn.execute(
+        "SELECT id FROM incidents WHERE tenant_id = %(tenant)s AND incident_key = %(key)s",
+        {"tenant": tenant_id, "key": incident.derived_key()},
+    ).fetchone()
+    assert existing is not None
+    return str(existing["id"]), False
+
+
+def get_incident(conn: Connection[Any], incident_id: str) -> dict[str, Any] | None:
+    """One incident by id (the caller scopes by tenant where a person asks)."""
+    return conn.execute("SELECT * FROM incidents WHERE id = %(id)s", {"id": incident_id}).fetchone()
+
+
+def set_status(conn: Connection[Any], incident_id: str, status: str) -> None:
+    conn.execute(
+        "UPDATE incidents SET status = %(status)s WHERE id = %(id)s", {"status": status, "id": incident_id}
+    )

@@ -1,0 +1,92 @@
+"""recovery_candidates: the recovery each incident was answered with (one per incident)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection
+from psycopg.types.json import Jsonb
+
+from incident_loop.schemas.loop_events import ConfidenceBand, RecoverySuggestion
+
+
+def to_model(row: dict[str, Any]) -> RecoverySuggestion:
+    return RecoverySuggestion(
+        recovery_id=row["id"],
+        incident_id=row["source_incident_id"],
+        pattern_id=row["source_pattern_id"],
+        suggestion_type=row["suggestion_type"],
+        confidence=row["confidence"],
+        confidence_band=ConfidenceBand(row["confidence_band"]),
+        action_type=row["action_type"],
+        action_params=row["action_params"],
+        status=row["status"],
+        auto_applicable=row["auto_applicable"],
+        requires_confirmation=row["requires_confirmation"],
+        confirmations_received=row["confirmations_received"],
+        rejection_reason=row["rejection_reason"],
+    )
+
+
+def insert_recovery(
+    conn: Connection[Any], tenant_id: str, suggestion: RecoverySuggestion, text: str
+) -> RecoverySuggestion:
+    """Store the incident's recovery unless it has one; returns the stored one."""
+    conn.execute(
+        "INSERT INTO recovery_candidates (id, tenant_id, suggestion, confidence, source_incident_id,"
+        " source_pattern_id, suggestion_type, confidence_band, requires_confirmation,"
+        " confirmations_received, action_type, action_params, auto_applicable, status, rejection_reason)"
+        " VALUES (%(id)s, %(tenant)s, %(text)s, %(confidence)s, %(incident)s, %(pattern)s, %(stype)s,"
+        " %(band)s, %(requires)s, %(received)s, %(action)s, %(params)s, %(auto)s, %(status)s, %(reason)s)"
+        " ON CONFLICT (source_incident_id) DO NOTHING",
+        {
+            "id": suggestion.recovery_id,
+            "tenant": tenant_id,
+            "text": text,
+            "confidence": suggestion.confidence,
+            "incident": suggestion.incident_id,
+            "pattern": suggestion.pattern_id,
+            "stype": suggestion.suggestion_type,
+            "band": suggestion.confidence_band.value,
+            "requires": suggestion.requires_confirmation,
+            "received": suggestion.confirmations_received,
+            "action": suggestion.action_type,
+            "params": Jsonb(suggestion.action_params),
+            "auto": suggestion.auto_applicable,
+            "status": suggestion.status,
+            "reason": suggestion.rejection_reason,
+        },
+    )
+    stored = recovery_for_incident(conn, suggestion.incident_id)
+    assert stored is not None
+    return stored
+
+
+def recovery_for_incident(conn: Connection[Any], incident_id: str) -> RecoverySuggestion | None:
+    row = conn.execute(
+        "SELECT * FROM recovery_candidates WHERE source_incident_id = %(id)s", {"id": incident_id}
+    ).fetchone()
+    return None if row is None else to_model(row)
+
+
+def get_recovery(conn: Connection[Any], recovery_id: str) -> RecoverySuggestion | None:
+    row = conn.execute(
+        "SELECT * FROM recovery_candidates WHERE id = %(id)s FOR UPDATE", {"id": recovery_id}
+    ).fetchone()
+    return None if row is None else to_model(row)
+
+
+def save_recovery(conn: Connection[Any], suggestion: RecoverySuggestion) -> None:
+    """Persist a recovery's decision: status, confirmations, rejection, (modified) action params."""
+    conn.execute(
+        "UPDATE recovery_candidates SET status = %(status)s, confirmations_received = %(received)s,"
+        " rejection_reason = %(reason)s, action_params = %(params)s, updated_at = now()"
+        " WHERE id = %(id)s",
+        {
+            "status": suggestion.status,
+            "received": suggestion.confirmations_received,
+            "reason": suggestion.rejection_reason,
+            "params": Jsonb(suggestion.action_params),
+            "id": suggestion.recovery_id,
+        },
+    )

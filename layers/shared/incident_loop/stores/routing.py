@@ -1,0 +1,90 @@
+"""routing_adjustments and the agent KPIs they are judged by."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import Connection
+
+from incident_loop.schemas.loop_events import RoutingAdjustment
+
+_COLUMNS = (
+    "id AS adjustment_id, agent_id, capability, adjustment_type, magnitude, reason, source_policy_id,"
+    " max_delta, decay_days, rollback_threshold, created_at, expires_at, is_active, was_rolled_back,"
+    " rollback_reason, kpi_baseline, kpi_current"
+)
+
+
+def insert_adjustment(
+    conn: Connection[Any], tenant_id: str, incident_id: str, adj: RoutingAdjustment
+) -> tuple[RoutingAdjustment, bool]:
+    """One adjustment per (policy, agent): a recurring failure never stacks past max_delta."""
+    row = conn.execute(
+        "INSERT INTO routing_adjustments (id, tenant_id, agent_id, capability, adjustment_type, magnitude,"
+        " reason, source_policy_id, source_incident_id, max_delta, decay_days, rollback_threshold,"
+        " created_at, expires_at, kpi_baseline)"
+        " VALUES (%(id)s, %(tenant)s, %(agent)s, %(capability)s, %(type)s, %(magnitude)s, %(reason)s,"
+        " %(policy)s, %(incident)s, %(max_delta)s, %(decay)s, %(threshold)s, %(created)s, %(expires)s,"
+        " %(baseline)s) ON CONFLICT (source_policy_id, agent_id) DO NOTHING RETURNING id",
+        {
+            "id": adj.adjustment_id,
+            "tenant": tenant_id,
+            "agent": adj.agent_id,
+            "capability": adj.capability,
+            "type": adj.adjustment_type,
+            "magnitude": adj.magnitude,
+            "reason": adj.reason,
+            "policy": adj.source_policy_id,
+            "incident": incident_id,
+            "max_delta": adj.max_delta,
+            "decay": adj.decay_days,
+            "threshold": adj.rollback_threshold,
+            "created": adj.created_at,
+            "expires": adj.expires_at,
+            "baseline": adj.kpi_baseline,
+        },
+    ).fetchone()
+    stored = conn.execute(
+        f"SELECT {_COLUMNS} FROM routing_adjustments"
+        " WHERE source_policy_id = %(policy)s AND agent_id = %(agent)s",
+        {"policy": adj.source_policy_id, "agent": adj.agent_id},
+    ).fetchone()
+    assert stored is not None
+    return RoutingAdjustment.model_validate(stored), row is not None
+
+
+def adjustments_for_agent(
+    conn: Connection[Any], tenant_id: str, agent_id: str, *, lock: bool = False
+) -> list[RoutingAdjustment]:
+    """Every adjustment of an agent, newest first (active and rolled back)."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM routing_adjustments WHERE tenant_id = %(tenant)s AND agent_id = %(agent)s"
+        " ORDER BY created_at DESC, id" + (" FOR UPDATE" if lock else ""),
+        {"tenant": tenant_id, "agent": agent_id},
+    ).fetchall()
+    return [RoutingAdjustment.model_validate(r) for r in rows]
+
+
+def save_adjustment(conn: Connection[Any], adj: RoutingAdjustment) -> None:
+    conn.execute(
+        "UPDATE routing_adjustments SET is_active = %(active)s, was_rolled_back = %(rolled)s,"
+        " rollback_reason = %(reason)s, kpi_current = %(kpi)s WHERE id = %(id)s",
+        {"active": adj.is_active, "rolled": adj.was_rolled_back, "reason": adj.rollback_reason,
+         "kpi": adj.kpi_current, "id": adj.adjustment_id},
+    )
+
+
+def record_kpi(conn: Connection[Any], tenant_id: str, agent_id: str, kpi: float) -> None:
+    conn.execute(
+        "INSERT INTO agent_kpis (tenant_id, agent_id, kpi) VALUES (%(tenant)s, %(agent)s, %(kpi)s)",
+        {"tenant": tenant_id, "agent": agent_id, "kpi": kpi},
+    )
+
+
+def latest_kpi(conn: Connection[Any], tenant_id: str, agent_id: str) -> float | None:
+    row = conn.execute(
+        "SELECT kpi FROM agent_kpis WHERE tenant_id = %(tenant)s AND agent_id = %(agent)s"
+        " ORDER BY reported_at DESC, id DESC LIMIT 1",
+        {"tenant": tenant_id, "agent": agent_id},
+    ).fetchone()
+    return None if row is None else float(row["kpi"])
