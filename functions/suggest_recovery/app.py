@@ -7,8 +7,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from incident_loop.loop.suggest_recovery import STAGE, suggest_recovery
 from incident_loop.loop.stage import idempotency_config, run_idempotent_stage, sqs_processor
+from incident_loop.loop.suggest_recovery import STAGE, suggest_recovery
 from incident_loop.observability import logger, metrics, tracer
 from incident_loop.schemas.envelope import EnvelopeRecord
 
