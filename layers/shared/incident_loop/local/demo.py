@@ -123,7 +123,7 @@ class StoryRunner:
         self.snapshot("4th timeout: prevented by the active policy", fourth)
 
         self.story.policies = self.app.request("GET", "/policies", self.tenant)[1]["policies"]
-        agent = self.story.steps[0].status["routing_adjustment"]["agent_id"]
+        agent = self.story.steps[1].status["routing_adjustment"]["agent_id"]
         self.story.routing = self.app.request("GET", f"/routing/{agent}", self.tenant)[1]
         self.story.graduation = self.app.request("GET", "/graduation", self.tenant)[1]
         self.story.dead_letters = {

@@ -190,7 +190,9 @@ class LocalApp:
                 event = api_event(method, path, route.path, params, tenant_id, body, query)
                 response = self.invoke(fn.logical_id, event)
                 text = response.get("body") or ""
-                is_json = "json" in (response.get("headers") or {}).get("Content-Type", "")
+                headers = {**(response.get("headers") or {}),
+                           **{k: ",".join(v) for k, v in (response.get("multiValueHeaders") or {}).items()}}
+                is_json = "json" in headers.get("Content-Type", "")
                 return response["statusCode"], json.loads(text) if is_json and text else text
         raise LookupError(f"no function serves {method} {path} in template.yaml")
 
@@ -228,8 +230,12 @@ class LocalApp:
         event = {"Records": [sqs_record(m, self.queue_arns[src.queue]) for m in messages]}
         failed: set[str] = set()
         for _ in range(2 if duplicate else 1):
-            response = self.invoke(fn.logical_id, event) or {}
             stats.invocations += 1
+            try:
+                response = self.invoke(fn.logical_id, event) or {}
+            except Exception:  # noqa: BLE001 - an invocation error fails the whole batch, as in Lambda
+                failed = {m["MessageId"] for m in messages}
+                continue
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         if failed and not src.partial_failures:
             failed = {m["MessageId"] for m in messages}  # without partial responses the batch fails whole

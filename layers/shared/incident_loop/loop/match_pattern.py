@@ -52,7 +52,9 @@ def match_pattern(conn: Connection[Any], env: Envelope) -> StageOutcome:
         if prevented is not None:
             return prevented
 
-    pattern_id, occurrences, is_new = record_match(conn, env.tenant_id, env.incident_id, decision)
+    pattern_id, occurrences, is_new = record_match(
+        conn, env.tenant_id, env.incident_id, incident["error_type"], decision
+    )
     confidence = NEW_PATTERN_CONFIDENCE if is_new else (
         ConfidenceCalculator.EXACT_MATCH_CONFIDENCE if decision.match_type == "exact" else decision.confidence
     )

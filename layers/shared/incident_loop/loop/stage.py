@@ -60,6 +60,15 @@ def hand_off(stage: LoopStage | None, **payload: Any) -> dict[str, Any] | None:
     return None if stage is None else {"stage": stage.value, "payload": payload}
 
 
+def _log_context(incident_id: str | None, tenant_id: str | None, stage: str | None) -> None:
+    """The incident is the correlation id of every log line about it."""
+    logger.set_correlation_id(incident_id)
+    if incident_id is None:
+        logger.remove_keys(["incident_id", "tenant_id", "stage"])
+    else:
+        logger.append_keys(incident_id=incident_id, tenant_id=tenant_id, stage=stage)
+
+
 def process_stage(
     envelope: Envelope,
     bridge: Bridge,
@@ -69,8 +78,7 @@ def process_stage(
     queues: StageQueues | None = None,
 ) -> dict[str, Any]:
     """Perform `stage` for the envelope inside one transaction, then hand off to the next stage."""
-    logger.set_correlation_id(envelope.incident_id)
-    logger.append_keys(incident_id=envelope.incident_id, tenant_id=envelope.tenant_id, stage=stage.value)
+    _log_context(envelope.incident_id, envelope.tenant_id, stage.value)
     if envelope.stage != stage:
         raise WrongStage(f"this function performs {stage.value}, the message asks for {envelope.stage.value}")
     conn = conn or get_connection()
@@ -126,12 +134,15 @@ class LoggingBatchProcessor(BatchProcessor):
 
     def failure_handler(self, record: Any, exception: Any) -> Any:
         exc_type, exc_value, _ = exception
-        if isinstance(record, dict):
-            message_id, receives = record.get("messageId"), (record.get("attributes") or {}).get(
-                "ApproximateReceiveCount"
-            )
+        # Log under the failed record's own incident (never the previous record's keys).
+        if isinstance(record, EnvelopeRecord):
+            _log_context(record.body.incident_id, record.body.tenant_id, record.body.stage.value)
         else:
-            message_id, receives = record.messageId, record.attributes.ApproximateReceiveCount
+            _log_context(None, None, None)
+        # A parsed record is a model, a record that failed parsing is Powertools' SQSRecord.
+        raw = getattr(record, "raw_event", None) or (record if isinstance(record, dict) else record.model_dump())
+        message_id = raw.get("messageId")
+        receives = (raw.get("attributes") or {}).get("ApproximateReceiveCount")
         logger.error(
             "record failed",
             message_id=message_id,
