@@ -1,0 +1,173 @@
+"""template.yaml keeps the promises of the design: DLQs, partial batch failures, timeouts, alarms, wiring."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode.cfn_yaml import load
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+
+# The loop, bridge by bridge: the queue that feeds each function.
+LOOP = {
+    "IngestFunction": "IncidentQueue",
+    "MatchPatternFunction": "PatternQueue",
+    "SuggestRecoveryFunction": "RecoveryQueue",
+    "GeneratePolicyFunction": "PolicyQueue",
+    "AdjustRoutingFunction": "RoutingQueue",
+}
+FOURTEEN_DAYS = 14 * 24 * 3600
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    # cfn-lint's loader understands the short tags: !Ref X -> {"Ref": "X"}, !GetAtt A.B -> {"Fn::GetAtt": [A, B]}.
+    return dict(load(str(TEMPLATE)))
+
+
+def _resources(template: dict[str, Any], type_: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in template["Resources"].items() if v["Type"] == type_}
+
+
+def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return _resources(template, "AWS::Serverless::Function")
+
+
+def _events(function: dict[str, Any], type_: str) -> list[dict[str, Any]]:
+    return [e["Properties"] for e in (function["Properties"].get("Events") or {}).values() if e["Type"] == type_]
+
+
+def _work_queues(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in _resources(template, "AWS::SQS::Queue").items() if not k.endswith("DLQ")}
+
+
+def _timeout(template: dict[str, Any], function: dict[str, Any]) -> int:
+    return int(function["Properties"].get("Timeout", template["Globals"]["Function"]["Timeout"]))
+
+
+def test_the_five_loop_functions_exist_each_fed_by_its_queue(template: dict[str, Any]) -> None:
+    functions = _functions(template)
+    for name, queue in LOOP.items():
+        assert name in functions, f"{name} is missing"
+        queues = [e["Queue"] for e in _events(functions[name], "SQS")]
+        assert queues == [{"Fn::GetAtt": [queue, "Arn"]}], f"{name} should consume exactly {queue}"
+
+
+def test_every_work_queue_redrives_to_its_own_dead_letter_queue(template: dict[str, Any]) -> None:
+    queues = _resources(template, "AWS::SQS::Queue")
+    work = _work_queues(template)
+    assert set(work) == set(LOOP.values())
+    for name, queue in work.items():
+        redrive = queue["Properties"]["RedrivePolicy"]
+        assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{name}DLQ", "Arn"]}, name
+        assert redrive["maxReceiveCount"] == 5, name
+        dlq = queues[f"{name}DLQ"]["Properties"]
+        assert dlq["MessageRetentionPeriod"] == FOURTEEN_DAYS, f"{name}DLQ keeps messages 14 days"
+        assert dlq["MessageRetentionPeriod"] > queue["Properties"]["MessageRetentionPeriod"], name
+    assert set(queues) == set(work) | {f"{name}DLQ" for name in work}, "every queue is a work queue or its DLQ"
+
+
+def test_every_queue_is_encrypted(template: dict[str, Any]) -> None:
+    for name, queue in _resources(template, "AWS::SQS::Queue").items():
+        assert queue["Properties"].get("SqsManagedSseEnabled") is True, name
+
+
+def test_every_sqs_event_reports_partial_batch_failures(template: dict[str, Any]) -> None:
+    events = [(name, e) for name, fn in _functions(template).items() for e in _events(fn, "SQS")]
+    assert len(events) == len(LOOP)
+    for name, event in events:
+        assert event.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], name
+        assert event["BatchSize"] == 10, name
+        assert event["MaximumBatchingWindowInSeconds"] == 1, name
+
+
+def test_visibility_timeout_is_at_least_six_times_the_consumer_timeout(template: dict[str, Any]) -> None:
+    queues = _resources(template, "AWS::SQS::Queue")
+    for fn in _functions(template).values():
+        for event in _events(fn, "SQS"):
+            queue = event["Queue"]["Fn::GetAtt"][0]
+            visibility = int(queues[queue]["Properties"]["VisibilityTimeout"])
+            assert visibility >= 6 * _timeout(template, fn), queue
+
+
+def test_every_dead_letter_queue_has_a_depth_alarm(template: dict[str, Any]) -> None:
+    alarms = _resources(template, "AWS::CloudWatch::Alarm")
+    for name in _work_queues(template):
+        alarm = alarms.get(f"{name}DLQAlarm")
+        assert alarm is not None, f"{name}DLQAlarm is missing"
+        props = alarm["Properties"]
+        assert (props["Namespace"], props["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        assert props["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": [f"{name}DLQ", "QueueName"]}}]
+        assert (props["ComparisonOperator"], props["Threshold"]) == ("GreaterThanThreshold", 0)
+        # Alarms notify only when an SNS topic was given.
+        assert props["AlarmActions"] == {
+            "Fn::If": ["HasAlarmTopic", [{"Ref": "AlarmTopicArn"}], {"Ref": "AWS::NoValue"}]
+        }
+
+
+def test_idempotency_table_expires_records_on_expiration(template: dict[str, Any]) -> None:
+    table = template["Resources"]["IdempotencyTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+
+
+def test_every_function_code_folder_exists(template: dict[str, Any]) -> None:
+    for name, fn in _functions(template).items():
+        folder = ROOT / fn["Properties"]["CodeUri"]
+        assert folder.is_dir(), f"{name}: {folder} does not exist"
+        assert (folder / "requirements.txt").is_file(), f"{name}: sam build expects {folder}/requirements.txt"
+
+
+def test_the_migrate_function_ships_the_one_copy_of_the_migrations(template: dict[str, Any]) -> None:
+    code = ROOT / template["Resources"]["MigrateFunction"]["Properties"]["CodeUri"]
+    link = code / "migrations"
+    assert link.is_symlink(), "functions/migrate/migrations must link to migrations/, not copy it"
+    assert link.resolve() == (ROOT / "migrations").resolve()
+    assert sorted(link.glob("*.sql")), "no migrations found through the link"
+
+
+def test_the_migrations_custom_resource_reruns_when_asked_or_when_the_code_changes(template: dict[str, Any]) -> None:
+    props = template["Resources"]["Migrations"]["Properties"]
+    assert template["Resources"]["Migrations"]["Type"] == "Custom::Migrations"
+    assert props["ServiceToken"] == {"Fn::GetAtt": ["MigrateFunction", "Arn"]}
+    assert props["Version"] == {"Ref": "MigrationsVersion"}
+    assert props["CodeVersion"] == {"Ref": "MigrateFunction.Version"}
+    for name in [*LOOP, "LoopApiFunction"]:
+        assert template["Resources"][name].get("DependsOn") == "Migrations", f"{name} must wait for the schema"
+
+
+def test_the_api_wires_every_route_the_code_serves(template: dict[str, Any]) -> None:
+    from incident_loop.openapi import document
+
+    served = {(method.upper(), path) for path, ops in json.loads(document())["paths"].items() for method in ops}
+    wired = {
+        (e["Method"].upper(), e["Path"])
+        for fn in _functions(template).values()
+        for e in _events(fn, "Api")
+        if e["RestApiId"] == {"Ref": "LoopApi"}
+    }
+    assert wired == served
+
+
+def test_the_api_authorizes_callers_by_their_iam_identity(template: dict[str, Any]) -> None:
+    auth = template["Resources"]["LoopApi"]["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "AWS_IAM"
+    assert auth["InvokeRole"] == "NONE", "callers should need execute-api:Invoke, not lambda:InvokeFunction"
+
+
+def test_cfn_lint_passes() -> None:
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    command = str(cfn_lint) if cfn_lint.exists() else shutil.which("cfn-lint")
+    if command is None:
+        pytest.fail("cfn-lint is not installed: run `make install`", pytrace=False)
+    result = subprocess.run([command, str(TEMPLATE)], capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
