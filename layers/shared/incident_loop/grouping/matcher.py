@@ -54,11 +54,25 @@ def candidate_key(template_tokens: list[str]) -> str:
 
 
 def similarity(a: list[str], b: list[str]) -> float:
-    """Share of positions that agree; a wildcard agrees with anything. Different lengths: 0."""
+    """Agreement over the positions where either side is constant; different lengths: 0.
+
+    Positions that are variable on both sides say nothing, so they are left out (otherwise two
+    messages made mostly of ids look alike). A constant facing a wildcard counts half.
+    """
     if len(a) != len(b) or not a:
         return 0.0
-    same = sum(1 for x, y in zip(a, b, strict=True) if x == y or WILDCARD in (x, y))
-    return same / len(a)
+    same = 0.0
+    counted = 0
+    for x, y in zip(a, b, strict=True):
+        if x == y:
+            if x != WILDCARD:
+                same += 1
+                counted += 1
+        else:
+            counted += 1
+            if WILDCARD in (x, y):
+                same += 0.5
+    return same / counted if counted else 1.0
 
 
 def merge(a: list[str], b: list[str]) -> list[str]:

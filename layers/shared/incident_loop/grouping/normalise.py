@@ -1,62 +1,83 @@
 """Error message -> template: the variable parts (ids, numbers, paths, urls, ...) masked as <*>.
 
 Deterministic and process-independent: the template and its sha256 signature are the same in
-every worker, every run.
+every worker, every run. One combined regular expression does the masking in a single pass.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
+from functools import lru_cache
 
 WILDCARD = "<*>"
 
-# Order matters: whole structures (urls, paths, uuids) go before the numbers inside them.
-_MASKS: list[tuple[re.Pattern[str], str]] = [
-    (re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.I), WILDCARD),  # urls
-    (re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), WILDCARD),  # emails
-    (re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I), WILDCARD),
-    (re.compile(r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"), WILDCARD),
-    (re.compile(r"\b\d{1,2}:\d{2}:\d{2}(?:[.,]\d+)?\b"), WILDCARD),  # times of day
-    (re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?(?![\w.])"), WILDCARD),  # ipv4[:port]
-    (re.compile(r"(?:(?<=\s)|^)(?:[A-Za-z]:)?(?:[\\/][\w.@%+-]+){2,}[\\/]?"), WILDCARD),  # paths
-    (re.compile(r"'[^'\n]{0,200}'|\"[^\"\n]{0,200}\"|`[^`\n]{0,200}`"), WILDCARD),  # quoted values
-    (re.compile(r"\b0x[0-9a-f]+\b", re.I), WILDCARD),
-    (re.compile(r"\b[0-9a-f]*\d[0-9a-f]*[a-f][0-9a-f]*\b|\b[0-9a-f]*[a-f][0-9a-f]*\d[0-9a-f]*\b", re.I), None),
-]
-_HEXLIKE = _MASKS[-1][0]
+# Alternatives are tried left to right at each position: whole structures (urls, paths, uuids,
+# timestamps) win over the numbers inside them.
+_VARIABLE = re.compile(
+    "|".join(
+        [
+            r"(?P<drop>\((?:[^()]*\d[^()]*)?\))",  # parenthetical numeric detail: "(1.16 KB)", "()"
+            r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+",  # urls
+            r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b",  # emails
+            r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",  # uuids
+            r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?",  # iso timestamps
+            r"\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\b",  # times and durations (07:57:30, 00:01)
+            # quantities: a number with its unit is one value ("30s", "30 sec", "<1 sec", "1.5 KB")
+            r"[<>~]?\b\d+(?:\.\d+)?\s?(?:ms|us|ns|s|secs?|seconds?|mins?|minutes?|h|hrs?|hours?|days?"
+            r"|[KMGT]i?B|B|bytes?|%)(?![\w])",
+            r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?(?![\w.])",  # ipv4[:port]
+            r"(?<![\w./])(?:[a-z0-9-]+\.)+[a-z]{2,24}(?::\d+)?(?![\w./])",  # hostnames[:port]
+            r"(?:(?<=[\s=])|^)(?:[A-Za-z]:)?(?:[\\/][\w.@%+-]+)+[\\/]?",  # paths
+            r"'[^'\n]{0,200}'|\"[^\"\n]{0,200}\"|`[^`\n]{0,200}`",  # quoted values
+            r"\b0x[0-9a-fA-F]+\b",  # hex literals
+        ]
+    )
+)
 _SPLIT = re.compile(r"[\s,;()\[\]{}|]+|(?<=[=:])|(?==)")
-_HAS_DIGIT = re.compile(r"\d")
+_HEX_ID = re.compile(r"^[0-9a-fA-F]{6,}$")
+# Calendar words are parts of timestamps written out ("Fri Jul  1 07:57:30 2005").
+_CALENDAR = frozenset(
+    "Mon Tue Wed Thu Fri Sat Sun Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+)
+_STRIP = ".!?\"'"
 
 
-def _mask_hex(match: re.Match[str]) -> str:
-    token = match.group(0)
-    # Hex-looking runs of 6+ characters are ids (commit shas, request ids); short words stay.
-    return WILDCARD if len(token) >= 6 else token
+def _mask(match: re.Match[str]) -> str:
+    return " " if match.group("drop") is not None else f" {WILDCARD} "
+
+
+def _variable(token: str) -> bool:
+    """A token that carries a digit (ids, counts, versions) or is a long hex id or a calendar word."""
+    return (
+        any(c.isdigit() for c in token)
+        or token in _CALENDAR
+        or (len(token) >= 6 and _HEX_ID.match(token) is not None)
+    )
+
+
+@lru_cache(maxsize=65536)
+def _tokens(message: str) -> tuple[str, ...]:
+    out: list[str] = []
+    for raw in _SPLIT.split(_VARIABLE.sub(_mask, message.strip())):
+        token = raw.strip(_STRIP)
+        if not token:
+            continue
+        if token != WILDCARD and _variable(token):
+            token = WILDCARD
+        if token == WILDCARD and out and out[-1] == WILDCARD:
+            continue  # runs of variable parts are one variable part
+        out.append(token)
+    return tuple(out)
 
 
 def tokens(message: str) -> list[str]:
     """The message as template tokens: variable parts replaced by <*>, runs of <*> collapsed."""
-    text = message.strip()
-    for pattern, replacement in _MASKS[:-1]:
-        text = pattern.sub(replacement or WILDCARD, text)
-    text = _HEXLIKE.sub(_mask_hex, text)
-    out: list[str] = []
-    for raw in _SPLIT.split(text):
-        token = raw.strip(".!?\"'")
-        if not token:
-            continue
-        if token != WILDCARD and _HAS_DIGIT.search(token):
-            # Anything carrying a digit is an id, a count, a duration or a version: variable.
-            token = WILDCARD
-        if out and out[-1] == WILDCARD and token == WILDCARD:
-            continue
-        out.append(token)
-    return out
+    return list(_tokens(message))
 
 
 def template(message: str) -> str:
-    return " ".join(tokens(message))
+    return " ".join(_tokens(message))
 
 
 def signature(error_type: str, template_text: str) -> str:
