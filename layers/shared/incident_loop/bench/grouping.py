@@ -120,7 +120,8 @@ def render(results: list[dict[str, Any]], latency: list[dict[str, Any]] | None) 
     ]
     for r in results:
         row = (f"| {r['dataset']} | {r['ga']:.3f} | {r['groups']} / {r['true_groups']} | {r['msgs_per_s']:,} |"
-               f" {r['drain3_ga']:.3f} | {r['drain3_groups']} | {r['drain3_msgs_per_s']:,} | {r['throughput_ratio']}x |")
+               f" {r['drain3_ga']:.3f} | {r['drain3_groups']} | {r['drain3_msgs_per_s']:,} |"
+               f" {r['throughput_ratio']}x |")
         if "db_ga" in r:
             row += f" {r['db_ga']:.3f} | {r['db_identical']} | {r['db_msgs_per_s']:,} |"
         lines.append(row)
