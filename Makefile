@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 SAM_CLI_VERSION := 1.170.0
+LOGHUB ?= ../shared/data/loghub
 export SAM_CLI_TELEMETRY := 0
 
 .PHONY: install run test lint cfn-lint build unit integration e2e openapi bench-grouping lock clean
@@ -55,7 +56,7 @@ openapi: install
 	$(BIN)/python -m incident_loop.openapi > docs/openapi.json
 
 bench-grouping: install
-	$(BIN)/incident-loop bench grouping --write-docs ../shared/data/loghub/*.csv
+	$(BIN)/incident-loop bench grouping --db --latency --write-docs $(LOGHUB)/*.csv
 
 # Regenerate the lock from a fresh resolution of pyproject.toml's pins.
 lock:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import pytest
@@ -196,16 +195,18 @@ def test_routing_adjustment_is_bounded_and_rolls_back_on_kpi_regression(local_ap
     assert "rollback threshold" in after["adjustments"][0]["rollback_reason"]
 
 
-def test_poison_message_goes_to_dlq_and_neighbours_succeed(
+def test_poison_message_goes_to_dlq_with_its_reason_logged_and_neighbours_succeed(
     local_app: Any, tenant: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     incident = report(local_app, tenant, "run-1", timeout(30))
     local_app.send("PatternQueue", "this is not an envelope")
-    with caplog.at_level(logging.ERROR):
-        local_app.drain()
+    local_app.drain()
     assert status_of(local_app, tenant, incident)["current_stage"] == "recovery_suggested"
     dead = local_app.dlq_messages("PatternQueue")
     assert [m["Body"] for m in dead] == ["this is not an envelope"]
+    failures = [r for r in caplog.records if r.getMessage() == "record failed"]
+    assert len(failures) == 5  # maxReceiveCount deliveries, each logged with why
+    assert all("Invalid JSON" in r.reason for r in failures)  # type: ignore[attr-defined]
 
 
 def test_interleaved_incidents_of_five_kinds_make_five_exact_patterns(local_app: Any, tenant: str) -> None:

@@ -20,6 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from drain3 import TemplateMiner  # imported here, outside the timed part
+
 from incident_loop.grouping.matcher import MemoryPatternIndex, decide
 
 TENANT, ERROR_TYPE = "bench", "LogLine"
@@ -52,8 +54,6 @@ def group_in_memory(messages: Iterable[str]) -> list[str]:
 
 
 def group_with_drain3(messages: Iterable[str]) -> list[str]:
-    from drain3 import TemplateMiner
-
     miner = TemplateMiner()
     return [str(miner.add_log_message(m)["cluster_id"]) for m in messages]
 

@@ -9,10 +9,12 @@ anything), as in Drain; a fuzzy join generalises the pattern's template where th
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Protocol
 
-from incident_loop.grouping.normalise import WILDCARD, signature, tokens
+from incident_loop.grouping.normalise import WILDCARD, _tokens, signature
 
 EXACT_CONFIDENCE = 0.95
 MAX_FUZZY_CONFIDENCE = 0.94
@@ -32,7 +34,7 @@ class PatternIndex(Protocol):
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> list[PatternCandidate]: ...
 
 
-@dataclass(frozen=True)
+@dataclass  # not frozen: a frozen dataclass costs a setattr call per field on the hot path
 class MatchDecision:
     """What the matcher decided for one message; `pattern_id` is None for a new pattern."""
 
@@ -43,17 +45,30 @@ class MatchDecision:
     template: str
     merged_template: str
     candidate_key: str
-    pattern_type: str
-    category: str
+    error_type: str
+    message: str
+
+    # Classification is only needed when a pattern is created or reported, not on every match.
+    @cached_property
+    def _classified(self) -> tuple[str, str]:
+        return classify(self.error_type, self.message)
+
+    @property
+    def pattern_type(self) -> str:
+        return self._classified[0]
+
+    @property
+    def category(self) -> str:
+        return self._classified[1]
 
 
-def candidate_key(template_tokens: list[str]) -> str:
+def candidate_key(template_tokens: Sequence[str]) -> str:
     """Token count and first constant token: siblings share it, so it can be an index key."""
     first = next((t for t in template_tokens if t != WILDCARD), WILDCARD)
     return f"{len(template_tokens)}:{first}"
 
 
-def similarity(a: list[str], b: list[str]) -> float:
+def similarity(a: Sequence[str], b: Sequence[str]) -> float:
     """Agreement over the positions where either side is constant; different lengths: 0.
 
     Positions that are variable on both sides say nothing, so they are left out (otherwise two
@@ -75,7 +90,7 @@ def similarity(a: list[str], b: list[str]) -> float:
     return same / counted if counted else 1.0
 
 
-def merge(a: list[str], b: list[str]) -> list[str]:
+def merge(a: Sequence[str], b: Sequence[str]) -> list[str]:
     return [x if x == y else WILDCARD for x, y in zip(a, b, strict=True)]
 
 
@@ -112,25 +127,28 @@ def decide(
     message: str, error_type: str, tenant_id: str, index: PatternIndex, threshold: float = 0.75
 ) -> MatchDecision:
     """Exact signature hit (0.95), else the most similar candidate above `threshold`, else new."""
-    toks = tokens(message)
+    toks = _tokens(message)
     text = " ".join(toks)
     sig = signature(error_type, text)
     key = candidate_key(toks)
-    pattern_type, category = classify(error_type, message)
     found = index.by_signature(tenant_id, sig)
     if found is not None:
-        return MatchDecision("exact", found, EXACT_CONFIDENCE, sig, text, text, key, pattern_type, category)
+        return MatchDecision("exact", found, EXACT_CONFIDENCE, sig, text, text, key, error_type, message)
     best: tuple[float, PatternCandidate | None] = (0.0, None)
     for candidate in index.candidates(tenant_id, error_type, key):
         score = similarity(toks, candidate.template.split(" "))
-        if score > best[0] or (score == best[0] and best[1] and candidate.pattern_id < best[1].pattern_id):
+        # Ties go to the smaller template: the same choice whichever index (and id scheme) answers.
+        if score > best[0] or (
+            score == best[0] and best[1] and (candidate.template, candidate.pattern_id)
+            < (best[1].template, best[1].pattern_id)
+        ):
             best = (score, candidate)
     score, chosen = best
     if chosen is not None and score >= threshold:
         merged = " ".join(merge(toks, chosen.template.split(" ")))
         return MatchDecision("fuzzy", chosen.pattern_id, round(min(score, MAX_FUZZY_CONFIDENCE), 4), sig, text,
-                             merged, key, pattern_type, category)
-    return MatchDecision("new", None, 0.0, sig, text, text, key, pattern_type, category)
+                             merged, key, error_type, message)
+    return MatchDecision("new", None, 0.0, sig, text, text, key, error_type, message)
 
 
 class MemoryPatternIndex:
@@ -156,6 +174,7 @@ class MemoryPatternIndex:
             self._next += 1
             pattern_id = f"pat_{self._next:016x}"
             self._by_key.setdefault((tenant_id, error_type, decision.candidate_key), []).append(pattern_id)
-        self._templates[pattern_id] = decision.merged_template
+        if decision.match_type != "exact":  # an exact hit (maybe through an alias) changes nothing
+            self._templates[pattern_id] = decision.merged_template
         self._signatures.setdefault((tenant_id, decision.signature), pattern_id)
         return pattern_id

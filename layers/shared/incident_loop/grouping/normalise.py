@@ -1,7 +1,9 @@
 """Error message -> template: the variable parts (ids, numbers, paths, urls, ...) masked as <*>.
 
 Deterministic and process-independent: the template and its sha256 signature are the same in
-every worker, every run. One combined regular expression does the masking in a single pass.
+every worker, every run. Most of the work is per token (cheap character tests); the few
+structures that span tokens (urls, quoted values, numeric parentheticals) are cut out first, and
+only when the message contains the character that can start one.
 """
 
 from __future__ import annotations
@@ -12,61 +14,63 @@ from functools import lru_cache
 
 WILDCARD = "<*>"
 
-# Alternatives are tried left to right at each position: whole structures (urls, paths, uuids,
-# timestamps) win over the numbers inside them.
-_VARIABLE = re.compile(
-    "|".join(
-        [
-            r"(?P<drop>\((?:[^()]*\d[^()]*)?\))",  # parenthetical numeric detail: "(1.16 KB)", "()"
-            r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+",  # urls
-            r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b",  # emails
-            r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b",  # uuids
-            r"\b\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?",  # iso timestamps
-            r"\b\d{1,2}:\d{2}(?::\d{2})?(?:[.,]\d+)?\b",  # times and durations (07:57:30, 00:01)
-            # quantities: a number with its unit is one value ("30s", "30 sec", "<1 sec", "1.5 KB")
-            r"[<>~]?\b\d+(?:\.\d+)?\s?(?:ms|us|ns|s|secs?|seconds?|mins?|minutes?|h|hrs?|hours?|days?"
-            r"|[KMGT]i?B|B|bytes?|%)(?![\w])",
-            r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?(?![\w.])",  # ipv4[:port]
-            r"(?<![\w./])(?:[a-z0-9-]+\.)+[a-z]{2,24}(?::\d+)?(?![\w./])",  # hostnames[:port]
-            r"(?:(?<=[\s=])|^)(?:[A-Za-z]:)?(?:[\\/][\w.@%+-]+)+[\\/]?",  # paths
-            r"'[^'\n]{0,200}'|\"[^\"\n]{0,200}\"|`[^`\n]{0,200}`",  # quoted values
-            r"\b0x[0-9a-fA-F]+\b",  # hex literals
-        ]
-    )
-)
-_SPLIT = re.compile(r"[\s,;()\[\]{}|]+|(?<=[=:])|(?==)")
-_HEX_ID = re.compile(r"^[0-9a-fA-F]{6,}$")
+_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.I)
+_QUOTED = re.compile(r"'[^'\n]{0,200}'|\"[^\"\n]{0,200}\"|`[^`\n]{0,200}`")
+_NUMERIC_PAREN = re.compile(r"\((?:[^()]*\d[^()]*)?\)")  # "(1.16 KB)", "()": detail, dropped
+# Token boundaries: whitespace and brackets; "=" stands alone and ":" ends a token ("key=value", "host:").
+_BOUNDARIES = str.maketrans({**{c: " " for c in ",;()[]{}|"}, "=": " = ", ":": ": "})
+_HOSTNAME = re.compile(r"(?:[a-z0-9-]+\.)+[a-z]{2,24}:?")
+_HEX = frozenset("0123456789abcdefABCDEF")
+_DIGITS = frozenset("0123456789")
 # Calendar words are parts of timestamps written out ("Fri Jul  1 07:57:30 2005").
-_CALENDAR = frozenset(
-    "Mon Tue Wed Thu Fri Sat Sun Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
+_CALENDAR = frozenset("Mon Tue Wed Thu Fri Sat Sun Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split())
+# A unit right after a number belongs to the quantity: "30 sec", "<1 sec", "1190 bytes" are one value.
+_UNITS = frozenset(
+    "ms us ns s sec secs second seconds min mins minute minutes h hr hrs hour hours day days"
+    " B KB MB GB TB KiB MiB GiB byte bytes %".split()
 )
 _STRIP = ".!?\"'"
 
 
-def _mask(match: re.Match[str]) -> str:
-    return " " if match.group("drop") is not None else f" {WILDCARD} "
-
-
 def _variable(token: str) -> bool:
-    """A token that carries a digit (ids, counts, versions) or is a long hex id or a calendar word."""
-    return (
-        any(c.isdigit() for c in token)
-        or token in _CALENDAR
-        or (len(token) >= 6 and _HEX_ID.match(token) is not None)
-    )
+    """Ids, counts, versions, addresses, paths, hostnames, long hex ids, calendar words."""
+    if not _DIGITS.isdisjoint(token) or token in _CALENDAR:
+        return True
+    if "/" in token or "\\" in token or "@" in token:
+        return True
+    if "." in token and _HOSTNAME.fullmatch(token):
+        return True
+    return len(token) >= 6 and _HEX.issuperset(token) and token.lower() != token.upper()
+
+
+# token -> is it variable? Constant words recur in almost every message; deciding once is enough.
+_VERDICTS: dict[str, bool] = {}
 
 
 @lru_cache(maxsize=65536)
 def _tokens(message: str) -> tuple[str, ...]:
+    text = message.strip()
+    if "://" in text:
+        text = _URL.sub(f" {WILDCARD} ", text)
+    if "'" in text or '"' in text or "`" in text:
+        text = _QUOTED.sub(f" {WILDCARD} ", text)
+    if "(" in text:
+        text = _NUMERIC_PAREN.sub(" ", text)
     out: list[str] = []
-    for raw in _SPLIT.split(_VARIABLE.sub(_mask, message.strip())):
+    seen = _VERDICTS
+    for raw in text.translate(_BOUNDARIES).split():
         token = raw.strip(_STRIP)
         if not token:
             continue
-        if token != WILDCARD and _variable(token):
+        variable = seen.get(token)
+        if variable is None:
+            if len(seen) > 200_000:
+                seen.clear()  # bounded: constant words come back at once, ids never do
+            variable = seen[token] = token == WILDCARD or _variable(token)
+        if variable:
             token = WILDCARD
-        if token == WILDCARD and out and out[-1] == WILDCARD:
-            continue  # runs of variable parts are one variable part
+        if out and out[-1] == WILDCARD and (token == WILDCARD or token in _UNITS):
+            continue  # a run of variable parts, or a number's unit, is one variable part
         out.append(token)
     return tuple(out)
 

@@ -30,7 +30,8 @@ class PostgresPatternIndex:
         rows = self._conn.execute(
             "SELECT id, template FROM failure_patterns"
             " WHERE tenant_id = %(t)s AND error_type = %(e)s AND candidate_key = %(k)s"
-            " ORDER BY occurrence_count DESC, id LIMIT %(n)s",
+            # The index supplies this order: no sort, however many patterns share the key.
+            " ORDER BY occurrence_count DESC LIMIT %(n)s",
             {"t": tenant_id, "e": error_type, "k": candidate_key, "n": MAX_CANDIDATES},
         ).fetchall()
         return [PatternCandidate(r["id"], r["template"]) for r in rows]
