@@ -80,10 +80,10 @@ def test_exact_fuzzy_and_new_decisions() -> None:
 
 def test_fuzzy_join_makes_the_next_sibling_an_exact_hit() -> None:
     index = MemoryPatternIndex()
-    pid = index.record("t", "E", decide("worker alpha lost its lease", "E", "t", index))
-    index.record("t", "E", decide("worker beta lost its lease", "E", "t", index))
-    assert decide("worker beta lost its lease", "E", "t", index).match_type == "exact"
-    assert decide("worker gamma lost its lease", "E", "t", index).pattern_id == pid
+    pid = index.record("t", "E", decide("lease lost by worker alpha", "E", "t", index))
+    index.record("t", "E", decide("lease lost by worker beta", "E", "t", index))
+    assert decide("lease lost by worker beta", "E", "t", index).match_type == "exact"
+    assert decide("lease lost by worker gamma", "E", "t", index).pattern_id == pid
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,6 @@
 """Bridge 1's decision: exact signature, fuzzy sibling through an indexed candidate key, or new.
 
-The candidate key (token count and the first constant token) is what the PostgreSQL index is
+The candidate key (token count and the first two constant tokens) is what the PostgreSQL index is
 on, so finding the patterns to compare against is an index probe, never a scan, and needs no
 pg_trgm. Similarity is the share of positions whose tokens agree (wildcards agree with
 anything), as in Drain; a fuzzy join generalises the pattern's template where they differ.
@@ -63,9 +63,10 @@ class MatchDecision:
 
 
 def candidate_key(template_tokens: Sequence[str]) -> str:
-    """Token count and first constant token: siblings share it, so it can be an index key."""
-    first = next((t for t in template_tokens if t != WILDCARD), WILDCARD)
-    return f"{len(template_tokens)}:{first}"
+    """Token count and the first two constant tokens (Drain's prefix): siblings share it, so it is
+    what the PostgreSQL index is on."""
+    lead = [t for t in template_tokens[:8] if t != WILDCARD][:2]
+    return f"{len(template_tokens)}:{' '.join(lead) or WILDCARD}"
 
 
 def similarity(a: Sequence[str], b: Sequence[str]) -> float:

@@ -16,7 +16,9 @@ WILDCARD = "<*>"
 
 _URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s'\"<>]+", re.I)
 _QUOTED = re.compile(r"'[^'\n]{0,200}'|\"[^\"\n]{0,200}\"|`[^`\n]{0,200}`")
-_NUMERIC_PAREN = re.compile(r"\((?:[^()]*\d[^()]*)?\)")  # "(1.16 KB)", "()": detail, dropped
+# Parenthesised detail is dropped: numeric ("(1.16 KB)"), empty ("()"), or a call's arguments
+# written against a word ("chdir(/p/x)", "chdir(pwd)", "error(s)").
+_PAREN_DETAIL = re.compile(r"\((?:[^()]*\d[^()]*)?\)|(?<=\w)\([^()\s]*\)")
 # Token boundaries: whitespace and brackets; "=" stands alone and ":" ends a token ("key=value", "host:").
 _BOUNDARIES = str.maketrans({**{c: " " for c in ",;()[]{}|"}, "=": " = ", ":": ": "})
 _HOSTNAME = re.compile(r"(?:[a-z0-9-]+\.)+[a-z]{2,24}:?")
@@ -55,7 +57,7 @@ def _tokens(message: str) -> tuple[str, ...]:
     if "'" in text or '"' in text or "`" in text:
         text = _QUOTED.sub(f" {WILDCARD} ", text)
     if "(" in text:
-        text = _NUMERIC_PAREN.sub(" ", text)
+        text = _PAREN_DETAIL.sub(" ", text)
     out: list[str] = []
     seen = _VERDICTS
     for raw in text.translate(_BOUNDARIES).split():
