@@ -20,7 +20,7 @@ _QUOTED = re.compile(r"'[^'\n]{0,200}'|\"[^\"\n]{0,200}\"|`[^`\n]{0,200}`")
 # written against a word ("chdir(/p/x)", "chdir(pwd)", "error(s)").
 _PAREN_DETAIL = re.compile(r"\((?:[^()]*\d[^()]*)?\)|(?<=\w)\([^()\s]*\)")
 # Token boundaries: whitespace and brackets; "=" stands alone and ":" ends a token ("key=value", "host:").
-_BOUNDARIES = str.maketrans({**{c: " " for c in ",;()[]{}|"}, "=": " = ", ":": ": "})
+_BRACKETS = str.maketrans(",;()[]{}|", "         ")
 _HOSTNAME = re.compile(r"(?:[a-z0-9-]+\.)+[a-z]{2,24}:?")
 _HEX = frozenset("0123456789abcdefABCDEF")
 _DIGITS = frozenset("0123456789")
@@ -45,8 +45,16 @@ def _variable(token: str) -> bool:
     return len(token) >= 6 and _HEX.issuperset(token) and token.lower() != token.upper()
 
 
-# token -> is it variable? Constant words recur in almost every message; deciding once is enough.
-_VERDICTS: dict[str, bool] = {}
+# raw token -> its template token ("" when it is only punctuation). Constant words recur in almost
+# every message: deciding once per distinct raw token is enough. Bounded: ids never come back.
+_VERDICTS: dict[str, str] = {}
+
+
+def _template_token(raw: str) -> str:
+    token = raw.strip(_STRIP)
+    if token and token != WILDCARD and _variable(token):
+        return WILDCARD
+    return token
 
 
 @lru_cache(maxsize=65536)
@@ -58,22 +66,26 @@ def _tokens(message: str) -> tuple[str, ...]:
         text = _QUOTED.sub(f" {WILDCARD} ", text)
     if "(" in text:
         text = _PAREN_DETAIL.sub(" ", text)
+    text = text.translate(_BRACKETS)
+    if "=" in text:
+        text = text.replace("=", " = ")
+    if ":" in text:
+        text = text.replace(":", ": ")
+    verdicts = _VERDICTS
+    if len(verdicts) > 200_000:
+        verdicts.clear()
     out: list[str] = []
-    seen = _VERDICTS
-    for raw in text.translate(_BOUNDARIES).split():
-        token = raw.strip(_STRIP)
+    last = ""
+    for raw in text.split():
+        token = verdicts.get(raw)
+        if token is None:
+            token = verdicts[raw] = _template_token(raw)
         if not token:
             continue
-        variable = seen.get(token)
-        if variable is None:
-            if len(seen) > 200_000:
-                seen.clear()  # bounded: constant words come back at once, ids never do
-            variable = seen[token] = token == WILDCARD or _variable(token)
-        if variable:
-            token = WILDCARD
-        if out and out[-1] == WILDCARD and (token == WILDCARD or token in _UNITS):
+        if last == WILDCARD and (token == WILDCARD or token in _UNITS):
             continue  # a run of variable parts, or a number's unit, is one variable part
         out.append(token)
+        last = token
     return tuple(out)
 
 
