@@ -41,12 +41,31 @@ def _run(args: argparse.Namespace) -> int:
     return 0 if story.graduation.get("graduated") and not any(story.dead_letters.values()) else 1
 
 
-def _bench(args: argparse.Namespace, rest: list[str]) -> int:
-    if args.what == "grouping":
-        from incident_loop.bench import grouping
+def _backfill(args: argparse.Namespace) -> int:
+    from incident_loop.costsim import backfill
 
-        return int(grouping.main(rest) or 0)
-    raise SystemExit(f"unknown benchmark {args.what}")
+    paths = backfill.files_of(Path(args.dir) if args.dir else None, Path(args.file) if args.file else None)
+    if not paths:
+        print("no .json/.jsonl files found", file=sys.stderr)
+        return 2
+    summary = backfill.run(paths, args.database_url, dry_run=args.dry_run, verify=args.verify,
+                           batch_size=args.batch_size, progress=not args.no_progress)
+    report = summary.to_dict()
+    if args.verify:
+        report = {k: report[k] for k in ("read", "verified", "missing", "mismatched", "invalid")}
+    elif args.dry_run:
+        report = {k: report[k] for k in ("read", "already_stored", "invalid")}
+    else:
+        report = {k: report[k] for k in ("read", "inserted", "duplicates", "invalid")}
+    print(json.dumps(report, indent=2))
+    failed = report.get("invalid") or report.get("missing") or report.get("mismatched")
+    return 1 if failed else 0
+
+
+def _bench(args: argparse.Namespace, rest: list[str]) -> int:
+    module = {"grouping": "grouping", "backfill": "backfill", "breaker": "breaker"}[args.what]
+    bench = __import__(f"incident_loop.bench.{module}", fromlist=["main"])
+    return int(bench.main(rest) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,14 +77,23 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("run", help="run the loop locally on moto + PostgreSQL and print each loop")
     r.add_argument("--json", action="store_true", help="print the loop statuses as JSON")
     r.add_argument("--verbose", action="store_true", help="show the functions' logs")
+    bf = sub.add_parser("backfill-provenance", help="load historical CostSim provenance from JSON/JSONL files")
+    source = bf.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dir", help="every .json/.jsonl/.ndjson file under this folder")
+    source.add_argument("--file", help="one .json or .jsonl file")
+    bf.add_argument("--dry-run", action="store_true", help="read and validate only; write nothing")
+    bf.add_argument("--verify", action="store_true", help="check the stored rows against the files")
+    bf.add_argument("--batch-size", type=int, default=5000)
+    bf.add_argument("--no-progress", action="store_true")
+    bf.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     b = sub.add_parser("bench", help="benchmarks that print figures")
-    b.add_argument("what", choices=["grouping"])
+    b.add_argument("what", choices=["grouping", "backfill", "breaker"])
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         return _bench(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return {"migrate": _migrate, "run": _run}[args.command](args)
+    return {"migrate": _migrate, "run": _run, "backfill-provenance": _backfill}[args.command](args)
 
 
 if __name__ == "__main__":

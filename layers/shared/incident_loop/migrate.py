@@ -12,6 +12,7 @@ import psycopg
 
 from incident_loop.db import connect
 from incident_loop.observability import logger
+from incident_loop.settings import get_settings
 
 # Any constant works; it only has to be the same for every runner of this schema.
 ADVISORY_LOCK_KEY = 0x1C1DE47
@@ -38,8 +39,9 @@ class Migration:
 
 
 def default_dir() -> Path:
-    """The repository's migrations/ folder (layers/shared/incident_loop -> repo root)."""
-    return Path(__file__).resolve().parents[3] / "migrations"
+    """MIGRATIONS_DIR, or the repository's migrations/ folder (layers/shared/incident_loop -> repo root)."""
+    configured = get_settings().migrations_dir
+    return Path(configured) if configured else Path(__file__).resolve().parents[3] / "migrations"
 
 
 def discover(directory: Path | None = None) -> list[Migration]:

@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     db_proxy_endpoint: str | None = None
     db_name: str = "incident_loop"
     db_connect_timeout_s: int = 5
+    migrations_dir: str | None = None  # default: the repository's migrations/
 
     # DynamoDB
     idempotency_table: str = "incident-loop-idempotency"

@@ -1,20 +1,34 @@
 """M25 integration loop events (seed 003): the enums and models every bridge speaks.
 
-Everything a model puts into event details goes through `to_dict()` and round-trips through
-JSON and `model_validate`, so a bridge never meets a dict where it expected an object.
+Each model's `to_dict()` is plain JSON and `Model.model_validate(d)` rebuilds the model from it, so
+a bridge stores dicts in event details and the next bridge reads a model back: never a dict-vs-object
+guess (seed 000, issues 7 and 12). Free-form detail dicts are checked for JSON when they are set,
+so a bad value fails where it is made, with its path, not later in the database.
 """
 
 from __future__ import annotations
 
+import math
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import Any, Literal
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 LOOP_MECHANICS_VERSION = "1.0.0"
 LOOP_MECHANICS_FROZEN_AT = "2026-11-23"
+
+SuggestionType = Literal["template", "generated", "none"]
+RecoveryStatus = Literal["pending", "approved", "applied", "rejected"]
+PolicyCategory = Literal["safety", "privacy", "operational", "routing", "custom"]
+PolicyAction = Literal["block", "warn", "escalate", "route_away", "rate_limit"]
+ScopeType = Literal["tenant", "agent", "global"]
+AdjustmentType = Literal["confidence_penalty", "route_block", "escalation_add", "weight_shift"]
+
+DEFAULT_CHECKPOINT_OPTIONS = ("approve", "reject", "modify")
+STRONG_MATCH_THRESHOLD = 0.85  # at or above: STRONG_MATCH, may be auto-applied
+WEAK_MATCH_THRESHOLD = 0.6  # at or above: WEAK_MATCH; below: NOVEL
 
 
 def _id(prefix: str) -> str:
@@ -26,26 +40,36 @@ def _now() -> datetime:
 
 
 def ensure_json_serializable(obj: Any, path: str = "details") -> Any:
-    """A JSON-safe copy of `obj`; raises TypeError naming the path of the first value that is not."""
-    if obj is None or isinstance(obj, (str, bool, int, float)):
+    """Return a JSON-safe copy of `obj`.
+
+    Datetimes and dates become ISO strings, enums their value, pydantic models and objects with
+    `to_dict()` their dict; dicts, lists and tuples are copied recursively. Anything else (a set,
+    bytes, an arbitrary object, a non-string key, NaN or infinity) raises TypeError naming the
+    path of the offending value, e.g. ``details.match.items[2]``.
+    """
+    if isinstance(obj, Enum):  # before str: a (str, Enum) member is a str but must become its value
+        return ensure_json_serializable(obj.value, path)
+    if obj is None or isinstance(obj, (str, bool, int)):
         return obj
-    if isinstance(obj, Enum):
-        return obj.value
+    if isinstance(obj, float):
+        if not math.isfinite(obj):  # json.dumps writes NaN, but it is not JSON and jsonb refuses it
+            raise TypeError(f"{path}: float {obj!r} is not valid JSON")
+        return obj
     if isinstance(obj, (datetime, date)):
         return obj.isoformat()
+    if callable(getattr(obj, "to_dict", None)):  # before BaseModel: LoopStatus.to_dict adds fields
+        return ensure_json_serializable(obj.to_dict(), path)
     if isinstance(obj, BaseModel):
         return ensure_json_serializable(obj.model_dump(mode="json"), path)
-    if hasattr(obj, "to_dict") and callable(obj.to_dict):
-        return ensure_json_serializable(obj.to_dict(), path)
     if isinstance(obj, dict):
-        out = {}
+        out: dict[str, Any] = {}
         for key, value in obj.items():
             if not isinstance(key, str):
                 raise TypeError(f"{path}: key {key!r} of type {type(key).__name__} is not a string")
             out[key] = ensure_json_serializable(value, f"{path}.{key}")
         return out
     if isinstance(obj, (list, tuple)):
-        return [ensure_json_serializable(v, f"{path}[{i}]") for i, v in enumerate(obj)]
+        return [ensure_json_serializable(item, f"{path}[{i}]") for i, item in enumerate(obj)]
     raise TypeError(f"{path}: object of type {type(obj).__name__} is not JSON serializable")
 
 
@@ -53,8 +77,17 @@ class _Model(BaseModel):
     model_config = ConfigDict(validate_assignment=True)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-safe dict; `Model.model_validate(d)` rebuilds the model."""
+        """A JSON-safe dict of the model; `Model.model_validate(d)` rebuilds it."""
         return self.model_dump(mode="json")
+
+
+def _json_field(*names: str) -> Any:
+    """A before-validator that runs ensure_json_serializable over the named dict fields."""
+
+    def check(cls: type, value: Any, info: Any) -> Any:
+        return ensure_json_serializable({} if value is None else value, info.field_name)
+
+    return field_validator(*names, mode="before")(classmethod(check))
 
 
 class ConfidenceBand(str, Enum):
@@ -66,47 +99,52 @@ class ConfidenceBand(str, Enum):
 
     @classmethod
     def from_confidence(cls, confidence: float) -> ConfidenceBand:
-        if not 0.0 <= confidence <= 1.0:
+        """STRONG_MATCH at >= 0.85, WEAK_MATCH at >= 0.6, else NOVEL; ValueError outside [0, 1]."""
+        if not 0.0 <= confidence <= 1.0:  # also refuses NaN
             raise ValueError(f"confidence {confidence} is outside [0, 1]")
-        if confidence >= 0.85:
+        if confidence >= STRONG_MATCH_THRESHOLD:
             return cls.STRONG_MATCH
-        if confidence >= 0.6:
+        if confidence >= WEAK_MATCH_THRESHOLD:
             return cls.WEAK_MATCH
         return cls.NOVEL
 
     def allows_auto_apply(self) -> bool:
+        """Only a strong match may be acted on without a person."""
         return self is ConfidenceBand.STRONG_MATCH
 
     def requires_human_review(self) -> bool:
+        """Weak matches and novel patterns go to a person."""
         return self is not ConfidenceBand.STRONG_MATCH
 
 
 class ConfidenceCalculator:
-    """Centralized confidence calculation (seed 000, issue 10)."""
+    """Centralized confidence calculation (seed 000, issue 10: confidence grows with occurrences)."""
 
     EXACT_MATCH_CONFIDENCE = 0.95
     BASE_RECOVERY_CONFIDENCE = 0.7
-    AUTO_APPLY_CONFIDENCE = 0.85
+    AUTO_APPLY_CONFIDENCE = STRONG_MATCH_THRESHOLD
     AUTO_APPLY_MIN_OCCURRENCES = 3
+    MAX_RECOVERY_CONFIDENCE = 0.9
 
-    @staticmethod
-    def calculate_recovery_confidence(occurrence_count: int, base: float = 0.7) -> float:
-        """1 occurrence: base; 2: base + 0.1; 3 or more: base + 0.2, capped at 0.9."""
+    @classmethod
+    def calculate_recovery_confidence(cls, occurrence_count: int, base: float = BASE_RECOVERY_CONFIDENCE) -> float:
+        """1 occurrence: base; 2: base + 0.1; 3 or more: base + 0.2; never above 0.9."""
         if occurrence_count < 1:
-            raise ValueError("occurrence_count must be at least 1")
+            raise ValueError(f"occurrence_count must be at least 1, got {occurrence_count}")
         boost = 0.2 if occurrence_count >= 3 else 0.1 if occurrence_count == 2 else 0.0
-        return round(min(0.9, base + boost), 2)
+        return round(min(cls.MAX_RECOVERY_CONFIDENCE, base + boost), 2)  # round: 0.7 + 0.1 is 0.7999...
 
     @classmethod
     def should_auto_apply(cls, confidence: float, occurrence_count: int) -> bool:
+        """Auto-apply needs both a strong confidence and a pattern seen at least three times."""
         return confidence >= cls.AUTO_APPLY_CONFIDENCE and occurrence_count >= cls.AUTO_APPLY_MIN_OCCURRENCES
 
     @classmethod
     def get_confirmation_level(cls, confidence: float, occurrence_count: int) -> int:
-        """Human confirmations needed: 0 when auto-applied, 1 for weak confidence, 2 below that."""
+        """Human confirmations needed: 0 when auto-applied, 1 at confidence >= 0.6, else 2."""
         if cls.should_auto_apply(confidence, occurrence_count):
             return 0
-        return 1 if confidence >= 0.6 else 2
+        return 1 if confidence >= WEAK_MATCH_THRESHOLD else 2
 
 
 class LoopStage(str, Enum):
@@ -121,18 +159,18 @@ class LoopStage(str, Enum):
 
     @classmethod
     def ordered(cls) -> list[LoopStage]:
-        """The five stages of a loop, in order."""
-        return [cls.INCIDENT_CREATED, cls.PATTERN_MATCHED, cls.RECOVERY_SUGGESTED, cls.POLICY_GENERATED,
-                cls.ROUTING_ADJUSTED]
+        """The five stages of a loop, in order (LOOP_COMPLETE is where it ends, not a stage)."""
+        return [member for member in cls if member is not cls.LOOP_COMPLETE]
 
     def next_stage(self) -> LoopStage | None:
-        order = [*self.ordered(), LoopStage.LOOP_COMPLETE]
-        index = order.index(self)
-        return order[index + 1] if index + 1 < len(order) else None
+        """The stage after this one; ROUTING_ADJUSTED leads to LOOP_COMPLETE, which leads nowhere."""
+        members = list(LoopStage)
+        index = members.index(self)
+        return members[index + 1] if index + 1 < len(members) else None
 
 
 class LoopFailureState(str, Enum):
-    """Explicit states for when the loop doesn't complete."""
+    """Explicit states for when the loop doesn't complete (POLICY_SHADOW_MODE is informational)."""
 
     MATCH_FAILED = "match_failed"
     MATCH_LOW_CONFIDENCE = "match_low_confidence"
@@ -148,7 +186,7 @@ class LoopFailureState(str, Enum):
 
 
 class PolicyMode(str, Enum):
-    """Policy activation modes for safety."""
+    """Policy activation modes for safety: every policy starts in SHADOW."""
 
     SHADOW = "shadow"
     PENDING = "pending"
@@ -167,7 +205,7 @@ class HumanCheckpointType(str, Enum):
 
 
 class LoopEvent(_Model):
-    """Base event for integration loop."""
+    """Base event for integration loop: what one stage did for one incident."""
 
     event_id: str
     incident_id: str
@@ -178,6 +216,8 @@ class LoopEvent(_Model):
     failure_state: LoopFailureState | None = None
     confidence_band: ConfidenceBand | None = None
     requires_human_review: bool = False
+
+    _check_details = _json_field("details")
 
     @classmethod
     def create(
@@ -190,14 +230,14 @@ class LoopEvent(_Model):
         confidence_band: ConfidenceBand | None = None,
         requires_human_review: bool = False,
     ) -> LoopEvent:
-        """A new event; details are checked for JSON now, not when they are stored."""
+        """A new event; details are made JSON-safe now (TypeError naming the path if they cannot be)."""
         return cls(
             event_id=_id("evt"),
             incident_id=incident_id,
             tenant_id=tenant_id,
             stage=stage,
             timestamp=_now(),
-            details=ensure_json_serializable(details or {}),
+            details=details or {},  # made JSON-safe by the field validator
             failure_state=failure_state,
             confidence_band=confidence_band,
             requires_human_review=requires_human_review,
@@ -205,11 +245,12 @@ class LoopEvent(_Model):
 
     @property
     def is_success(self) -> bool:
-        # Shadow mode is information, not failure (seed 000, issue 11).
+        """False only for a real failure: shadow mode never stops the loop (seed 000, issue 11)."""
         return self.failure_state in (None, LoopFailureState.POLICY_SHADOW_MODE)
 
     @property
     def is_blocked(self) -> bool:
+        """True while the loop waits for a person."""
         return self.requires_human_review or self.failure_state == LoopFailureState.RECOVERY_PENDING_APPROVAL
 
 
@@ -217,13 +258,15 @@ class PatternMatchResult(_Model):
     """Result of Bridge 1: Incident -> Failure Catalog."""
 
     incident_id: str
-    pattern_id: str | None
+    pattern_id: str | None = None
     confidence: float = Field(ge=0, le=1)
     confidence_band: ConfidenceBand
     is_new_pattern: bool = False
     matched: bool
     signature_hash: str
     match_details: dict[str, Any] = Field(default_factory=dict)
+
+    _check_details = _json_field("match_details")
 
     @classmethod
     def from_match(
@@ -235,6 +278,7 @@ class PatternMatchResult(_Model):
         is_new_pattern: bool = False,
         match_details: dict[str, Any] | None = None,
     ) -> PatternMatchResult:
+        """A match to `pattern_id`, banded by its confidence."""
         return cls(
             incident_id=incident_id,
             pattern_id=pattern_id,
@@ -243,11 +287,12 @@ class PatternMatchResult(_Model):
             is_new_pattern=is_new_pattern,
             matched=True,
             signature_hash=signature_hash,
-            match_details=ensure_json_serializable(match_details or {}, "match_details"),
+            match_details=match_details or {},
         )
 
     @classmethod
     def no_match(cls, incident_id: str, signature_hash: str, reason: str) -> PatternMatchResult:
+        """No pattern matched: confidence 0, NOVEL, with the reason in match_details."""
         return cls(
             incident_id=incident_id,
             pattern_id=None,
@@ -259,37 +304,41 @@ class PatternMatchResult(_Model):
         )
 
     def should_auto_proceed(self) -> bool:
+        """True when the match is strong enough to go on without a person."""
         return self.matched and self.confidence_band.allows_auto_apply()
 
 
 class RecoverySuggestion(_Model):
-    """Result of Bridge 2: Pattern -> Recovery."""
+    """Result of Bridge 2: Pattern -> Recovery. Status: pending -> approved -> applied, or rejected."""
 
     recovery_id: str
     incident_id: str
     pattern_id: str
-    suggestion_type: Literal["template", "generated", "none"]
+    suggestion_type: SuggestionType
     confidence: float = Field(ge=0, le=1)
     confidence_band: ConfidenceBand
     action_type: str
     action_params: dict[str, Any] = Field(default_factory=dict)
-    status: Literal["pending", "approved", "applied", "rejected"]
-    auto_applicable: bool
-    requires_confirmation: int = Field(ge=0)
+    status: RecoveryStatus = "pending"
+    auto_applicable: bool = False
+    requires_confirmation: int = Field(default=1, ge=0)
     confirmations_received: int = Field(default=0, ge=0)
     rejection_reason: str | None = None
+
+    _check_params = _json_field("action_params")
 
     @classmethod
     def create(
         cls,
         incident_id: str,
         pattern_id: str,
-        suggestion_type: Literal["template", "generated", "none"],
+        suggestion_type: SuggestionType,
         confidence: float,
         action_type: str,
         action_params: dict[str, Any],
         occurrence_count: int,
     ) -> RecoverySuggestion:
+        """A suggestion; approved at once when ConfidenceCalculator says it may be auto-applied."""
         auto = ConfidenceCalculator.should_auto_apply(confidence, occurrence_count)
         return cls(
             recovery_id=_id("rec"),
@@ -299,7 +348,7 @@ class RecoverySuggestion(_Model):
             confidence=confidence,
             confidence_band=ConfidenceBand.from_confidence(confidence),
             action_type=action_type,
-            action_params=ensure_json_serializable(action_params, "action_params"),
+            action_params=action_params,
             status="approved" if auto else "pending",
             auto_applicable=auto,
             requires_confirmation=ConfidenceCalculator.get_confirmation_level(confidence, occurrence_count),
@@ -307,6 +356,7 @@ class RecoverySuggestion(_Model):
 
     @classmethod
     def none_available(cls, incident_id: str, pattern_id: str, reason: str) -> RecoverySuggestion:
+        """No recovery could be suggested: a rejected "none" suggestion carrying the reason."""
         return cls(
             recovery_id=_id("rec"),
             incident_id=incident_id,
@@ -316,35 +366,38 @@ class RecoverySuggestion(_Model):
             confidence_band=ConfidenceBand.NOVEL,
             action_type="none",
             status="rejected",
-            auto_applicable=False,
             requires_confirmation=0,
             rejection_reason=reason,
         )
 
     def add_confirmation(self) -> None:
-        """One more human confirmation; enough of them approve the recovery."""
+        """Count a person's confirmation; enough of them approve a pending recovery."""
         self.confirmations_received += 1
         if self.status == "pending" and self.confirmations_received >= self.requires_confirmation:
             self.status = "approved"
 
     def reject(self, reason: str) -> None:
+        """Reject the recovery with a reason."""
         self.status = "rejected"
         self.rejection_reason = reason
 
     def mark_applied(self) -> None:
+        """Record that the recovery ran; only an approved (or already applied) recovery may."""
+        if self.status not in ("approved", "applied"):
+            raise ValueError(f"recovery {self.recovery_id} is {self.status}, not approved")
         self.status = "applied"
 
 
 class PolicyRule(_Model):
-    """Result of Bridge 3: Recovery -> Policy."""
+    """Result of Bridge 3: Recovery -> Policy. Born in SHADOW; confirmations activate, regrets demote."""
 
     policy_id: str
     name: str
     description: str
-    category: Literal["safety", "privacy", "operational", "routing", "custom"]
+    category: PolicyCategory
     condition: str
-    action: Literal["block", "warn", "escalate", "route_away", "rate_limit"]
-    scope_type: Literal["tenant", "agent", "global"] = "tenant"
+    action: PolicyAction
+    scope_type: ScopeType = "tenant"
     scope_id: str | None = None
     source_pattern_id: str
     source_recovery_id: str
@@ -364,17 +417,17 @@ class PolicyRule(_Model):
         cls,
         name: str,
         description: str,
-        category: Literal["safety", "privacy", "operational", "routing", "custom"],
+        category: PolicyCategory,
         condition: str,
-        action: Literal["block", "warn", "escalate", "route_away", "rate_limit"],
+        action: PolicyAction,
         source_pattern_id: str,
         source_recovery_id: str,
         confidence: float,
-        scope_type: Literal["tenant", "agent", "global"] = "tenant",
+        scope_type: ScopeType = "tenant",
         scope_id: str | None = None,
         confirmations_required: int = 1,
     ) -> PolicyRule:
-        """A new policy, always in SHADOW mode."""
+        """A new policy, always in SHADOW mode whatever its confidence."""
         return cls(
             policy_id=_id("pol"),
             name=name,
@@ -394,41 +447,43 @@ class PolicyRule(_Model):
         )
 
     def record_shadow_evaluation(self, would_block: bool) -> None:
+        """Count one evaluation in shadow mode, and whether the policy would have blocked."""
         self.shadow_evaluations += 1
         if would_block:
             self.shadow_would_block += 1
 
     def add_confirmation(self) -> None:
-        """One more confirmation; enough of them move SHADOW or PENDING to ACTIVE."""
+        """Count a confirmation; reaching confirmations_required moves SHADOW or PENDING to ACTIVE."""
         self.confirmations_received += 1
-        if (
-            self.confirmations_received >= self.confirmations_required
-            and self.mode in (PolicyMode.SHADOW, PolicyMode.PENDING)
+        if self.confirmations_received >= self.confirmations_required and self.mode in (
+            PolicyMode.SHADOW,
+            PolicyMode.PENDING,
         ):
             self.mode = PolicyMode.ACTIVE
             self.activated_at = _now()
 
     def record_regret(self, threshold: int = 3) -> bool:
-        """One more regret; at the threshold an ACTIVE policy goes back to SHADOW. True if demoted."""
+        """Count a regret; at `threshold` an ACTIVE policy returns to SHADOW. True if it was demoted."""
         self.regret_count += 1
         if self.regret_count >= threshold and self.mode == PolicyMode.ACTIVE:
             self.mode = PolicyMode.SHADOW
             self.activated_at = None
-            self.confirmations_received = 0
+            self.confirmations_received = 0  # it must earn its confirmations again
             return True
         return False
 
     def shadow_block_rate(self) -> float:
+        """Share of shadow evaluations that would have blocked; 0.0 before any."""
         return self.shadow_would_block / self.shadow_evaluations if self.shadow_evaluations else 0.0
 
 
 class RoutingAdjustment(_Model):
-    """Result of Bridge 4: Policy -> Routing."""
+    """Result of Bridge 4: Policy -> Routing. Bounded by max_delta, decays, rolls back on KPI regression."""
 
     adjustment_id: str
     agent_id: str
     capability: str | None = None
-    adjustment_type: Literal["confidence_penalty", "route_block", "escalation_add", "weight_shift"]
+    adjustment_type: AdjustmentType
     magnitude: float
     reason: str
     source_policy_id: str
@@ -443,11 +498,17 @@ class RoutingAdjustment(_Model):
     kpi_baseline: float | None = None
     kpi_current: float | None = None
 
+    @model_validator(mode="after")
+    def _magnitude_within_max_delta(self) -> RoutingAdjustment:
+        if abs(self.magnitude) > self.max_delta:
+            raise ValueError(f"magnitude {self.magnitude} exceeds max_delta {self.max_delta}")
+        return self
+
     @classmethod
     def create(
         cls,
         agent_id: str,
-        adjustment_type: Literal["confidence_penalty", "route_block", "escalation_add", "weight_shift"],
+        adjustment_type: AdjustmentType,
         magnitude: float,
         reason: str,
         source_policy_id: str,
@@ -457,7 +518,7 @@ class RoutingAdjustment(_Model):
         rollback_threshold: float = 0.1,
         kpi_baseline: float | None = None,
     ) -> RoutingAdjustment:
-        """A new adjustment; its magnitude is clamped into [-max_delta, max_delta]."""
+        """A new adjustment; magnitude is clamped into [-max_delta, max_delta], expiry at decay_days."""
         created = _now()
         return cls(
             adjustment_id=_id("adj"),
@@ -476,27 +537,31 @@ class RoutingAdjustment(_Model):
         )
 
     def effective_magnitude(self, now: datetime | None = None) -> float:
-        """The magnitude decayed linearly to zero over decay_days; zero once inactive."""
+        """The magnitude decayed linearly to zero at decay_days; 0.0 once inactive or rolled back."""
         if not self.is_active or self.was_rolled_back:
             return 0.0
-        elapsed_days = ((now or _now()) - self.created_at).total_seconds() / 86400
-        return self.magnitude * max(0.0, 1.0 - max(0.0, elapsed_days) / self.decay_days)
+        now = now or _now()
+        if now.tzinfo is None:  # a naive time is taken as UTC rather than failing to subtract
+            now = now.replace(tzinfo=UTC)
+        elapsed_days = max(0.0, (now - self.created_at).total_seconds() / 86400)
+        return self.magnitude * max(0.0, 1.0 - elapsed_days / self.decay_days)
 
     def check_kpi_regression(self, current_kpi: float) -> bool:
-        """Record the KPI; True when it fell more than rollback_threshold (relative) below the baseline."""
+        """Record the KPI; True when it fell more than rollback_threshold (relative) below a positive baseline."""
         self.kpi_current = current_kpi
-        if not self.kpi_baseline:
+        if self.kpi_baseline is None or self.kpi_baseline <= 0:
             return False
         return (self.kpi_baseline - current_kpi) / self.kpi_baseline > self.rollback_threshold
 
     def rollback(self, reason: str) -> None:
+        """Switch the adjustment off for good, with the reason."""
         self.is_active = False
         self.was_rolled_back = True
         self.rollback_reason = reason
 
 
 class HumanCheckpoint(_Model):
-    """Human intervention point in the loop."""
+    """Human intervention point in the loop; resolved once, with one of its options."""
 
     checkpoint_id: str
     checkpoint_type: HumanCheckpointType
@@ -505,7 +570,7 @@ class HumanCheckpoint(_Model):
     stage: LoopStage
     target_id: str
     description: str
-    options: list[str] = Field(default_factory=lambda: ["approve", "reject", "modify"])
+    options: list[str] = Field(default_factory=lambda: list(DEFAULT_CHECKPOINT_OPTIONS), min_length=1)
     created_at: datetime
     resolved_at: datetime | None = None
     resolved_by: str | None = None
@@ -522,6 +587,7 @@ class HumanCheckpoint(_Model):
         description: str,
         options: list[str] | None = None,
     ) -> HumanCheckpoint:
+        """A pending checkpoint; options default to approve / reject / modify."""
         return cls(
             checkpoint_id=_id("chk"),
             checkpoint_type=checkpoint_type,
@@ -530,13 +596,14 @@ class HumanCheckpoint(_Model):
             stage=stage,
             target_id=target_id,
             description=description,
-            options=options or ["approve", "reject", "modify"],
+            options=list(DEFAULT_CHECKPOINT_OPTIONS) if options is None else options,
             created_at=_now(),
         )
 
     def resolve(self, resolution: str, resolved_by: str) -> None:
+        """Resolve with one of the options; ValueError if already resolved or not an option."""
         if not self.is_pending():
-            raise ValueError(f"checkpoint {self.checkpoint_id} is already resolved")
+            raise ValueError(f"checkpoint {self.checkpoint_id} is already resolved ({self.resolution})")
         if resolution not in self.options:
             raise ValueError(f"resolution {resolution!r} is not one of {self.options}")
         self.resolution = resolution
@@ -544,11 +611,15 @@ class HumanCheckpoint(_Model):
         self.resolved_at = _now()
 
     def is_pending(self) -> bool:
+        """True until the checkpoint is resolved."""
         return self.resolved_at is None
 
 
+_MATCH_LABELS = {"exact": "exact hash", "fuzzy": "fuzzy match", "new": "new pattern"}
+
+
 class LoopStatus(_Model):
-    """Complete status of an integration loop instance."""
+    """Complete status of an integration loop instance, with its console tree and narrative."""
 
     loop_id: str
     incident_id: str
@@ -556,7 +627,7 @@ class LoopStatus(_Model):
     current_stage: LoopStage
     stages_completed: list[str] = Field(default_factory=list)
     stages_failed: list[str] = Field(default_factory=list)
-    total_stages: int = 5
+    total_stages: int = Field(default=len(LoopStage.ordered()), ge=1)
     started_at: datetime
     completed_at: datetime | None = None
     is_complete: bool = False
@@ -569,87 +640,120 @@ class LoopStatus(_Model):
     routing_adjustment: RoutingAdjustment | None = None
 
     def completion_pct(self) -> float:
+        """Percentage of stages completed, one decimal, never above 100."""
         return min(100.0, round(100 * len(self.stages_completed) / self.total_stages, 1))
 
     @property
     def narrative(self) -> str:
+        """What happened, in plain English (the same text as _generate_narrative())."""
         return self._generate_narrative()
+
+    def _waiting(self) -> bool:
+        return self.is_blocked or self.failure_state == LoopFailureState.RECOVERY_PENDING_APPROVAL
+
+    def _failed(self) -> bool:
+        return self.failure_state not in (None, LoopFailureState.POLICY_SHADOW_MODE, LoopFailureState.PREVENTED)
 
     def _headline(self) -> str:
         if self.failure_state == LoopFailureState.PREVENTED:
             return "PREVENTED"
         if self.is_complete:
             return "COMPLETE"
-        if self.is_blocked:
+        if self._waiting():
             return "BLOCKED"
-        if self.failure_state is not None:
+        if self._failed():
+            assert self.failure_state is not None
             return f"FAILED ({self.failure_state.value})"
         return "IN PROGRESS"
+
+    def _match_kind(self, m: PatternMatchResult) -> str:
+        if not m.matched:
+            return "no match"
+        return str(m.match_details.get("match_type") or ("new" if m.is_new_pattern else "match"))
 
     def _stage_note(self, stage: LoopStage) -> str:
         m, r, p, a = self.pattern_match_result, self.recovery_suggestion, self.policy_rule, self.routing_adjustment
         if stage == LoopStage.PATTERN_MATCHED and m:
-            kind = m.match_details.get("match_type", "new" if m.is_new_pattern else "match")
-            label = {"exact": "exact hash", "fuzzy": "fuzzy", "new": "new pattern"}.get(kind, kind)
-            return f" ({label}, {m.confidence:g} confidence)"
+            kind = self._match_kind(m)
+            prevented = m.match_details.get("prevented_by")
+            tail = f", prevented by {prevented}" if prevented else ""
+            return f" ({_MATCH_LABELS.get(kind, kind)}, {m.confidence:g} confidence{tail})"
         if stage == LoopStage.RECOVERY_SUGGESTED and r:
-            how = "auto-apply" if r.auto_applicable else f"{r.status}"
+            if r.auto_applicable:
+                how = "auto-apply"
+            else:
+                how = {"pending": "needs approval", "approved": "approved", "applied": "approved, applied"}.get(
+                    r.status, "rejected"
+                )
             return f" ({how}, {r.confidence:g} confidence)"
         if stage == LoopStage.POLICY_GENERATED and p:
             return f" ({p.mode.value} mode)"
         if stage == LoopStage.ROUTING_ADJUSTED and a:
-            return f" ({a.adjustment_type} {a.magnitude:+g})"
+            rolled = ", rolled back" if a.was_rolled_back else ""
+            return f" ({a.adjustment_type} {a.magnitude:+g}{rolled})"
         return ""
 
+    def _stage_mark(self, stage: LoopStage) -> str:
+        if stage.value in self.stages_failed:
+            return "❌"
+        if stage.value in self.stages_completed:
+            return "✅"
+        if stage == self.current_stage and self._waiting():
+            return f"⏸ waiting on {', '.join(self.pending_checkpoints) or 'a person'}"
+        return "⬜"
+
     def to_console_display(self) -> str:
-        """The loop as a tree, one line per stage."""
+        """The loop as a console tree: one line per stage (✅ done, ❌ failed, ⏸ waiting, ⬜ not reached)."""
         lines = [
             f"Incident: {self.incident_id}",
-            f"Loop Status: {self._headline()} (is_complete: {str(self.is_complete).lower()},"
-            f" {self.completion_pct():g}%)",
+            f"Loop Status: {self._headline()} (is_complete: {str(self.is_complete).lower()})",
             "",
-            "Stages:",
+            "Stages Completed:",
         ]
         stages = LoopStage.ordered()
         for i, stage in enumerate(stages):
             branch = "└──" if i == len(stages) - 1 else "├──"
-            if stage.value in self.stages_failed:
-                mark = "❌"
-            elif stage.value in self.stages_completed:
-                mark = "✅"
-            elif stage == self.current_stage and self.is_blocked:
-                mark = f"⏸ waiting on {', '.join(self.pending_checkpoints) or 'a person'}"
-            else:
-                mark = "⬜"
-            lines.append(f"{branch} {stage.value} {mark}{self._stage_note(stage)}")
-        lines += ["", f"Narrative: {self.narrative}"]
+            lines.append(f"{branch} {stage.value} {self._stage_mark(stage)}{self._stage_note(stage)}")
+        lines += ["", f"Narrative: {self._generate_narrative()}"]
         return "\n".join(lines)
 
     def _generate_narrative(self) -> str:
-        parts = []
+        """A sentence per thing that happened, from the nested stage results."""
         m, r, p, a = self.pattern_match_result, self.recovery_suggestion, self.policy_rule, self.routing_adjustment
-        if m and m.pattern_id:
-            kind = m.match_details.get("match_type", "match")
-            parts.append(f"Incident {self.incident_id} matched pattern {m.pattern_id} ({kind}, {m.confidence:g}).")
-        else:
+        parts: list[str] = []
+        if m is None:
             parts.append(f"Incident {self.incident_id} was recorded.")
+        elif not m.matched:
+            parts.append(f"Incident {self.incident_id} matched no known pattern.")
+        elif m.is_new_pattern:
+            parts.append(f"Incident {self.incident_id} started new pattern {m.pattern_id} ({m.confidence:g}).")
+        else:
+            kind = self._match_kind(m)
+            parts.append(f"Incident {self.incident_id} matched pattern {m.pattern_id} ({kind}, {m.confidence:g}).")
         if self.failure_state == LoopFailureState.PREVENTED:
-            parts.append(f"An active policy prevented it ({m.match_details.get('prevented_by') if m else '?'}).")
-        if r:
-            if r.status == "rejected":
-                parts.append(f"Recovery {r.recovery_id} was rejected: {r.rejection_reason}.")
-            elif r.auto_applicable:
-                parts.append(f"Recovery {r.recovery_id} was auto-applied at {r.confidence:g}.")
-            elif r.status == "pending":
-                parts.append(f"Recovery {r.recovery_id} at {r.confidence:g} waits for a person's approval.")
-            else:
-                parts.append(f"Recovery {r.recovery_id} at {r.confidence:g} was approved.")
+            by = m.match_details.get("prevented_by") if m else None
+            parts.append(f"It was prevented by active policy {by}." if by else "It was prevented by an active policy.")
+        if r and r.suggestion_type == "none":
+            parts.append(f"No recovery was available: {r.rejection_reason}.")
+        elif r and r.status == "rejected":
+            parts.append(f"Recovery {r.recovery_id} was rejected: {r.rejection_reason}.")
+        elif r and r.auto_applicable:
+            parts.append(f"Recovery {r.recovery_id} was auto-applied at {r.confidence:g}.")
+        elif r and r.status == "pending":
+            parts.append(f"Recovery {r.recovery_id} at {r.confidence:g} is waiting for human approval.")
+        elif r:
+            parts.append(f"Recovery {r.recovery_id} at {r.confidence:g} was approved by a person.")
         if p:
             parts.append(f"Policy {p.policy_id} is in {p.mode.value} mode.")
-        if a:
-            parts.append(f"Routing for agent {a.agent_id} was adjusted by {a.magnitude:+g} ({a.adjustment_type}).")
+        if a and a.was_rolled_back:
+            parts.append(f"Routing for agent {a.agent_id} was adjusted, then rolled back: {a.rollback_reason}.")
+        elif a:
+            parts.append(f"Routing for agent {a.agent_id} was adjusted by {a.magnitude:g}.")
+        if self._failed() and not self._waiting():
+            assert self.failure_state is not None
+            parts.append(f"The loop stopped at {self.current_stage.value}: {self.failure_state.value}.")
         return " ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**self.model_dump(mode="json"), "completion_pct": self.completion_pct(),
-                "narrative": self.narrative}
+        """JSON-safe dict with nested results as dicts, plus completion_pct and narrative."""
+        return {**self.model_dump(mode="json"), "completion_pct": self.completion_pct(), "narrative": self.narrative}

@@ -1,0 +1,156 @@
+"""`incident-loop backfill-provenance`: load historical simulations into costsim_provenance.
+
+JSON (an array or one object) and JSONL files are streamed record by record (ijson for JSON),
+so memory stays constant whatever the size; rows go in batches through COPY into a staging
+table and an INSERT ... ON CONFLICT on the input hash, so re-running a file inserts nothing twice.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import ijson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from tqdm import tqdm
+
+from incident_loop.costsim.models import Plan, drift
+from incident_loop.costsim.provenance import insert_batch, stored
+from incident_loop.db import connect
+
+SUFFIXES = (".json", ".jsonl", ".ndjson")
+
+
+class ProvenanceRecord(BaseModel):
+    """One historical simulation as the files carry it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tenant_id: str = Field(min_length=1, max_length=128)
+    plan: Plan
+    v1_version: str = Field(min_length=1)
+    v1_cost_usd: float = Field(ge=0)
+    v2_version: str | None = None
+    v2_cost_usd: float | None = Field(default=None, ge=0)
+    drift: float | None = Field(default=None, ge=0)
+    served: str = "v1"
+    created_at: datetime | None = None
+    input_hash: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ProvenanceRecord:
+        if (self.v2_cost_usd is None) != (self.v2_version is None):
+            raise ValueError("v2_cost_usd and v2_version go together")
+        canonical = self.plan.canonical_json()
+        computed = self.plan.input_hash(canonical)
+        if self.input_hash is not None and self.input_hash != computed:
+            raise ValueError("input_hash does not match the plan")
+        self.__dict__["_canonical"], self.__dict__["_hash"] = canonical, computed
+        return self
+
+    def row(self) -> tuple[Any, ...]:
+        """The record as a costsim_provenance row, in COLUMNS order (the plan's JSON computed once)."""
+        computed = drift(self.v1_cost_usd, self.v2_cost_usd) if self.v2_cost_usd is not None else None
+        return (self.__dict__["_hash"], self.tenant_id, self.__dict__["_canonical"],
+                self.v1_version, self.v1_cost_usd, self.v2_version, self.v2_cost_usd,
+                self.drift if self.drift is not None else computed, self.served, "backfill",
+                self.created_at or datetime.now(UTC))
+
+
+@dataclass
+class Summary:
+    read: int = 0
+    inserted: int = 0
+    duplicates: int = 0
+    already_stored: int = 0
+    invalid: list[str] = field(default_factory=list)
+    verified: int = 0
+    mismatched: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+def files_of(directory: Path | None, file: Path | None) -> list[Path]:
+    if file is not None:
+        return [file]
+    assert directory is not None
+    return sorted(p for p in directory.rglob("*") if p.suffix in SUFFIXES and p.is_file())
+
+
+def records(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, a parsed object, a JSONL line, or the error) for every record of a file, streamed."""
+    if path.suffix == ".json":
+        with path.open("rb") as handle:
+            head = handle.read(64).lstrip()
+            handle.seek(0)
+            try:
+                prefix = "item" if head.startswith(b"[") else ""
+                for n, obj in enumerate(ijson.items(handle, prefix, use_float=True), 1):
+                    yield f"{path}:item {n}", obj
+            except ijson.JSONError as exc:
+                yield f"{path}: unreadable JSON", exc
+        return
+    with path.open(encoding="utf-8") as handle:
+        for n, line in enumerate(handle, 1):
+            if line.strip():
+                yield f"{path}:{n}", line
+
+
+def _valid(stream: Iterator[tuple[str, Any]], summary: Summary, bar: Any) -> Iterator[tuple[str, ProvenanceRecord]]:
+    for where, obj in stream:
+        summary.read += 1
+        bar.update(1)
+        if isinstance(obj, Exception):
+            summary.invalid.append(f"{where}: {obj}")
+            continue
+        try:
+            # pydantic parses a JSONL line itself (faster than json.loads, and bad JSON is a ValidationError)
+            yield where, (ProvenanceRecord.model_validate_json(obj) if isinstance(obj, str)
+                          else ProvenanceRecord.model_validate(obj))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            summary.invalid.append(f"{where}: {'.'.join(map(str, first['loc'])) or 'record'}: {first['msg']}")
+
+
+def run(paths: list[Path], dsn: str | None = None, *, dry_run: bool = False, verify: bool = False,
+        batch_size: int = 5000, progress: bool = True) -> Summary:
+    """Backfill (or, with dry_run, only check) the files; with verify, compare stored rows to them."""
+    summary = Summary()
+    bar = tqdm(unit=" rec", disable=not progress, file=sys.stderr, desc="provenance")
+    stream = (item for path in paths for item in records(path))
+    with connect(dsn) as conn:
+        valid = _valid(stream, summary, bar)
+        while batch := list(islice(valid, batch_size)):
+            rows = [rec.row() for _, rec in batch]
+            if verify:
+                _verify(conn, batch, rows, summary)
+            elif dry_run:
+                summary.already_stored += len(stored(conn, [r[0] for r in rows]))
+            else:
+                with conn.transaction():
+                    inserted = insert_batch(conn, rows)
+                summary.inserted += inserted
+                summary.duplicates += len(rows) - inserted
+    bar.close()
+    return summary
+
+
+def _verify(conn: Any, batch: list[tuple[str, ProvenanceRecord]], rows: list[tuple[Any, ...]],
+            summary: Summary) -> None:
+    found = stored(conn, [r[0] for r in rows])
+    for (where, _), row in zip(batch, rows, strict=True):
+        have = found.get(row[0])
+        if have is None:
+            summary.missing.append(where)
+        elif (have["tenant_id"], have["v1_cost_usd"], have["v2_cost_usd"]) != (row[1], row[4], row[6]):
+            summary.mismatched.append(f"{where}: stored {have['v1_cost_usd']}/{have['v2_cost_usd']}"
+                                      f" != file {row[4]}/{row[6]}")
+        else:
+            summary.verified += 1

@@ -1,0 +1,62 @@
+"""The two simulators. Both pure, versioned and deterministic: same plan, same answer, forever."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_EVEN, Decimal
+
+from incident_loop.costsim.models import Plan, PlanStep, SimResult
+
+V1_VERSION = "v1.2025-12"
+V2_VERSION = "v2.2026-11"
+
+# V1: what a step of each skill has cost on average (USD), whatever the model and the tokens.
+V1_SKILL_COST = {
+    "web_search": Decimal("0.0040"),
+    "llm_invoke": Decimal("0.0120"),
+    "code_exec": Decimal("0.0060"),
+    "kv_store": Decimal("0.0001"),
+    "webhook_send": Decimal("0.0002"),
+    "slack_send": Decimal("0.0002"),
+    "voyage_embed": Decimal("0.0008"),
+}
+V1_DEFAULT_COST = Decimal("0.0050")
+
+# V2: price per million tokens (input, output) by model; cached input tokens cost a tenth.
+V2_PRICES = {
+    "gpt-small": (Decimal("0.15"), Decimal("0.60")),
+    "gpt-large": (Decimal("2.50"), Decimal("10.00")),
+    "claude-haiku": (Decimal("0.80"), Decimal("4.00")),
+    "claude-sonnet": (Decimal("3.00"), Decimal("15.00")),
+    "voyage-3": (Decimal("0.06"), Decimal("0")),
+}
+V2_DEFAULT_PRICE = (Decimal("1.00"), Decimal("4.00"))
+V2_CACHED_DISCOUNT = Decimal("0.10")
+V2_SKILL_OVERHEAD = Decimal("0.0001")  # per attempt: the skill's own infrastructure
+_MILLION = Decimal(1_000_000)
+_CENT_FRACTION = Decimal("0.000001")
+
+
+def _usd(value: Decimal) -> float:
+    return float(value.quantize(_CENT_FRACTION, rounding=ROUND_HALF_EVEN))
+
+
+def simulate_v1(plan: Plan) -> SimResult:
+    """Static per-skill cost, times the attempts (a retry costs a whole step again)."""
+    steps = [V1_SKILL_COST.get(s.skill, V1_DEFAULT_COST) * (1 + s.retries) for s in plan.steps]
+    return SimResult(version=V1_VERSION, total_usd=_usd(sum(steps, Decimal(0))), per_step_usd=[_usd(c) for c in steps])
+
+
+def _v2_step(step: PlanStep) -> Decimal:
+    price_in, price_out = V2_PRICES.get(step.model, V2_DEFAULT_PRICE)
+    cached = min(step.cached_tokens_in, step.tokens_in)
+    fresh = step.tokens_in - cached
+    first = (fresh * price_in + cached * price_in * V2_CACHED_DISCOUNT + step.tokens_out * price_out) / _MILLION
+    # Retries resend the whole prompt (the provider's cache is not counted on a retry) and regenerate.
+    retry = (step.tokens_in * price_in + step.tokens_out * price_out) / _MILLION
+    return first + step.retries * retry + (1 + step.retries) * V2_SKILL_OVERHEAD
+
+
+def simulate_v2(plan: Plan) -> SimResult:
+    """Token pricing per model, with retries and cached-token discounts."""
+    steps = [_v2_step(s) for s in plan.steps]
+    return SimResult(version=V2_VERSION, total_usd=_usd(sum(steps, Decimal(0))), per_step_usd=[_usd(c) for c in steps])
