@@ -124,3 +124,31 @@ def local_app(loop_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     for name in app.exported:
         os.environ.pop(name, None)
     settings.get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real Prometheus Alertmanager on 127.0.0.1, installed and started by scripts/alertmanager."""
+    import subprocess
+
+    from incident_loop.local.services import free_port
+
+    script = str(ROOT / "scripts" / "alertmanager")
+    workdir = tmp_path_factory.mktemp("alertmanager")
+    port = free_port()
+
+    class Manager:
+        url = f"http://127.0.0.1:{port}"
+
+        def start(self) -> None:
+            done = subprocess.run([script, "start", str(port), str(workdir)], capture_output=True, text=True)
+            if done.returncode != 0:
+                pytest.fail(f"Alertmanager did not start: {done.stderr}", pytrace=False)
+
+        def stop(self) -> None:
+            subprocess.run([script, "stop", str(workdir)], check=True)
+
+    manager = Manager()
+    manager.start()
+    yield manager
+    manager.stop()

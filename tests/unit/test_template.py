@@ -23,6 +23,10 @@ LOOP = {
     "GeneratePolicyFunction": "PolicyQueue",
     "AdjustRoutingFunction": "RoutingQueue",
 }
+# Every SQS consumer: the loop's five, and the alert worker.
+CONSUMERS = {**LOOP, "AlertWorkerFunction": "AlertQueue"}
+# Alerts wait out an Alertmanager outage (20 receives x 180 s) before they dead-letter.
+MAX_RECEIVES = {"AlertQueue": 20}
 FOURTEEN_DAYS = 14 * 24 * 3600
 
 
@@ -63,11 +67,11 @@ def test_the_five_loop_functions_exist_each_fed_by_its_queue(template: dict[str,
 def test_every_work_queue_redrives_to_its_own_dead_letter_queue(template: dict[str, Any]) -> None:
     queues = _resources(template, "AWS::SQS::Queue")
     work = _work_queues(template)
-    assert set(work) == set(LOOP.values())
+    assert set(work) == set(CONSUMERS.values())
     for name, queue in work.items():
         redrive = queue["Properties"]["RedrivePolicy"]
         assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": [f"{name}DLQ", "Arn"]}, name
-        assert redrive["maxReceiveCount"] == 5, name
+        assert redrive["maxReceiveCount"] == MAX_RECEIVES.get(name, 5), name
         dlq = queues[f"{name}DLQ"]["Properties"]
         assert dlq["MessageRetentionPeriod"] == FOURTEEN_DAYS, f"{name}DLQ keeps messages 14 days"
         assert dlq["MessageRetentionPeriod"] > queue["Properties"]["MessageRetentionPeriod"], name
@@ -81,7 +85,7 @@ def test_every_queue_is_encrypted(template: dict[str, Any]) -> None:
 
 def test_every_sqs_event_reports_partial_batch_failures(template: dict[str, Any]) -> None:
     events = [(name, e) for name, fn in _functions(template).items() for e in _events(fn, "SQS")]
-    assert len(events) == len(LOOP)
+    assert len(events) == len(CONSUMERS)
     for name, event in events:
         assert event.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], name
         assert event["BatchSize"] == 10, name

@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     recovery_queue_url: str | None = None
     policy_queue_url: str | None = None
     routing_queue_url: str | None = None
+    alert_queue_url: str | None = None
+    alertmanager_url: str = "http://127.0.0.1:9093"
 
     # The loop's rules
     fuzzy_threshold: float = Field(default=0.75, ge=0, le=1)

@@ -211,14 +211,22 @@ class LocalApp:
     def drain(self, *, duplicate: bool = False, max_rounds: int = 200) -> DeliveryStats:
         """Deliver until every event-source queue is empty; `duplicate` delivers each batch twice."""
         stats = DeliveryStats()
-        sources = [(fn, src) for fn in self.spec.functions.values() for src in fn.sqs_sources]
         for _ in range(max_rounds):
-            moved = False
-            for fn, src in sources:
-                moved |= self._deliver_batch(fn, src, stats, duplicate)
-            if not moved and all(self.depth(src.queue) == 0 for _, src in sources):
+            moved = self.deliver_round(stats, duplicate=duplicate)
+            if not moved and all(self.depth(src.queue) == 0 for _, src in self._sources()):
                 return stats
         raise RuntimeError(f"queues still not empty after {max_rounds} rounds")
+
+    def _sources(self) -> list[tuple[FunctionSpec, SqsSource]]:
+        return [(fn, src) for fn in self.spec.functions.values() for src in fn.sqs_sources]
+
+    def deliver_round(self, stats: DeliveryStats | None = None, *, duplicate: bool = False) -> bool:
+        """One batch from every event-source queue (what one poll of each mapping would do)."""
+        stats = stats or DeliveryStats()
+        moved = False
+        for fn, src in self._sources():
+            moved |= self._deliver_batch(fn, src, stats, duplicate)
+        return moved
 
     def _deliver_batch(self, fn: FunctionSpec, src: SqsSource, stats: DeliveryStats, duplicate: bool) -> bool:
         url = self.queue_urls[src.queue]

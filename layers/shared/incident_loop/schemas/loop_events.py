@@ -186,7 +186,7 @@ class LoopFailureState(str, Enum):
 
 
 class PolicyMode(str, Enum):
-    """Policy activation modes for safety: every policy starts in SHADOW."""
+    """Policy activation modes for safety."""
 
     SHADOW = "shadow"
     PENDING = "pending"
@@ -725,7 +725,7 @@ class LoopStatus(_Model):
             parts.append(f"Incident {self.incident_id} was recorded.")
         elif not m.matched:
             parts.append(f"Incident {self.incident_id} matched no known pattern.")
-        elif m.is_new_pattern:
+        elif m.is_new_pattern or m.match_details.get("match_type") == "new":
             parts.append(f"Incident {self.incident_id} started new pattern {m.pattern_id} ({m.confidence:g}).")
         else:
             kind = self._match_kind(m)
@@ -749,7 +749,9 @@ class LoopStatus(_Model):
             parts.append(f"Routing for agent {a.agent_id} was adjusted, then rolled back: {a.rollback_reason}.")
         elif a:
             parts.append(f"Routing for agent {a.agent_id} was adjusted by {a.magnitude:g}.")
-        if self._failed() and not self._waiting():
+        if self._waiting() and self.pending_checkpoints:
+            parts.append(f"The loop is waiting on {', '.join(self.pending_checkpoints)}.")
+        elif self._failed():
             assert self.failure_state is not None
             parts.append(f"The loop stopped at {self.current_stage.value}: {self.failure_state.value}.")
         return " ".join(parts)
