@@ -15,11 +15,20 @@ PLAN = Plan.model_validate({"steps": [
 ]})
 
 
-def test_v1_is_the_static_skill_cost_times_attempts() -> None:
+def test_v1_is_the_skills_static_rates_times_attempts() -> None:
     result = simulate_v1(PLAN)
+    # llm_invoke at its table rates (0.80 / 4.00 per million), twice; web_search at 0.15 / 0.60, once
+    llm = 2 * (0.0001 + (3000 * 0.80 + 800 * 4.00) / 1e6)
+    search = 0.0001 + (500 * 0.15 + 100 * 0.60) / 1e6
     assert result.version == V1_VERSION
-    assert result.per_step_usd == [0.024, 0.004]  # llm_invoke 0.012 x 2 attempts, web_search 0.004
-    assert result.total_usd == 0.028
+    assert result.per_step_usd == [pytest.approx(llm, abs=1e-6), pytest.approx(search, abs=1e-6)]
+    assert result.total_usd == pytest.approx(llm + search, abs=1e-6)
+
+
+def test_v1_and_v2_agree_on_a_skill_running_its_usual_model_uncached() -> None:
+    plan = Plan.model_validate({"steps": [{"skill": "llm_invoke", "model": "claude-haiku", "tokens_in": 1000,
+                                           "tokens_out": 250, "retries": 1}]})
+    assert simulate_v1(plan).total_usd == simulate_v2(plan).total_usd
 
 
 def test_v2_prices_tokens_per_model_with_retries_and_cache_discount() -> None:

@@ -9,17 +9,18 @@ from incident_loop.costsim.models import Plan, PlanStep, SimResult
 V1_VERSION = "v1.2025-12"
 V2_VERSION = "v2.2026-11"
 
-# V1: what a step of each skill has cost on average (USD), whatever the model and the tokens.
-V1_SKILL_COST = {
-    "web_search": Decimal("0.0040"),
-    "llm_invoke": Decimal("0.0120"),
-    "code_exec": Decimal("0.0060"),
-    "kv_store": Decimal("0.0001"),
-    "webhook_send": Decimal("0.0002"),
-    "slack_send": Decimal("0.0002"),
-    "voyage_embed": Decimal("0.0008"),
+# V1: a static table per skill, priced as if every skill ran on its usual model and nothing
+# was cached: (per call, per million tokens in, per million tokens out), in USD.
+V1_SKILL_RATES = {
+    "web_search": (Decimal("0.0001"), Decimal("0.15"), Decimal("0.60")),
+    "llm_invoke": (Decimal("0.0001"), Decimal("0.80"), Decimal("4.00")),
+    "code_exec": (Decimal("0.0001"), Decimal("0.15"), Decimal("0.60")),
+    "kv_store": (Decimal("0.0001"), Decimal("0"), Decimal("0")),
+    "webhook_send": (Decimal("0.0001"), Decimal("0"), Decimal("0")),
+    "slack_send": (Decimal("0.0001"), Decimal("0"), Decimal("0")),
+    "voyage_embed": (Decimal("0.0001"), Decimal("0.06"), Decimal("0")),
 }
-V1_DEFAULT_COST = Decimal("0.0050")
+V1_DEFAULT_RATES = (Decimal("0.0001"), Decimal("1.00"), Decimal("4.00"))
 
 # V2: price per million tokens (input, output) by model; cached input tokens cost a tenth.
 V2_PRICES = {
@@ -40,9 +41,14 @@ def _usd(value: Decimal) -> float:
     return float(value.quantize(_CENT_FRACTION, rounding=ROUND_HALF_EVEN))
 
 
+def _v1_step(step: PlanStep) -> Decimal:
+    call, rate_in, rate_out = V1_SKILL_RATES.get(step.skill, V1_DEFAULT_RATES)
+    return (1 + step.retries) * (call + (step.tokens_in * rate_in + step.tokens_out * rate_out) / _MILLION)
+
+
 def simulate_v1(plan: Plan) -> SimResult:
-    """Static per-skill cost, times the attempts (a retry costs a whole step again)."""
-    steps = [V1_SKILL_COST.get(s.skill, V1_DEFAULT_COST) * (1 + s.retries) for s in plan.steps]
+    """The skill's static rates, for every attempt (a retry costs a whole step again)."""
+    steps = [_v1_step(s) for s in plan.steps]
     return SimResult(version=V1_VERSION, total_usd=_usd(sum(steps, Decimal(0))), per_step_usd=[_usd(c) for c in steps])
 
 

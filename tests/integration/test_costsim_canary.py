@@ -1,0 +1,30 @@
+"""The CostSim canary: stored reports, and an alert when V2 drifts from V1 on the corpus."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from incident_loop.costsim import canary as canary_module
+
+
+def test_scheduled_canary_stores_a_passing_report(local_app: Any) -> None:
+    answer = local_app.invoke("CostSimCanaryFunction", {"source": "aws.events", "detail-type": "Scheduled Event"})
+    assert answer["passed"] is True and answer["drift_p95"] <= answer["threshold"] == 0.2
+    from incident_loop.costsim.service import reports
+
+    [latest, *_] = reports()
+    assert latest["id"] == answer["id"]
+    assert latest["plans"] == len(canary_module.CORPUS) == len(latest["details"])
+    assert local_app.depth("AlertQueue") == 0
+
+
+def test_failing_canary_raises_the_canary_failure_alert(local_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(canary_module, "CANARY_P95_THRESHOLD", 0.001)
+    answer = local_app.invoke("CostSimCanaryFunction", {"source": "aws.events"})
+    assert answer["passed"] is False
+    queued = local_app.sqs.receive_message(QueueUrl=local_app.queue_urls["AlertQueue"])["Messages"]
+    alert = json.loads(queued[0]["Body"])
+    assert alert["name"] == "CostSimV2CanaryFailure" and alert["labels"]["report_id"] == answer["id"]
