@@ -7,13 +7,16 @@ Errors map to HTTP here and nowhere else.
 from __future__ import annotations
 
 from typing import Annotated, Any
+from uuid import UUID
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import UnauthorizedError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
-from incident_loop.db import DatabaseUnavailable
+from incident_loop.db import DatabaseUnavailable, transaction
+from incident_loop.failures import store as failures
+from incident_loop.failures.api_models import RecoveryUpdate
 from incident_loop.loop.checkpoints import pending_checkpoints, resolve_checkpoint
 from incident_loop.loop.errors import Conflict, NotFound, NotReady
 from incident_loop.loop.ingest import ingest_incident
@@ -127,3 +130,64 @@ def post_kpi(agent_id: str, report: KpiReport) -> dict[str, Any]:
 @app.get("/graduation", summary="The graduation gates and their evidence")
 def get_graduation() -> dict[str, Any]:
     return graduation(tenant_id())
+
+
+# --------------------------------------------------------------------------- recovery tracking (seed 002)
+
+SinceHours = Annotated[int, Query(ge=1, le=24 * 90)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+@app.get("/failures", summary="The tenant's failures, with the seed's filters")
+def get_failures(
+    run_id: Annotated[str | None, Query(max_length=255)] = None,
+    error_code: Annotated[str | None, Query(max_length=255)] = None,
+    category: Annotated[str | None, Query(max_length=50)] = None,
+    status: Annotated[str, Query(pattern="^(unrecovered|recovered|all)$")] = "all",
+    since_hours: SinceHours = 24,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    with transaction() as conn:
+        rows = failures.list_failures(conn, tenant_id(), run_id=run_id, error_code=error_code, category=category,
+                                      status=status, since_hours=since_hours, limit=limit, offset=offset)  # type: ignore[arg-type]
+    return {"failures": rows, "limit": limit, "offset": offset, "count": len(rows)}
+
+
+@app.get("/failures/stats", summary="Counts by category, severity and error code, and the match rate")
+def get_failure_stats(since_hours: SinceHours = 24) -> dict[str, Any]:
+    with transaction() as conn:
+        return failures.stats(conn, tenant_id(), since_hours)
+
+
+@app.get("/failures/unrecovered", summary="Failures that still need attention")
+def get_unrecovered(
+    category: Annotated[str | None, Query(max_length=50)] = None,
+    since_hours: SinceHours = 24,
+    limit: Limit = 100,
+    offset: Offset = 0,
+) -> dict[str, Any]:
+    with transaction() as conn:
+        rows = failures.unrecovered(conn, tenant_id(), category=category, since_hours=since_hours, limit=limit,
+                                    offset=offset)
+    return {"failures": rows, "limit": limit, "offset": offset, "count": len(rows)}
+
+
+@app.get("/failures/<failure_id>", summary="One failure")
+def get_failure(failure_id: UUID) -> dict[str, Any]:
+    with transaction() as conn:
+        row = failures.get_failure(conn, tenant_id(), failure_id)
+    if row is None:
+        raise NotFound(f"failure {failure_id} not found")
+    return row
+
+
+@app.patch("/failures/<failure_id>/recovery", summary="Record the outcome of a recovery attempt")
+def patch_recovery(failure_id: UUID, update: RecoveryUpdate) -> dict[str, Any]:
+    with transaction() as conn:
+        row = failures.record_recovery(conn, tenant_id(), failure_id, succeeded=update.succeeded, by=update.by,
+                                       notes=update.notes)
+    if row is None:
+        raise NotFound(f"failure {failure_id} not found")
+    return row

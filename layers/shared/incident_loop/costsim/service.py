@@ -2,11 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
 
 from incident_loop.alerts import Alert, enqueue
 from incident_loop.costsim.canary import canary_reports, run_canary
+from incident_loop.costsim.models import Plan, drift
+from incident_loop.costsim.provenance import record
+from incident_loop.costsim.simulators import simulate_v1, simulate_v2
 from incident_loop.db import transaction
+
+
+class V2Guard(Protocol):
+    """What CostSim needs of the costsim-v2 circuit breaker."""
+
+    def allow(self) -> bool: ...
+
+    def report_drift(self, value: float) -> None: ...
+
+
+def v2_guard() -> V2Guard:
+    """The costsim-v2 breaker of this container."""
+    from incident_loop.costsim.breaker_wiring import costsim_breaker
+
+    return costsim_breaker()
 
 
 def canary() -> dict[str, Any]:
@@ -24,3 +44,39 @@ def canary() -> dict[str, Any]:
 def reports(limit: int = 20) -> list[dict[str, Any]]:
     with transaction() as conn:
         return canary_reports(conn, limit)
+
+
+# --------------------------------------------------------------------------- simulate and the V2 breaker
+
+
+class SimulateRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan: Plan
+
+
+def simulate(tenant_id: str, request: SimulateRequest, breaker: V2Guard | None = None) -> dict[str, Any]:
+    """V1 always; V2 unless its breaker is open. Provenance is stored and the drift reported."""
+    guard = breaker or v2_guard()
+    plan = request.plan
+    v1 = simulate_v1(plan)
+    v2 = simulate_v2(plan) if guard.allow() else None
+    plan_drift = drift(v1.total_usd, v2.total_usd) if v2 else None
+    served = v2 if v2 is not None else v1
+    with transaction() as conn:
+        new = record(conn, tenant_id=tenant_id, plan=plan, v1=v1, v2=v2, drift=plan_drift,
+                     served="v2" if v2 else "v1")
+    if plan_drift is not None:
+        guard.report_drift(plan_drift)
+    answer: dict[str, Any] = {
+        "input_hash": plan.input_hash(),
+        "served": "v2" if v2 else "v1",
+        "cost_usd": served.total_usd,
+        "v1": v1.model_dump(),
+        "v2": v2.model_dump() if v2 else None,
+        "drift": plan_drift,
+        "provenance_recorded": new,
+    }
+    if v2 is None:
+        answer["note"] = "V2 is disabled by its circuit breaker; this is the V1 estimate"
+    return answer

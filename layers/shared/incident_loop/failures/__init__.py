@@ -1,0 +1,1 @@
+"""Failure persistence and recovery tracking (seed 002)."""
