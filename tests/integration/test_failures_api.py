@@ -118,9 +118,9 @@ def test_list_stats_and_unrecovered_queries_use_the_seed_indexes(loop_env: str) 
         captured: list[str] = []
         original = conn.execute
 
-        def explain(query: Any, params: Any = None, _captured: list[str] = captured) -> Any:
-            _captured.extend(r["QUERY PLAN"] for r in original("EXPLAIN " + query, params).fetchall())
-            return original(query, params)
+        def explain(query: Any, params: Any = None, _captured: list[str] = captured, _run: Any = original) -> Any:
+            _captured.extend(r["QUERY PLAN"] for r in _run("EXPLAIN " + query, params).fetchall())
+            return _run(query, params)
 
         conn.execute = explain  # type: ignore[method-assign]
         try:
