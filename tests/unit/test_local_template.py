@@ -19,6 +19,8 @@ def test_every_loop_queue_feeds_the_function_the_template_names() -> None:
         "PolicyQueue": "GeneratePolicyFunction",
         "RoutingQueue": "AdjustRoutingFunction",
         "AlertQueue": "AlertWorkerFunction",
+        "FailureQueue": "FailurePersistFunction",
+        "FailureRetryQueue": "FailureReplayFunction",
     }
     assert all(src.partial_failures for fn in app.functions.values() for src in fn.sqs_sources)
 

@@ -24,9 +24,10 @@ LOOP = {
     "AdjustRoutingFunction": "RoutingQueue",
 }
 # Every SQS consumer: the loop's five, and the alert worker.
-CONSUMERS = {**LOOP, "AlertWorkerFunction": "AlertQueue"}
+CONSUMERS = {**LOOP, "AlertWorkerFunction": "AlertQueue", "FailurePersistFunction": "FailureQueue",
+             "FailureReplayFunction": "FailureRetryQueue"}
 # Alerts wait out an Alertmanager outage (20 receives x 180 s) before they dead-letter.
-MAX_RECEIVES = {"AlertQueue": 20}
+MAX_RECEIVES = {"AlertQueue": 20, "FailureRetryQueue": 50}
 FOURTEEN_DAYS = 14 * 24 * 3600
 
 

@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     policy_queue_url: str | None = None
     routing_queue_url: str | None = None
     alert_queue_url: str | None = None
+    failure_retry_queue_url: str | None = None
     alertmanager_url: str = "http://127.0.0.1:9093"
 
     # The loop's rules

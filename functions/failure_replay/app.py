@@ -1,0 +1,26 @@
+"""Lands parked failures (the retry queue); a failed write stays queued and, at last, dead-letters."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from incident_loop.failures.persist import replay
+from incident_loop.loop.stage import LoggingBatchProcessor
+from incident_loop.observability import logger, metrics, tracer
+from incident_loop.schemas.failures import ParkedFailureRecord
+
+processor = LoggingBatchProcessor(event_type=EventType.SQS, model=ParkedFailureRecord)
+
+
+def record_handler(record: ParkedFailureRecord) -> bool:
+    return replay(record.body)
+
+
+@logger.inject_lambda_context(clear_state=True)
+@metrics.log_metrics
+@tracer.capture_lambda_handler
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

@@ -1,0 +1,99 @@
+"""Failure persistence: matched against the catalog, bounded at 2 s, parked and replayed, never dropped."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+import psycopg
+import pytest
+
+from incident_loop.db import get_connection
+from incident_loop.failures.persist import FailureIn, persist_failure
+from incident_loop.local.services import free_port
+from incident_loop.observability import metrics
+
+
+def _failure(tenant: str, n: int, code: str = "E_RUNTIME", message: str = "Skill web_search timed out after 30s",
+             **extra: Any) -> FailureIn:
+    return FailureIn(run_id=f"run-{n}", tenant_id=tenant, error_code=code, error_message=message, **extra)
+
+
+def _rows(tenant: str) -> list[dict[str, Any]]:
+    return get_connection().execute(
+        "SELECT id, error_code, catalog_entry_id, match_type, match_confidence, category, recovery_mode"
+        " FROM failure_matches WHERE tenant_id = %(t)s ORDER BY run_id", {"t": tenant}).fetchall()
+
+
+def test_failures_from_the_queue_are_matched_exact_pattern_or_miss(local_app: Any, tenant: str) -> None:
+    for n, (code, message) in enumerate([("RATE_LIMITED", "whatever"), ("E_X", "429 Too Many Requests"),
+                                         ("E_Y", "the flux capacitor wobbled")]):
+        local_app.send("FailureQueue", _failure(tenant, n, code, message).model_dump_json())
+    local_app.drain()
+    rows = _rows(tenant)
+    assert [(r["match_type"], r["catalog_entry_id"], r["match_confidence"]) for r in rows] == [
+        ("exact", "RATE_LIMITED@v1", 1.0), ("pattern", "RATE_LIMITED@v1", 0.8), ("miss", None, 0.0)]
+    assert rows[0]["recovery_mode"] == "retry_after_delay" and rows[2]["category"] is None
+
+
+def test_a_stalled_database_never_holds_the_caller_past_two_seconds(local_app: Any, tenant: str,
+                                                                    db_url: str) -> None:
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with psycopg.connect(db_url) as conn, conn.transaction():
+            conn.execute("LOCK TABLE failure_matches IN ACCESS EXCLUSIVE MODE")
+            locked.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    assert locked.wait(5)
+    try:
+        started = time.monotonic()
+        outcome = persist_failure(_failure(tenant, 1), dsn=db_url)
+        elapsed = time.monotonic() - started
+    finally:
+        release.set()
+        holder.join()
+    assert outcome.result == "parked" and outcome.reason == "write exceeded 2.0s"
+    assert 1.9 <= elapsed < 2.5
+    local_app.drain()  # the replay lands it once the lock is gone
+    assert [r["id"] for r in _rows(tenant)] == [outcome.failure_id]
+
+
+def test_with_postgres_down_a_thousand_failures_are_parked_and_all_land_once_back(
+    local_app: Any, tenant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    counted = {"FailurePersistParked": 0, "FailurePersistDropped": 0}
+    real_add = metrics.add_metric
+
+    def count(name: str, **kwargs: Any) -> None:
+        if name in counted:
+            counted[name] += int(kwargs["value"])
+        real_add(name=name, **kwargs)
+
+    monkeypatch.setattr(metrics, "add_metric", count)
+    outcomes = [persist_failure(_failure(tenant, n, message=f"Connection refused {n}"), dsn=down)
+                for n in range(1000)]
+    monkeypatch.undo()
+    assert {o.result for o in outcomes} == {"parked"}
+    assert counted == {"FailurePersistParked": 1000, "FailurePersistDropped": 0}
+    assert _rows(tenant) == []
+    local_app.drain()  # PostgreSQL is back (the replay function uses the real database)
+    rows = _rows(tenant)
+    assert len(rows) == 1000 and {r["id"] for r in rows} == {o.failure_id for o in outcomes}
+
+
+def test_replaying_a_failure_twice_stores_it_once(local_app: Any, tenant: str) -> None:
+    outcome = persist_failure(_failure(tenant, 1, failure_id=uuid.uuid4()),
+                              dsn=f"postgresql://postgres@127.0.0.1:{free_port()}/postgres")
+    parked = local_app.sqs.receive_message(QueueUrl=local_app.queue_urls["FailureRetryQueue"],
+                                           VisibilityTimeout=0)["Messages"][0]["Body"]
+    local_app.send("FailureRetryQueue", json.loads(parked))
+    local_app.drain()
+    assert [r["id"] for r in _rows(tenant)] == [outcome.failure_id]
