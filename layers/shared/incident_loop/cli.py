@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -23,7 +24,6 @@ def _migrate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     # Quiet logs and no EMF on stdout unless asked: the story is the output.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "DEBUG" if args.verbose else "ERROR")
-    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     from incident_loop import migrate
     from incident_loop.local.demo import StoryRunner, render
     from incident_loop.local.runner import LocalApp
@@ -48,8 +48,9 @@ def _backfill(args: argparse.Namespace) -> int:
     if not paths:
         print("no .json/.jsonl files found", file=sys.stderr)
         return 2
-    summary = backfill.run(paths, args.database_url, dry_run=args.dry_run, verify=args.verify,
-                           batch_size=args.batch_size, progress=not args.no_progress)
+    with contextlib.redirect_stdout(sys.stderr):
+        summary = backfill.run(paths, args.database_url, dry_run=args.dry_run, verify=args.verify,
+                               batch_size=args.batch_size, progress=not args.no_progress)
     report = summary.to_dict()
     if args.verify:
         report = {k: report[k] for k in ("read", "verified", "missing", "mismatched", "invalid")}
@@ -62,6 +63,17 @@ def _backfill(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    from incident_loop.failures import synth
+
+    # Metrics flushed along the way (CloudWatch EMF) are log lines: they go to stderr, the report to stdout.
+    with contextlib.redirect_stdout(sys.stderr):
+        report = synth.run(args.count, args.tenants, validate=args.validate, dsn=args.database_url,
+                           progress=not args.no_progress)
+    print(json.dumps(report, indent=2))
+    return 0 if report.get("valid", True) and set(report["results"]) == {"stored"} else 1
+
+
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     module = {"grouping": "grouping", "backfill": "backfill", "breaker": "breaker"}[args.what]
     bench = __import__(f"incident_loop.bench.{module}", fromlist=["main"])
@@ -69,6 +81,7 @@ def _bench(args: argparse.Namespace, rest: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
     parser = argparse.ArgumentParser(prog="incident-loop", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     m = sub.add_parser("migrate", help="apply pending migrations (advisory lock, checksums)")
@@ -86,6 +99,12 @@ def main(argv: list[str] | None = None) -> int:
     bf.add_argument("--batch-size", type=int, default=5000)
     bf.add_argument("--no-progress", action="store_true")
     bf.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    sy = sub.add_parser("synth-failures", help="synthetic failures through the real persistence path")
+    sy.add_argument("--count", type=int, default=1000)
+    sy.add_argument("--tenants", type=int, default=5)
+    sy.add_argument("--validate", action="store_true", help="check every failure was stored as generated")
+    sy.add_argument("--no-progress", action="store_true")
+    sy.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     b = sub.add_parser("bench", help="benchmarks that print figures")
     b.add_argument("what", choices=["grouping", "backfill", "breaker"])
     args, rest = parser.parse_known_args(argv)
@@ -93,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return _bench(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    return {"migrate": _migrate, "run": _run, "backfill-provenance": _backfill}[args.command](args)
+    commands = {"migrate": _migrate, "run": _run, "backfill-provenance": _backfill, "synth-failures": _synth}
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":
