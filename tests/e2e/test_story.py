@@ -47,7 +47,7 @@ def test_story_row_counts_are_exact_with_every_message_delivered_twice(story: St
     tenant = story.tenant_id
     assert {t: rows(t, tenant) for t in (
         "incidents", "failure_patterns", "recovery_candidates", "policy_rules", "routing_adjustments",
-        "human_checkpoints", "prevention_records", "loop_traces",
+        "human_checkpoints", "prevention_records", "loop_traces", "failure_matches",
     )} == {
         "incidents": 5,            # four timeouts and the rate limit from the ingest queue
         "failure_patterns": 2,     # one per kind
@@ -57,6 +57,7 @@ def test_story_row_counts_are_exact_with_every_message_delivered_twice(story: St
         "human_checkpoints": 3,    # timeouts 1 and 2, and the rate limit
         "prevention_records": 1,
         "loop_traces": 5,
+        "failure_matches": 5,      # every incident also lands in the failure catalog, once
     }
     events = db.get_connection().execute(
         "SELECT count(*) AS n, count(DISTINCT event_key) AS k FROM loop_events WHERE tenant_id = %(t)s",

@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     routing_queue_url: str | None = None
     alert_queue_url: str | None = None
     failure_retry_queue_url: str | None = None
+    failure_retention_days: int = Field(default=90, ge=1)
     alertmanager_url: str = "http://127.0.0.1:9093"
 
     # The loop's rules

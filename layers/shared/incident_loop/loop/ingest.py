@@ -8,6 +8,8 @@ from uuid import uuid4
 from psycopg import Connection
 
 from incident_loop.db import get_connection, transaction
+from incident_loop.failures.breaker_guard import persist_guard
+from incident_loop.failures.persist import FailureIn, persist_failure
 from incident_loop.observability import logger
 from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.incident import IncidentAccepted, IncidentIn
@@ -51,6 +53,14 @@ def ingest_incident(
         )
     logger.set_correlation_id(incident_id)
     logger.info("incident accepted", incident_id=incident_id, duplicate=not created)
+    if created:
+        # Every failure also lands in the failure catalog (seed 002): bounded at 2 s, never raises.
+        persist_failure(
+            FailureIn(run_id=incident.run_id, tenant_id=tenant_id, error_code=incident.error_type,
+                      error_message=incident.error_message, skill_id=incident.skill_id,
+                      context={**incident.context, "incident_id": incident_id}),
+            persist_guard(),
+        )
     (queues or SqsStageQueues()).send(
         Envelope(
             incident_id=incident_id,
