@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import UnauthorizedError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.metrics import MetricUnit
 
 from incident_loop.db import DatabaseUnavailable, transaction
 from incident_loop.failures import store as failures
@@ -23,7 +24,7 @@ from incident_loop.loop.ingest import ingest_incident
 from incident_loop.loop.policies import confirm_policy, policies, regret_policy
 from incident_loop.loop.routing import report_kpi, routing_view
 from incident_loop.loop.status import graduation, loop_status
-from incident_loop.observability import logger
+from incident_loop.observability import logger, metrics
 from incident_loop.schemas.api import KpiReport, PolicyFeedback, ResolveCheckpoint
 from incident_loop.schemas.incident import IncidentAccepted, IncidentIn
 from incident_loop.schemas.loop_events import PolicyMode
@@ -190,4 +191,6 @@ def patch_recovery(failure_id: UUID, update: RecoveryUpdate) -> dict[str, Any]:
                                        notes=update.notes)
     if row is None:
         raise NotFound(f"failure {failure_id} not found")
+    metrics.add_metric(name="RecoverySuccess" if update.succeeded else "RecoveryFailure", unit=MetricUnit.Count,
+                       value=1)
     return row
