@@ -8,7 +8,7 @@ SAM_CLI_VERSION := 1.170.0
 LOGHUB ?= ../shared/data/loghub
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run test lint cfn-lint build unit integration e2e openapi bench-grouping lock clean
+.PHONY: install run test lint cfn-lint build unit integration e2e openapi bench-grouping bench-backfill lock clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -54,6 +54,9 @@ e2e: install
 
 openapi: install
 	$(BIN)/python -m incident_loop.openapi > docs/openapi.json
+
+bench-backfill: install
+	$(BIN)/incident-loop bench backfill --rows 1000000 --write-docs
 
 bench-grouping: install
 	$(BIN)/incident-loop bench grouping --db --latency --write-docs $(LOGHUB)/*.csv
