@@ -19,7 +19,7 @@ from typing import Any
 
 import psycopg
 
-from incident_loop.bench.grouping import machine
+from incident_loop.bench.docs import machine, replace_section
 from incident_loop.bench.grouping_db import scratch_database
 from incident_loop.costsim import backfill
 from incident_loop.costsim.models import Plan, drift
@@ -28,7 +28,6 @@ from incident_loop.costsim.simulators import simulate_v1, simulate_v2
 
 SKILLS = ["web_search", "llm_invoke", "code_exec", "kv_store", "voyage_embed"]
 MODELS = ["gpt-small", "gpt-large", "claude-haiku", "claude-sonnet", "voyage-3"]
-DOCS = Path(__file__).resolve().parents[4] / "docs" / "benchmarks.md"
 
 
 def generate(n: int) -> Iterator[dict[str, Any]]:
@@ -99,14 +98,7 @@ def _write_docs(r: dict[str, Any]) -> None:
         "The backfill reads and validates JSONL, computes each plan's input hash, and inserts through COPY into a"
         " staging table plus `INSERT ... ON CONFLICT (input_hash) DO NOTHING`; COPY loads the already-built rows.\n"
     )
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
-    start = text.find("## Provenance backfill")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text)
+    replace_section(section)
 
 
 if __name__ == "__main__":

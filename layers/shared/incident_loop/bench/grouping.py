@@ -11,7 +11,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import time
 from collections import defaultdict
@@ -22,10 +21,10 @@ from typing import Any
 
 from drain3 import TemplateMiner  # imported here, outside the timed part
 
+from incident_loop.bench.docs import machine, replace_section
 from incident_loop.grouping.matcher import MemoryPatternIndex, decide
 
 TENANT, ERROR_TYPE = "bench", "LogLine"
-DOCS = Path(__file__).resolve().parents[4] / "docs" / "benchmarks.md"
 
 
 def read_dataset(path: Path) -> tuple[list[str], list[str]]:
@@ -95,18 +94,6 @@ def _same_partition(a: list[str], b: list[str]) -> bool:
     return all(mapping.setdefault(x, y) == y for x, y in zip(a, b, strict=True)) and len(set(a)) == len(set(b))
 
 
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
 def render(results: list[dict[str, Any]], latency: list[dict[str, Any]] | None) -> str:
     lines = [
         "## Grouping (Bridge 1) beside Drain3",
@@ -136,18 +123,6 @@ def render(results: list[dict[str, Any]], latency: list[dict[str, Any]] | None) 
     return "\n".join(lines) + "\n"
 
 
-def write_docs(section: str) -> None:
-    """Replace the grouping section of docs/benchmarks.md (other sections stay)."""
-    text = DOCS.read_text() if DOCS.exists() else "# Benchmarks\n\n"
-    start = text.find("## Grouping (Bridge 1)")
-    if start >= 0:
-        end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    DOCS.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="incident-loop bench grouping", description=__doc__)
     parser.add_argument("files", nargs="+", type=Path)
@@ -169,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(render(results, latency), end="")
     if args.write_docs:
-        write_docs(render(results, latency))
+        replace_section(render(results, latency))
     return 0
 
 
