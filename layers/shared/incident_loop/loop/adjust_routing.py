@@ -10,7 +10,7 @@ from incident_loop.loop.errors import NotReady
 from incident_loop.loop.stage import StageOutcome
 from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.incident import Severity
-from incident_loop.schemas.loop_events import LoopEvent, LoopStage, RoutingAdjustment
+from incident_loop.schemas.loop_events import LoopStage, RoutingAdjustment
 from incident_loop.settings import get_settings
 from incident_loop.stores.incidents import get_incident, set_status
 from incident_loop.stores.loop_store import record_stage
@@ -57,7 +57,7 @@ def adjust_routing(conn: Connection[Any], env: Envelope) -> StageOutcome:
     result = {"routing": adjustment.to_dict(), "created": created, "next": None}
     record_stage(
         conn,
-        LoopEvent.create(incident_id=env.incident_id, tenant_id=env.tenant_id, stage=STAGE, details=result),
+        env.event(STAGE, result),
         loop_complete=True,
     )
     set_status(conn, env.incident_id, "learned")

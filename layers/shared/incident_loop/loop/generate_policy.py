@@ -9,7 +9,7 @@ from psycopg import Connection
 from incident_loop.loop.errors import NotReady
 from incident_loop.loop.stage import StageOutcome, hand_off
 from incident_loop.schemas.envelope import Envelope
-from incident_loop.schemas.loop_events import LoopEvent, LoopStage, PolicyRule
+from incident_loop.schemas.loop_events import LoopStage, PolicyRule
 from incident_loop.settings import get_settings
 from incident_loop.stores.incidents import get_incident
 from incident_loop.stores.loop_store import record_stage
@@ -67,12 +67,6 @@ def generate_policy(conn: Connection[Any], env: Envelope) -> StageOutcome:
     # Shadow mode is recorded as a detail, never as a failure state: it must not stop the loop.
     record_stage(
         conn,
-        LoopEvent.create(
-            incident_id=env.incident_id,
-            tenant_id=env.tenant_id,
-            stage=STAGE,
-            details=result,
-            confidence_band=policy.confidence_band,
-        ),
+        env.event(STAGE, result, confidence_band=policy.confidence_band),
     )
     return StageOutcome(result, [env.next(LoopStage.ROUTING_ADJUSTED, policy_id=policy.policy_id)])

@@ -13,7 +13,6 @@ from incident_loop.loop.stage import StageOutcome, hand_off
 from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.loop_events import (
     ConfidenceCalculator,
-    LoopEvent,
     LoopFailureState,
     LoopStage,
     PatternMatchResult,
@@ -78,13 +77,7 @@ def match_pattern(conn: Connection[Any], env: Envelope) -> StageOutcome:
     }
     record_stage(
         conn,
-        LoopEvent.create(
-            incident_id=env.incident_id,
-            tenant_id=env.tenant_id,
-            stage=STAGE,
-            details=details,
-            confidence_band=result.confidence_band,
-        ),
+        env.event(STAGE, details, confidence_band=result.confidence_band),
     )
     return StageOutcome(
         details, [env.next(LoopStage.RECOVERY_SUGGESTED, pattern_id=pattern_id, occurrence_count=occurrences)]
@@ -127,14 +120,7 @@ def _apply_policy(conn: Connection[Any], env: Envelope, decision: Any) -> StageO
                "policy_id": policy.policy_id, "next": None}
     record_stage(
         conn,
-        LoopEvent.create(
-            incident_id=env.incident_id,
-            tenant_id=env.tenant_id,
-            stage=STAGE,
-            details=details,
-            failure_state=LoopFailureState.PREVENTED,
-            confidence_band=result.confidence_band,
-        ),
+        env.event(STAGE, details, failure_state=LoopFailureState.PREVENTED, confidence_band=result.confidence_band),
     )
     set_status(conn, env.incident_id, "prevented")
     return StageOutcome(details, [])

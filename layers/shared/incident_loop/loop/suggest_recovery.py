@@ -98,12 +98,5 @@ def _event(
     recovery: RecoverySuggestion,
     failure: LoopFailureState | None = None,
 ) -> LoopEvent:
-    return LoopEvent.create(
-        incident_id=env.incident_id,
-        tenant_id=env.tenant_id,
-        stage=STAGE,
-        details=details,
-        failure_state=failure,
-        confidence_band=recovery.confidence_band,
-        requires_human_review=failure is not None,
-    )
+    return env.event(STAGE, details, failure_state=failure, confidence_band=recovery.confidence_band,
+                     requires_human_review=failure is not None)

@@ -7,7 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import BaseModel, ConfigDict, Field, Json
 
-from incident_loop.schemas.loop_events import LoopStage
+from incident_loop.schemas.loop_events import LoopEvent, LoopStage
 
 
 class Envelope(BaseModel):
@@ -27,6 +27,11 @@ class Envelope(BaseModel):
     def dedup_key(self) -> str:
         """What makes two messages the same piece of work (the idempotency key)."""
         return f"{self.incident_id}:{self.stage.value}"
+
+    def event(self, stage: LoopStage, details: dict[str, Any], **kwargs: Any) -> LoopEvent:
+        """The loop event recording what `stage` did for this envelope's incident."""
+        return LoopEvent.create(incident_id=self.incident_id, tenant_id=self.tenant_id, stage=stage,
+                                details=details, **kwargs)
 
     def next(self, stage: LoopStage, **payload: Any) -> Envelope:
         """The envelope that hands this incident to the following stage."""
