@@ -14,7 +14,7 @@ import pytest
 from psycopg import sql
 
 from incident_loop import db, migrate, settings
-from incident_loop.local.runner import FakeContext
+from incident_loop.local.runner import FakeContext, reset_container_caches
 from incident_loop.local.services import LOCAL_AWS_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +123,7 @@ def local_app(loop_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield app
     for name in app.exported:
         os.environ.pop(name, None)
-    settings.get_settings.cache_clear()
+    reset_container_caches()
 
 
 @pytest.fixture(scope="session")

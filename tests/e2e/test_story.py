@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from incident_loop import db, settings
+from incident_loop import db
 from incident_loop.local.demo import Story, StoryRunner
-from incident_loop.local.runner import LocalApp
+from incident_loop.local.runner import LocalApp, reset_container_caches
 from incident_loop.local.services import moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,7 +30,7 @@ def http_app(loop_env: str) -> Iterator[LocalApp]:
         yield app
         for name in app.exported:
             os.environ.pop(name, None)
-    settings.get_settings.cache_clear()
+    reset_container_caches()
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ from typing import Any
 import pytest
 from moto import mock_aws
 
-from incident_loop import settings
 from incident_loop.alerts import Alert, AlertDeliveryFailed, active_alerts, deliver
-from incident_loop.local.runner import LocalApp
+from incident_loop.local.runner import LocalApp, reset_container_caches
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
@@ -26,7 +25,7 @@ def app(loop_env: str, alertmanager: Any) -> Iterator[LocalApp]:
         yield local
     for name in local.exported:
         os.environ.pop(name, None)
-    settings.get_settings.cache_clear()
+    reset_container_caches()
 
 
 def _shown(url: str, name: str, marker: str) -> list[dict[str, Any]]:

@@ -194,3 +194,9 @@ def patch_recovery(failure_id: UUID, update: RecoveryUpdate) -> dict[str, Any]:
     metrics.add_metric(name="RecoverySuccess" if update.succeeded else "RecoveryFailure", unit=MetricUnit.Count,
                        value=1)
     return row
+
+
+# CostSim's routes live beside their domain; errors still map here.
+from incident_loop.costsim.routes import router as costsim_router  # noqa: E402
+
+app.include_router(costsim_router)

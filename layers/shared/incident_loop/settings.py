@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     policy_queue_url: str | None = None
     routing_queue_url: str | None = None
     alert_queue_url: str | None = None
+    incident_queue_url: str | None = None
+    ops_tenant_id: str = "platform"  # the tenant CostSim's own incidents are filed under
     failure_retry_queue_url: str | None = None
     failure_retention_days: int = Field(default=90, ge=1)
     alertmanager_url: str = "http://127.0.0.1:9093"

@@ -22,11 +22,11 @@ class V2Guard(Protocol):
     def report_drift(self, value: float) -> None: ...
 
 
-def v2_guard() -> V2Guard:
-    """The costsim-v2 breaker of this container."""
-    from incident_loop.costsim.breaker_wiring import costsim_breaker
+def v2_guard() -> Any:
+    """The costsim-v2 breaker of this container, with its alerts and incidents wired."""
+    from incident_loop.breaker_alerts import wired
 
-    return costsim_breaker()
+    return wired("costsim-v2")
 
 
 def canary() -> dict[str, Any]:
@@ -80,3 +80,47 @@ def simulate(tenant_id: str, request: SimulateRequest, breaker: V2Guard | None =
     if v2 is None:
         answer["note"] = "V2 is disabled by its circuit breaker; this is the V1 estimate"
     return answer
+
+
+def status() -> dict[str, Any]:
+    """The V2 breaker, the drift p95 of the last hour's simulations, and the last CostSim incident."""
+    from incident_loop.breaker_alerts import last_costsim_incident
+
+    with transaction() as conn:
+        recent = conn.execute(
+            "SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY drift) AS p95, count(*) AS n"
+            " FROM costsim_provenance WHERE drift IS NOT NULL AND created_at > now() - interval '1 hour'"
+        ).fetchone()
+    return {
+        "breaker": v2_guard().status().model_dump(mode="json"),
+        "recent_drift_p95": recent["p95"] if recent else None,
+        "recent_simulations": recent["n"] if recent else 0,
+        "last_incident": last_costsim_incident(),
+    }
+
+
+def disable_v2(reason: str, by: str, until: Any = None) -> dict[str, Any]:
+    return {"breaker": v2_guard().disable(reason, by, until).model_dump(mode="json")}
+
+
+def enable_v2(by: str, reason: str | None = None) -> dict[str, Any]:
+    return {"breaker": v2_guard().enable(by, reason).model_dump(mode="json")}
+
+
+def health() -> dict[str, Any]:
+    """Liveness: the database answers, and each breaker's state (unknown when DynamoDB does not answer)."""
+    from incident_loop.breaker_alerts import wired
+
+    try:
+        with transaction() as conn:
+            conn.execute("SELECT 1")
+        database = "ok"
+    except Exception as exc:  # noqa: BLE001 - health reports, it does not fail
+        database = f"unavailable: {type(exc).__name__}"
+    breakers: dict[str, Any] = {}
+    for name in ("costsim-v2", "catalog-persist"):
+        try:
+            breakers[name] = wired(name).status().state.value
+        except Exception as exc:  # noqa: BLE001
+            breakers[name] = f"unknown: {type(exc).__name__}"
+    return {"status": "ok" if database == "ok" else "degraded", "database": database, "breakers": breakers}

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 from incident_loop.failures.persist import PersistGuard
 
 
-@cache
-def persist_guard() -> PersistGuard | None:
-    """The container's catalog-persist breaker; None until the shared breaker is wired in."""
-    try:
-        from incident_loop.breaker.wiring import catalog_persist_guard
-    except ImportError:
-        return None
-    return catalog_persist_guard()
+def persist_guard() -> PersistGuard:
+    """The container's catalog-persist breaker, with its alerts wired."""
+    from incident_loop.breaker_alerts import wired
+
+    return wired("catalog-persist")

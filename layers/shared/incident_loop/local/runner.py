@@ -152,13 +152,7 @@ class LocalApp:
         merged.pop("DB_SECRET_ARN", None)
         os.environ.update(merged)
         self.exported = sorted(merged)
-        from incident_loop import db, settings
-        from incident_loop.loop import stage
-        from incident_loop.stores import queues
-
-        for cached in (settings.get_settings, stage.idempotency_config, stage._persistence, queues._sqs):
-            cached.cache_clear()
-        db.reset_connection()
+        reset_container_caches()
 
     # -- invoking -----------------------------------------------------------------------------
     def handler(self, fn: FunctionSpec) -> Any:
@@ -179,7 +173,8 @@ class LocalApp:
         return self.handler(fn)(event, FakeContext(function_name=logical_id))
 
     def request(
-        self, method: str, path: str, tenant_id: str, body: Any = None, query: dict[str, str] | None = None
+        self, method: str, path: str, tenant_id: str, body: Any = None, query: dict[str, str] | None = None,
+        claims: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         """Send an API Gateway (REST proxy) request to the function whose route serves it."""
         for fn in self.spec.functions.values():
@@ -188,6 +183,7 @@ class LocalApp:
                 if params is None:
                     continue
                 event = api_event(method, path, route.path, params, tenant_id, body, query)
+                event["requestContext"]["authorizer"].update(claims or {})
                 response = self.invoke(fn.logical_id, event)
                 text = response.get("body") or ""
                 headers = {**(response.get("headers") or {}),
@@ -265,6 +261,27 @@ class LocalApp:
         url = self.queue_urls[_queue_ref(policy["deadLetterTargetArn"])]
         found = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
         return found.get("Messages", [])
+
+
+# Everything a warm container caches that depends on the environment: settings, clients, breakers.
+CONTAINER_CACHES = [
+    ("incident_loop.settings", "get_settings"), ("incident_loop.loop.stage", "idempotency_config"),
+    ("incident_loop.loop.stage", "_persistence"), ("incident_loop.stores.queues", "_sqs"),
+    ("incident_loop.alerts", "_sqs"), ("incident_loop.breaker_alerts", "_sqs"),
+    ("incident_loop.failures.persist", "_sqs"),
+    ("incident_loop.breaker.breaker", "get_breaker"), ("incident_loop.breaker.store", "dynamodb_client"),
+]
+
+
+def reset_container_caches() -> None:
+    """Start as a cold container would: re-read settings, new clients, no cached breakers, no connection."""
+    import importlib
+
+    for module, name in CONTAINER_CACHES:
+        getattr(importlib.import_module(module), name).cache_clear()
+    from incident_loop import db
+
+    db.reset_connection()
 
 
 def _queue_ref(value: Any) -> str:

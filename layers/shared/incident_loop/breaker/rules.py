@@ -1,0 +1,116 @@
+"""Trip rules: when a CLOSED breaker opens. Pure functions of the stored record, pluggable via `TripRule`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from incident_loop.breaker.state import BreakerRecord
+
+
+@dataclass(frozen=True)
+class Trip:
+    """A rule's verdict: open, why, and (optionally) for how long instead of the breaker's cooldown."""
+
+    reason: str
+    cooldown_s: float | None = None
+
+
+class TripRule(Protocol):
+    """Decides, from the record just written, whether a CLOSED breaker opens."""
+
+    @property
+    def samples(self) -> int:
+        """How many recent drift samples the store must keep for this rule (0: none)."""
+        ...
+
+    def drift_failure(self, value: float) -> bool:
+        """Whether one drift sample counts as a drift failure."""
+        ...
+
+    def should_trip(self, record: BreakerRecord) -> Trip | None: ...
+
+
+def p95(values: Sequence[float]) -> float:
+    """95th percentile, nearest rank (the value at or below which 95% of the samples fall)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
+
+
+@dataclass(frozen=True)
+class ConsecutiveFailures:
+    """Seeds 002 and 004: `threshold` consecutive failures open the breaker for `cooldown_s`."""
+
+    threshold: int = 5
+    cooldown_s: float | None = 60.0
+
+    @property
+    def samples(self) -> int:
+        return 0
+
+    def drift_failure(self, value: float) -> bool:
+        return False
+
+    def should_trip(self, record: BreakerRecord) -> Trip | None:
+        if record.consecutive_failures >= self.threshold:
+            return Trip(f"{record.consecutive_failures} consecutive failures (threshold {self.threshold})",
+                        self.cooldown_s)
+        return None
+
+
+@dataclass(frozen=True)
+class Drift:
+    """Seed 001 (CostSim V2): p95 drift over the last `window` samples above `p95_threshold`, or
+    `consecutive` samples in a row above `sample_threshold`. Either check may be turned off with None."""
+
+    p95_threshold: float | None = 0.2
+    window: int = 50
+    min_samples: int = 10
+    sample_threshold: float = 0.2
+    consecutive: int | None = 3
+    cooldown_s: float | None = None
+
+    @property
+    def samples(self) -> int:
+        return self.window if self.p95_threshold is not None else 0
+
+    def drift_failure(self, value: float) -> bool:
+        return value > self.sample_threshold
+
+    def should_trip(self, record: BreakerRecord) -> Trip | None:
+        if self.consecutive is not None and record.consecutive_drift_failures >= self.consecutive:
+            return Trip(f"{record.consecutive_drift_failures} consecutive drift failures "
+                        f"(> {self.sample_threshold})", self.cooldown_s)
+        recent = record.drift_samples[-self.window:]
+        if self.p95_threshold is not None and len(recent) >= self.min_samples:
+            value = p95(recent)
+            if value > self.p95_threshold:
+                return Trip(f"drift p95 {value:.3f} > {self.p95_threshold} over {len(recent)} samples",
+                            self.cooldown_s)
+        return None
+
+
+@dataclass(frozen=True)
+class AnyOf:
+    """Trips when any of its rules trips (the first one's verdict wins)."""
+
+    rules: tuple[TripRule, ...] = field(default_factory=tuple)
+
+    @property
+    def samples(self) -> int:
+        return max((rule.samples for rule in self.rules), default=0)
+
+    def drift_failure(self, value: float) -> bool:
+        return any(rule.drift_failure(value) for rule in self.rules)
+
+    def should_trip(self, record: BreakerRecord) -> Trip | None:
+        for rule in self.rules:
+            verdict = rule.should_trip(record)
+            if verdict is not None:
+                return verdict
+        return None

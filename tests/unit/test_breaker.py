@@ -1,0 +1,336 @@
+"""The breaker component on moto in-process (no network): rules, transitions, cache, fail modes, history."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import EndpointConnectionError
+from moto import mock_aws
+
+from incident_loop.breaker import (
+    Breaker,
+    BreakerConfig,
+    BreakerRecord,
+    BreakerState,
+    ConsecutiveFailures,
+    Drift,
+    DynamoBreakerStore,
+    FailMode,
+    MemoryHistory,
+    Transition,
+    ensure_table,
+    p95,
+)
+from incident_loop.observability import metrics
+
+TABLE = "breakers-unit"
+CLOSED, OPEN, HALF_OPEN, DISABLED = (BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN,
+                                     BreakerState.DISABLED)
+DRIFT_ONLY = Drift(p95_threshold=0.2, window=20, min_samples=10, sample_threshold=0.2, consecutive=None)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class Unreachable:
+    """A DynamoDB client whose every call fails the way a missing network does."""
+
+    def __getattr__(self, operation: str) -> Any:
+        def call(**kwargs: Any) -> Any:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+
+        return call
+
+
+@pytest.fixture
+def client() -> Iterator[Any]:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        ensure_table(dynamodb, TABLE)
+        yield dynamodb
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def history() -> MemoryHistory:
+    return MemoryHistory()
+
+
+@pytest.fixture
+def make(client: Any, clock: Clock, history: MemoryHistory) -> Any:
+    """Breakers on the same item, as separate containers would hold them."""
+
+    def build(config: BreakerConfig | None = None, name: str = "skill:unit", **kwargs: Any) -> Breaker:
+        config = config or BreakerConfig(rule=ConsecutiveFailures(5, 60.0), cooldown_s=60.0)
+        return Breaker(name, config, store=DynamoBreakerStore(TABLE, client), history=history, clock=clock,
+                       **kwargs)
+
+    return build
+
+
+def _trip(breaker: Breaker, failures: int = 5) -> None:
+    for _ in range(failures):
+        breaker.record_failure("boom")
+
+
+# ------------------------------------------------------------------ trip rules
+
+
+def test_consecutive_failures_trip_at_the_threshold_and_not_before(make: Any) -> None:
+    breaker = make()
+    _trip(breaker, 4)
+    assert breaker.allow() and breaker.status().state is CLOSED
+    breaker.record_failure("fifth")
+    assert not breaker.allow()
+    status = breaker.status()
+    assert status.state is OPEN and status.reason.startswith("5 consecutive failures")
+
+
+def test_a_success_resets_the_consecutive_failures(make: Any) -> None:
+    breaker = make()
+    _trip(breaker, 4)
+    breaker.record_success()
+    _trip(breaker, 4)
+    assert breaker.status().state is CLOSED
+    breaker.record_failure("fifth in a row")
+    assert breaker.status().state is OPEN
+
+
+def test_drift_trips_when_p95_over_the_window_is_above_the_threshold(make: Any) -> None:
+    breaker = make(BreakerConfig(rule=DRIFT_ONLY))
+    for value in [0.05] * 19 + [0.5]:
+        breaker.report_drift(value)
+    assert breaker.status().state is CLOSED  # 20 samples, one high: it lies above the 95th percentile
+    breaker.report_drift(0.5)  # the window's last 20: 18 low, 2 high, so p95 is 0.5
+    status = breaker.status()
+    assert status.state is OPEN and "drift p95 0.500 > 0.2" in (status.reason or "")
+
+
+def test_drift_below_the_threshold_keeps_it_closed_and_the_window_bounded(make: Any) -> None:
+    breaker = make(BreakerConfig(rule=DRIFT_ONLY))
+    for i in range(60):
+        breaker.report_drift(0.5 if i % 20 == 19 else 0.1)  # one high sample in every 20
+    status = breaker.status()
+    assert status.state is CLOSED and status.drift_samples == 20 and status.drift_p95 == pytest.approx(0.1)
+
+
+def test_consecutive_drift_failures_trip(make: Any) -> None:
+    breaker = make(BreakerConfig(rule=Drift(p95_threshold=None, consecutive=3, sample_threshold=0.2)))
+    for value in (0.3, 0.3, 0.1, 0.3, 0.3):
+        breaker.report_drift(value)
+    assert breaker.status().state is CLOSED
+    breaker.report_drift(0.25)
+    assert breaker.status().state is OPEN
+
+
+def test_p95_is_the_nearest_rank() -> None:
+    assert p95([]) == 0.0
+    assert p95([0.1] * 19 + [0.9]) == 0.1
+    assert p95([0.1] * 18 + [0.9, 0.9]) == 0.9
+
+
+# ------------------------------------------------------------------ cooldown and half-open
+
+
+def test_open_moves_to_half_open_after_the_cooldown(make: Any, clock: Clock) -> None:
+    breaker = make()
+    _trip(breaker)
+    clock.advance(59.9)
+    assert not breaker.allow()
+    clock.advance(0.2)
+    assert breaker.allow()  # the first caller after the cooldown is the probe
+    assert breaker.status().state is HALF_OPEN
+
+
+def test_half_open_admits_one_probe_and_refuses_the_next_caller(make: Any, clock: Clock) -> None:
+    first, second = make(), make()
+    _trip(first)
+    clock.advance(61)
+    assert first.allow()
+    assert not second.allow()  # the probe is still out
+    assert not first.allow()
+
+
+def test_half_open_admits_up_to_its_probe_limit(make: Any, clock: Clock) -> None:
+    config = BreakerConfig(rule=ConsecutiveFailures(5, 60.0), half_open_probes=2)
+    a, b, c = make(config), make(config), make(config)
+    _trip(a)
+    clock.advance(61)
+    assert [a.allow(), b.allow(), c.allow()] == [True, True, False]
+    a.record_success()
+    assert a.status().state is HALF_OPEN  # one of two probes back
+    b.record_success()
+    assert a.status().state is CLOSED
+
+
+def test_a_probe_success_closes_with_fresh_counters(make: Any, clock: Clock) -> None:
+    breaker = make()
+    _trip(breaker)
+    clock.advance(61)
+    assert breaker.allow()
+    breaker.record_success()
+    status = breaker.status()
+    assert status.state is CLOSED and status.consecutive_failures == 0 and status.reason == "probe succeeded"
+    assert breaker.allow()
+
+
+def test_a_probe_failure_reopens_with_a_new_cooldown(make: Any, clock: Clock) -> None:
+    breaker = make()
+    _trip(breaker)
+    clock.advance(61)
+    assert breaker.allow()
+    breaker.record_failure("still down")
+    status = breaker.status()
+    assert status.state is OPEN and status.reason == "probe failed: still down"
+    assert status.cooldown_until == datetime.fromtimestamp(clock.now + 60, UTC)
+    assert not breaker.allow()
+
+
+def test_outcomes_of_callers_that_hold_no_probe_are_ignored_in_half_open(make: Any, clock: Clock) -> None:
+    prober, bystander = make(), make()
+    _trip(prober)
+    clock.advance(61)
+    assert prober.allow()
+    bystander.record_failure("late failure from before the trip")
+    assert bystander.status().state is HALF_OPEN
+
+
+def test_a_lost_probe_is_replaced_after_the_probe_timeout(make: Any, clock: Clock) -> None:
+    lost, next_caller = make(), make()
+    _trip(lost)
+    clock.advance(61)
+    assert lost.allow()  # ... and never reports
+    assert not next_caller.allow()
+    clock.advance(31)
+    assert next_caller.allow()
+    next_caller.record_success()
+    assert next_caller.status().state is CLOSED
+
+
+def test_the_loser_of_a_race_sees_the_winners_state(make: Any, client: Any) -> None:
+    winner, loser = make(), make()
+    _trip(winner, 4)
+    loser.refresh()  # both hold version 0 with four failures
+    winner.record_failure("fifth")
+    calls: list[str] = []
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    loser.record_failure("sixth")  # its ADD fails on the version and returns the OPEN item
+    assert calls == ["UpdateItem"]
+    assert loser.cached().state is OPEN and not loser.allow()
+    assert calls == ["UpdateItem"]
+
+
+# ------------------------------------------------------------------ manual disable and enable
+
+
+def test_manual_disable_holds_until_its_expiry(make: Any, clock: Clock, history: MemoryHistory) -> None:
+    breaker = make()
+    until = datetime.fromtimestamp(clock.now + 100, UTC)
+    status = breaker.disable("V2 misbehaving", by="oncall@example.com", until=until)
+    assert status.state is DISABLED and status.reason == "V2 misbehaving" and status.disabled_until == until
+    assert not breaker.allow()
+    clock.advance(101)
+    assert breaker.status(fresh=False).state is CLOSED  # expired: reads as enabled
+    assert breaker.allow()
+    assert [(r["from_state"], r["to_state"], r["reason"]) for r in history.of("skill:unit")] == [
+        ("CLOSED", "DISABLED", "V2 misbehaving"), ("DISABLED", "CLOSED", "disable expired")]
+
+
+def test_enable_clears_a_disable(make: Any) -> None:
+    breaker = make()
+    breaker.disable("maintenance", by="ops")
+    assert not breaker.allow()
+    status = breaker.enable(by="ops", reason="done")
+    assert status.state is CLOSED and status.changed_by == "ops" and status.disabled_until is None
+    assert breaker.allow()
+
+
+# ------------------------------------------------------------------ the store unreachable
+
+
+@pytest.mark.parametrize(("mode", "allowed"), [(FailMode.OPEN, True), (FailMode.CLOSED, False)])
+def test_an_unreachable_store_answers_with_the_fail_mode_and_is_counted(mode: FailMode, allowed: bool,
+                                                                     history: MemoryHistory) -> None:
+    breaker = Breaker("costsim-v2", BreakerConfig(fail_mode=mode), history=history,
+                      store=DynamoBreakerStore(TABLE, Unreachable()))
+    metrics.clear_metrics()
+    assert breaker.allow() is allowed
+    breaker.record_failure("boom")  # does not raise
+    assert metrics.metric_set["BreakerStoreUnavailable"]["Value"] == [1.0]  # then backs off for cache_ttl_s
+    assert history.rows == []
+    metrics.clear_metrics()
+
+
+# ------------------------------------------------------------------ the read cache
+
+
+def test_allow_reads_once_per_cache_ttl(make: Any, client: Any, clock: Clock) -> None:
+    breaker = make()
+    breaker.allow()  # creates the item
+    gets: list[str] = []
+    client.meta.events.register("before-call.dynamodb.GetItem", lambda **_: gets.append("GetItem"))
+    clock.advance(2)
+    assert breaker.allow() and breaker.allow()
+    assert len(gets) == 1
+    clock.advance(1.0)
+    assert breaker.allow() and breaker.allow()
+    assert len(gets) == 2
+
+
+# ------------------------------------------------------------------ history and callbacks
+
+
+def test_every_transition_writes_one_history_row_and_calls_on_transition(make: Any, clock: Clock,
+                                                                        history: MemoryHistory) -> None:
+    seen: list[Transition] = []
+    breaker = make(on_transition=[seen.append])
+    _trip(breaker)
+    clock.advance(61)
+    breaker.allow()
+    breaker.record_success()
+    breaker.disable("test", by="ops")
+    breaker.enable(by="ops")
+    steps = [("CLOSED", "OPEN"), ("OPEN", "HALF_OPEN"), ("HALF_OPEN", "CLOSED"), ("CLOSED", "DISABLED"),
+             ("DISABLED", "CLOSED")]
+    assert [(t.from_state.value, t.to_state.value) for t in seen] == steps
+    assert [(r["from_state"], r["to_state"]) for r in history.of("skill:unit")] == steps
+    assert [r["version"] for r in history.of("skill:unit")] == [1, 2, 3, 4, 5]
+    assert history.rows[0]["details"]["consecutive_failures"] == 5
+
+
+def test_a_failing_history_or_callback_does_not_undo_the_transition(client: Any, clock: Clock) -> None:
+    class Broken:
+        def write(self, transition: Transition) -> None:
+            raise RuntimeError("database down")
+
+    def bad_hook(transition: Transition) -> None:
+        raise ValueError("bug in a hook")
+
+    seen: list[Transition] = []
+    breaker = Breaker("skill:unit", BreakerConfig(), store=DynamoBreakerStore(TABLE, client), history=Broken(),
+                      on_transition=[bad_hook, seen.append], clock=clock)
+    _trip(breaker)
+    assert breaker.status().state is OPEN and [t.to_state for t in seen] == [OPEN]
+
+
+def test_the_record_round_trips_through_a_dynamodb_item() -> None:
+    record = BreakerRecord(name="costsim-v2", state=HALF_OPEN, version=7, consecutive_failures=2,
+                           drift_samples=(0.125, 0.3), drift_seq=9, cooldown_until=1_800_000_000.25,
+                           reason="cooldown elapsed", probes_admitted=1)
+    assert BreakerRecord.from_item(record.to_item()) == record
