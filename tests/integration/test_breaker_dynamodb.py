@@ -108,15 +108,17 @@ def test_sixteen_workers_racing_to_auto_recover_make_one_recovery(endpoint: str,
         breaker.refresh()  # everyone sees it OPEN
     time.sleep(0.25)
 
-    def recover(breaker: Breaker) -> bool:
-        admitted = breaker.allow()
-        if admitted:
-            breaker.record_success()
-        return admitted
+    def recover(breaker: Breaker) -> tuple[BreakerState, int] | None:
+        if not breaker.allow():
+            return None
+        seen = breaker.cached()
+        breaker.record_success()
+        return seen.state, seen.version
 
-    admitted = _all_at_once(breakers, recover)
+    admitted = [seen for seen in _all_at_once(breakers, recover) if seen is not None]
 
-    assert sum(admitted) == 1
+    # One probe, admitted in HALF_OPEN; a straggler whose write lost after the probe closed it may pass too.
+    assert admitted.count((HALF_OPEN, 2)) == 1 and set(admitted) <= {(HALF_OPEN, 2), (CLOSED, 3)}
     assert [(t.from_state, t.to_state) for t in won] == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
     assert won[1].changed_by == won[2].changed_by  # the worker that moved it to HALF_OPEN was its probe
     assert breakers[0].status().state is CLOSED

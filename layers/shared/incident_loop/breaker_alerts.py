@@ -36,7 +36,8 @@ def alert_for(t: Transition, started: datetime | None = None) -> Alert:
 
 def on_transition(t: Transition) -> None:
     """The hook every wired breaker calls after a transition it won."""
-    tripped = t.to_state in DOWN and t.from_state not in DOWN
+    # A trip is leaving CLOSED; a failed half-open probe re-opens an outage already alerted and filed.
+    tripped = t.to_state in DOWN and t.from_state == BreakerState.CLOSED
     recovered = t.to_state == BreakerState.CLOSED and t.from_state != BreakerState.CLOSED
     if t.breaker == COSTSIM:
         _costsim_metrics(t, tripped, recovered)
