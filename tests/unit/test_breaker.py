@@ -334,3 +334,12 @@ def test_the_record_round_trips_through_a_dynamodb_item() -> None:
                            drift_samples=(0.125, 0.3), drift_seq=9, cooldown_until=1_800_000_000.25,
                            reason="cooldown elapsed", probes_admitted=1)
     assert BreakerRecord.from_item(record.to_item()) == record
+
+
+def test_an_expired_disable_renewed_meanwhile_stays_disabled(make: Any, clock: Clock) -> None:
+    stale, operator = make(BreakerConfig(cache_ttl_s=60)), make()
+    stale.disable("first", by="ops", until=datetime.fromtimestamp(clock.now + 10, UTC))
+    clock.advance(11)
+    operator.disable("again", by="ops")  # stale still holds the expired disable in its cache
+    assert not stale.allow()
+    assert stale.status().reason == "again"

@@ -114,8 +114,8 @@ class Breaker:
             if record.state is DISABLED:
                 if record.disabled(now):
                     return False
-                self._transition(record, CLOSED, "disable expired", RESET)
-                return True
+                _, record = self._transition(record, CLOSED, "disable expired", RESET)
+                continue  # CLOSED now, unless an operator disabled it again meanwhile
             if record.state is OPEN:
                 if record.cooldown_until is not None and now < record.cooldown_until:
                     return False
@@ -188,7 +188,8 @@ class Breaker:
                 if verdict is not None:
                     self._trip(record, verdict)
                 return
-        metrics.add_metric(name="BreakerSampleDropped", unit=MetricUnit.Count, value=1)
+        with metrics_lock:
+            metrics.add_metric(name="BreakerSampleDropped", unit=MetricUnit.Count, value=1)
         logger.warning("breaker drift sample dropped after lost races", breaker=self.name, value=value)
 
     def _trip(self, record: BreakerRecord, verdict: Trip) -> None:
