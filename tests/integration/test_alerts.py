@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -86,3 +88,28 @@ def test_delivery_retries_with_backoff_then_raises_and_counts_the_failure() -> N
     assert time.monotonic() - started >= 0.3  # 0.1 + 0.2 of backoff between three attempts
     assert metrics.metric_set["AlertSendFailures"]["Value"] == [1.0]
     metrics.clear_metrics()
+
+
+def test_cloudwatch_alarm_of_a_seed_rule_fires_and_resolves_through_the_queue(app: LocalApp,
+                                                                             alertmanager: Any) -> None:
+    marker = uuid.uuid4().hex[:8]
+    alarm = f"incident-loop-{marker}-CostSimV2HighDrift"
+
+    def notification(state: str) -> str:
+        message = {"AlarmName": alarm, "AlarmDescription": "P1: p95 drift > 0.2 for 5m (seed 001 rule)",
+                   "NewStateValue": state, "NewStateReason": "Threshold Crossed: 5 datapoints > 0.2",
+                   "StateChangeTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"}
+        return json.dumps({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:123456789012:alerts",
+                           "Message": json.dumps(message)})
+
+    app.send("AlertQueue", notification("ALARM"))
+    app.drain()
+
+    def shown() -> list[dict[str, Any]]:
+        return [a for a in active_alerts(alertmanager.url) if a["labels"].get("alarm") == alarm]
+
+    [firing] = _eventually(shown)
+    assert (firing["labels"]["alertname"], firing["labels"]["severity"]) == ("CostSimV2HighDrift", "P1")
+    app.send("AlertQueue", notification("OK"))
+    app.drain()
+    assert _eventually(lambda: not shown())
