@@ -152,3 +152,35 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     manager.start()
     yield manager
     manager.stop()
+
+
+@pytest.fixture
+def alerting_app(loop_env: str, alertmanager: Any) -> Iterator[Any]:
+    """local_app, with alert_worker pointed at the real Alertmanager."""
+    from moto import mock_aws
+
+    from incident_loop.local.runner import LocalApp
+
+    with mock_aws():
+        app = LocalApp(ROOT, None, loop_env, parameters={"AlertmanagerUrl": alertmanager.url})
+        app.provision()
+        yield app
+    for name in app.exported:
+        os.environ.pop(name, None)
+    reset_container_caches()
+
+
+@pytest.fixture
+def eventually() -> Any:
+    """Poll `check` until it returns something truthy or `timeout` passes; returns its last value."""
+    import time
+
+    def wait(check: Any, timeout: float = 10.0) -> Any:
+        deadline = time.monotonic() + timeout
+        while True:
+            value = check()
+            if value or time.monotonic() > deadline:
+                return value
+            time.sleep(0.2)
+
+    return wait

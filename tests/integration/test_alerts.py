@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from moto import mock_aws
 
 from incident_loop.alerts import Alert, AlertDeliveryFailed, active_alerts, deliver
-from incident_loop.local.runner import LocalApp, reset_container_caches
-
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def app(loop_env: str, alertmanager: Any) -> Iterator[LocalApp]:
-    with mock_aws():
-        local = LocalApp(ROOT, None, loop_env, parameters={"AlertmanagerUrl": alertmanager.url})
-        local.provision()
-        yield local
-    for name in local.exported:
-        os.environ.pop(name, None)
-    reset_container_caches()
+from incident_loop.local.runner import LocalApp
 
 
 def _shown(url: str, name: str, marker: str) -> list[dict[str, Any]]:
@@ -35,46 +19,40 @@ def _shown(url: str, name: str, marker: str) -> list[dict[str, Any]]:
             and a["labels"].get("marker") == marker]
 
 
-def _eventually(check: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.2)
-
-
-def test_firing_alert_reaches_alertmanager_and_its_resolution_resolves_it(app: LocalApp, alertmanager: Any) -> None:
+def test_firing_alert_reaches_alertmanager_and_its_resolution_resolves_it(
+    alerting_app: LocalApp, alertmanager: Any, eventually: Any
+) -> None:
     marker = uuid.uuid4().hex[:8]
     alert = Alert.firing("CostSimV2CircuitBreakerOpen", "P1", "V2 disabled: drift p95 0.31 > 0.2",
                          breaker="costsim-v2", marker=marker)
-    app.send("AlertQueue", alert.model_dump_json())
-    app.drain()
-    [shown] = _eventually(lambda: _shown(alertmanager.url, alert.name, marker))
+    alerting_app.send("AlertQueue", alert.model_dump_json())
+    alerting_app.drain()
+    [shown] = eventually(lambda: _shown(alertmanager.url, alert.name, marker))
     assert shown["labels"]["severity"] == "P1" and shown["labels"]["breaker"] == "costsim-v2"
     assert shown["annotations"]["summary"].startswith("V2 disabled")
     assert shown["status"]["state"] == "active"
 
-    app.send("AlertQueue", alert.resolved("V2 re-enabled after cooldown").model_dump_json())
-    app.drain()
-    assert _eventually(lambda: not _shown(alertmanager.url, alert.name, marker))
-    assert app.dlq_messages("AlertQueue") == []
+    alerting_app.send("AlertQueue", alert.resolved("V2 re-enabled after cooldown").model_dump_json())
+    alerting_app.drain()
+    assert eventually(lambda: not _shown(alertmanager.url, alert.name, marker))
+    assert alerting_app.dlq_messages("AlertQueue") == []
 
 
-def test_alert_sent_while_alertmanager_is_down_is_delivered_once_it_is_back(app: LocalApp,
-                                                                           alertmanager: Any) -> None:
+def test_alert_sent_while_alertmanager_is_down_is_delivered_once_it_is_back(
+    alerting_app: LocalApp, alertmanager: Any, eventually: Any
+) -> None:
     marker = uuid.uuid4().hex[:8]
     alert = Alert.firing("CostSimRapidCBTrips", "P1", "4 trips in 1h", marker=marker)
     alertmanager.stop()
     try:
-        app.send("AlertQueue", alert.model_dump_json())
-        app.deliver_round()
-        assert app.depth("AlertQueue") == 1  # still queued, not lost
-        assert app.dlq_messages("AlertQueue") == []
+        alerting_app.send("AlertQueue", alert.model_dump_json())
+        alerting_app.deliver_round()
+        assert alerting_app.depth("AlertQueue") == 1  # still queued, not lost
+        assert alerting_app.dlq_messages("AlertQueue") == []
     finally:
         alertmanager.start()
-    app.drain()
-    assert _eventually(lambda: _shown(alertmanager.url, alert.name, marker))
+    alerting_app.drain()
+    assert eventually(lambda: _shown(alertmanager.url, alert.name, marker))
 
 
 def test_delivery_retries_with_backoff_then_raises_and_counts_the_failure() -> None:
@@ -90,8 +68,9 @@ def test_delivery_retries_with_backoff_then_raises_and_counts_the_failure() -> N
     metrics.clear_metrics()
 
 
-def test_cloudwatch_alarm_of_a_seed_rule_fires_and_resolves_through_the_queue(app: LocalApp,
-                                                                             alertmanager: Any) -> None:
+def test_cloudwatch_alarm_of_a_seed_rule_fires_and_resolves_through_the_queue(
+    alerting_app: LocalApp, alertmanager: Any, eventually: Any
+) -> None:
     marker = uuid.uuid4().hex[:8]
     alarm = f"incident-loop-{marker}-CostSimV2HighDrift"
 
@@ -102,14 +81,14 @@ def test_cloudwatch_alarm_of_a_seed_rule_fires_and_resolves_through_the_queue(ap
         return json.dumps({"Type": "Notification", "TopicArn": "arn:aws:sns:us-east-1:123456789012:alerts",
                            "Message": json.dumps(message)})
 
-    app.send("AlertQueue", notification("ALARM"))
-    app.drain()
+    alerting_app.send("AlertQueue", notification("ALARM"))
+    alerting_app.drain()
 
     def shown() -> list[dict[str, Any]]:
         return [a for a in active_alerts(alertmanager.url) if a["labels"].get("alarm") == alarm]
 
-    [firing] = _eventually(shown)
+    [firing] = eventually(shown)
     assert (firing["labels"]["alertname"], firing["labels"]["severity"]) == ("CostSimV2HighDrift", "P1")
-    app.send("AlertQueue", notification("OK"))
-    app.drain()
-    assert _eventually(lambda: not shown())
+    alerting_app.send("AlertQueue", notification("OK"))
+    alerting_app.drain()
+    assert eventually(lambda: not shown())
