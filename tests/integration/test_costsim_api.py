@@ -35,7 +35,21 @@ def test_v2_serves_while_the_breaker_is_closed_and_provenance_is_kept_once(alert
 def test_drift_trips_the_breaker_v1_is_served_an_incident_enters_the_loop_and_the_alert_arrives(
     alerting_app: LocalApp, tenant: str, alertmanager: Any, eventually: Any
 ) -> None:
-    answers = [simulate(alerting_app, tenant, plan("claude-sonnet", 1000 + n)) for n in range(4)]
+    from incident_loop.observability import metrics
+
+    gauges: list[tuple[str, float]] = []
+    real_add = metrics.add_metric
+
+    def spy(name: str, **kwargs: Any) -> None:
+        gauges.append((name, kwargs["value"]))
+        real_add(name=name, **kwargs)
+
+    metrics.add_metric = spy  # type: ignore[method-assign]
+    try:
+        answers = [simulate(alerting_app, tenant, plan("claude-sonnet", 1000 + n)) for n in range(4)]
+    finally:
+        metrics.add_metric = real_add  # type: ignore[method-assign]
+    assert ("CostSimConsecutiveFailures", 2) in gauges and ("CostSimBreakerOpen", 1) in gauges
     assert [a["served"] for a in answers] == ["v2", "v2", "v2", "v1"]  # three drifts > 0.2 trip it
     assert "disabled by its circuit breaker" in answers[3]["note"]
     status = alerting_app.request("GET", "/costsim/status", tenant)[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict
 
 from incident_loop.alerts import Alert, enqueue
@@ -12,6 +13,7 @@ from incident_loop.costsim.models import Plan, drift
 from incident_loop.costsim.provenance import record
 from incident_loop.costsim.simulators import simulate_v1, simulate_v2
 from incident_loop.db import transaction
+from incident_loop.observability import metrics
 
 
 class V2Guard(Protocol):
@@ -68,6 +70,7 @@ def simulate(tenant_id: str, request: SimulateRequest, breaker: V2Guard | None =
                      served="v2" if v2 else "v1")
     if plan_drift is not None:
         guard.report_drift(plan_drift)
+    _emit_breaker_gauges(guard)
     answer: dict[str, Any] = {
         "input_hash": plan.input_hash(),
         "served": "v2" if v2 else "v1",
@@ -80,6 +83,20 @@ def simulate(tenant_id: str, request: SimulateRequest, breaker: V2Guard | None =
     if v2 is None:
         answer["note"] = "V2 is disabled by its circuit breaker; this is the V1 estimate"
     return answer
+
+
+def _emit_breaker_gauges(guard: Any) -> None:
+    """The gauges the seed's drift and breaker alarms watch, from the breaker's (cached) state."""
+    try:
+        current = guard.status(fresh=False)
+    except Exception:  # noqa: BLE001 - a gauge is not worth failing a simulation for
+        return
+    if current.drift_p95 is not None:
+        metrics.add_metric(name="CostSimDriftP95", unit=MetricUnit.NoUnit, value=current.drift_p95)
+    metrics.add_metric(name="CostSimConsecutiveFailures", unit=MetricUnit.Count,
+                       value=current.consecutive_drift_failures)
+    metrics.add_metric(name="CostSimBreakerOpen", unit=MetricUnit.Count,
+                       value=0 if current.state.value == "CLOSED" else 1)
 
 
 def status() -> dict[str, Any]:
