@@ -1,110 +1,214 @@
-"""failure_patterns in PostgreSQL: exact counts under concurrency and redelivery, index-only lookups."""
+"""failure_patterns in PostgreSQL: exact counts under redelivery and concurrency, the same decisions
+as the in-memory index, and lookups that are index probes."""
 
 from __future__ import annotations
 
+import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 from psycopg.rows import dict_row
 
 from incident_loop.grouping.matcher import MemoryPatternIndex, decide
-from incident_loop.stores.patterns import PostgresPatternIndex, record_match
+from incident_loop.stores.patterns import BY_SIGNATURE_SQL, CANDIDATES_SQL, PostgresPatternIndex, record_match
+
+E = "ToolError"
 
 
-def _incident(conn: Any, tenant: str, n: int) -> str:
+def _connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    return psycopg.connect(url, autocommit=True, **kwargs)
+
+
+def _incident(conn: psycopg.Connection[Any], tenant: str, n: int) -> str:
     incident_id = f"inc_{tenant}_{n}"
     conn.execute(
         "INSERT INTO incidents (id, tenant_id, incident_key, agent_id, run_id, error_type, error_message, severity)"
-        " VALUES (%(id)s, %(t)s, %(id)s, 'a', 'r', 'E', 'm', 'low')",
-        {"id": incident_id, "t": tenant},
+        " VALUES (%(id)s, %(t)s, %(id)s, 'agent', 'run', %(e)s, 'm', 'low')",
+        {"id": incident_id, "t": tenant, "e": E},
     )
     return incident_id
 
 
-def _connect(url: str) -> psycopg.Connection[Any]:
-    return psycopg.connect(url, row_factory=dict_row, autocommit=True)
+def _match(conn: psycopg.Connection[Any], tenant: str, incident_id: str, message: str) -> tuple[str, int, bool]:
+    with conn.transaction():
+        return record_match(conn, tenant, incident_id, decide(message, E, tenant, PostgresPatternIndex(conn)))
 
 
-def test_redelivered_incident_counts_once(db_url: str, tenant: str) -> None:
-    with _connect(db_url) as conn:
-        incident = _incident(conn, tenant, 1)
-        decision = decide("disk full on volume 7", "E", tenant, PostgresPatternIndex(conn))
-        first = record_match(conn, tenant, incident, "E", decision)
-        again = record_match(conn, tenant, incident, "E", decide("disk full on volume 7", "E", tenant,
-                                                                  PostgresPatternIndex(conn)))
-    assert first[1:] == (1, True)
-    assert again == (first[0], 1, True)
+def _patterns(conn: psycopg.Connection[Any], tenant: str) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT p.id, p.occurrence_count, (SELECT count(*) FROM pattern_occurrences o WHERE o.pattern_id = p.id),"
+        " p.template, p.pattern_type, p.category FROM failure_patterns p WHERE p.tenant_id = %(t)s ORDER BY p.id",
+        {"t": tenant},
+    ).fetchall()
 
 
-def test_concurrent_workers_create_one_pattern_with_an_exact_count(db_url: str, tenant: str) -> None:
-    workers, per_worker = 8, 10
-    with _connect(db_url) as conn:
-        incidents = [_incident(conn, tenant, n) for n in range(workers * per_worker)]
+def _threads(workers: int, work: Callable[[int], None]) -> None:
     barrier = threading.Barrier(workers)
     errors: list[BaseException] = []
 
-    def work(mine: list[str]) -> None:
+    def run(i: int) -> None:
         try:
-            with _connect(db_url) as conn:
-                barrier.wait()
-                for incident in mine:
-                    with conn.transaction():
-                        decision = decide(f"queue {incident} overflowed", "E", tenant, PostgresPatternIndex(conn))
-                        record_match(conn, tenant, incident, "E", decision)
+            barrier.wait()
+            work(i)
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(incidents[i::workers],)) for i in range(workers)]
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(workers)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert errors == []
+
+
+def test_new_pattern_is_stored_with_its_type_category_and_id(db_url: str, tenant: str) -> None:
     with _connect(db_url) as conn:
-        rows = conn.execute("SELECT occurrence_count FROM failure_patterns WHERE tenant_id = %(t)s",
-                            {"t": tenant}).fetchall()
-    assert [r["occurrence_count"] for r in rows] == [workers * per_worker]
+        pattern_id, count, is_new = _match(conn, tenant, _incident(conn, tenant, 1),
+                                           "Skill web_search timed out after 30s")
+        [row] = _patterns(conn, tenant)
+    assert re.fullmatch(r"pat_[0-9a-f]{16}", pattern_id) and (count, is_new) == (1, True)
+    assert row == (pattern_id, 1, 1, "Skill web_search timed out after <*>", "timeout", "timeout")
+
+
+def test_redelivered_incident_counts_once(db_url: str, tenant: str) -> None:
+    with _connect(db_url) as conn:
+        incident = _incident(conn, tenant, 1)
+        first = _match(conn, tenant, incident, "disk full on volume 7")
+        again = _match(conn, tenant, incident, "disk full on volume 7")
+        later = _match(conn, tenant, _incident(conn, tenant, 2), "disk full on volume 9")
+    assert first[1:] == (1, True)
+    assert again == first
+    assert later == (first[0], 2, False)
+
+
+def test_concurrent_workers_creating_one_signature_end_with_one_pattern_and_an_exact_count(
+    db_url: str, tenant: str
+) -> None:
+    workers, per_worker = 8, 10
+    with _connect(db_url) as conn:
+        incidents = [_incident(conn, tenant, n) for n in range(workers * per_worker)]
+
+    def work(i: int) -> None:
+        with _connect(db_url) as conn:
+            for incident in incidents[i::workers]:
+                _match(conn, tenant, incident, f"queue {incident} overflowed after 30s")
+
+    _threads(workers, work)
+    with _connect(db_url) as conn:
+        rows = _patterns(conn, tenant)
+        kinds = dict(conn.execute(
+            "SELECT o.match_type, count(*) FROM pattern_occurrences o JOIN failure_patterns p ON p.id = o.pattern_id"
+            " WHERE p.tenant_id = %(t)s GROUP BY 1", {"t": tenant}).fetchall())
+    assert [(count, occurrences) for _, count, occurrences, *_ in rows] == [(80, 80)]
+    assert kinds == {"new": 1, "exact": 79}  # whoever lost the race to create it joined it
+
+
+def test_concurrent_deliveries_of_one_incident_count_it_once(db_url: str, tenant: str) -> None:
+    with _connect(db_url) as conn:
+        incident = _incident(conn, tenant, 1)
+    results: list[tuple[str, int, bool]] = []
+
+    def work(i: int) -> None:
+        with _connect(db_url) as conn:
+            results.append(_match(conn, tenant, incident, "lease lost by worker alpha"))
+
+    _threads(6, work)
+    with _connect(db_url) as conn:
+        rows = _patterns(conn, tenant)
+    assert len(set(results)) == 1 and results[0][1:] == (1, True)
+    assert [(count, occurrences) for _, count, occurrences, *_ in rows] == [(1, 1)]
+
+
+def test_concurrent_siblings_keep_every_count_exact(db_url: str, tenant: str) -> None:
+    families = ["lease lost by worker {}", "cache miss for key {} in region {}", "Tool {} failed on input {}"]
+    words = ["alpha", "beta", "gamma", "delta", "omega"]
+    messages = [f.format(words[n % 5], words[(n // 5) % 5]) for n in range(60) for f in families[n % 3: n % 3 + 1]]
+    with _connect(db_url) as conn:
+        incidents = [_incident(conn, tenant, n) for n in range(len(messages))]
+
+    def work(i: int) -> None:
+        with _connect(db_url) as conn:
+            for n in range(i, len(messages), 4):
+                _match(conn, tenant, incidents[n], messages[n])
+
+    _threads(4, work)
+    with _connect(db_url) as conn:
+        rows = _patterns(conn, tenant)
+    assert all(count == occurrences for _, count, occurrences, *_ in rows)
+    assert sum(count for _, count, *_ in rows) == len(messages)
+
+
+def test_fuzzy_join_generalises_the_template_and_makes_the_sibling_exact(db_url: str, tenant: str) -> None:
+    with _connect(db_url, row_factory=dict_row) as conn:  # the loop's connections have dict rows
+        pattern_id, _, _ = _match(conn, tenant, _incident(conn, tenant, 1), "lease lost by worker alpha")
+        index = PostgresPatternIndex(conn)
+        near = decide("lease lost by worker beta", E, tenant, index)
+        assert (near.match_type, near.pattern_id) == ("fuzzy", pattern_id)
+        with conn.transaction():
+            assert record_match(conn, tenant, _incident(conn, tenant, 2), near) == (pattern_id, 2, False)
+        again = decide("lease lost by worker beta", E, tenant, index)
+        [row] = _patterns(conn, tenant)
+    assert (again.match_type, again.pattern_id) == ("exact", pattern_id)
+    assert row["template"] == "lease lost by worker <*>"
+
+
+def test_the_older_call_with_an_error_type_still_records(db_url: str, tenant: str) -> None:
+    with _connect(db_url) as conn:
+        decision = decide("disk full on volume 7", E, tenant, PostgresPatternIndex(conn))
+        assert record_match(conn, tenant, _incident(conn, tenant, 1), E, decision)[1:] == (1, True)
 
 
 def test_postgres_and_memory_indexes_decide_alike(db_url: str, tenant: str) -> None:
-    stream = ["lease lost by worker alpha", "lease lost by worker beta", "cache miss for key 12",
-              "lease lost by worker beta", "cache miss for key 99", "lease expired for worker gamma",
-              # an exact hit through an alias must leave the generalised template alone
-              "lease lost by worker alpha", "lease lost by node gamma", "lease lost by node delta"]
+    stream = [
+        ("lease lost by worker alpha", E), ("lease lost by worker beta", E), ("cache miss for key 12", E),
+        ("lease lost by worker beta", E), ("cache miss for key 99", E), ("lease expired for worker gamma", E),
+        ("lease lost by worker alpha", E),  # an exact hit through an alias leaves the template alone
+        ("lease lost by node gamma", E), ("lease lost by node delta", "OtherError"),
+        ("Skill web_search timed out after 30s", E), ("Skill web_search timed out after 2 min", E),
+        ("Skill web_search returned HTTP 503 from https://api.example.com/v1", E),
+        ("Skill web_search returned HTTP 502 from https://api.example.com/v2", E),
+        ("Tool calculator failed on input alpha", E), ("Tool calculator failed on output beta", E),
+    ]
     memory = MemoryPatternIndex()
+    memory_ids, pg_ids = [], []
     with _connect(db_url) as conn:
         pg = PostgresPatternIndex(conn)
-        for n, message in enumerate(stream):
-            in_memory = decide(message, "E", tenant, memory)
-            in_pg = decide(message, "E", tenant, pg)
-            assert (in_memory.match_type, in_memory.template) == (in_pg.match_type, in_pg.template)
-            memory.record(tenant, "E", in_memory)
-            record_match(conn, tenant, _incident(conn, tenant, n), "E", in_pg)
+        for n, (message, error_type) in enumerate(stream):
+            in_memory = decide(message, error_type, tenant, memory)
+            in_pg = decide(message, error_type, tenant, pg)
+            assert (in_memory.match_type, in_memory.template, in_memory.merged_template, in_memory.confidence) == (
+                in_pg.match_type, in_pg.template, in_pg.merged_template, in_pg.confidence), message
+            memory_ids.append(memory.record(tenant, in_memory))
+            with conn.transaction():
+                pg_ids.append(record_match(conn, tenant, _incident(conn, tenant, n), in_pg)[0])
+        stored = {pid: template for pid, _, _, template, *_ in _patterns(conn, tenant)}
+    mapping = dict(zip(memory_ids, pg_ids, strict=True))
+    assert len(set(mapping.values())) == len(mapping)  # the same partition of the stream
+    assert {mapping[m]: memory.template(m) for m in mapping} == stored  # and the same templates
 
 
-def test_candidate_and_signature_lookups_use_indexes(db_url: str, tenant: str) -> None:
+def test_signature_and_candidate_lookups_are_index_probes(db_url: str, tenant: str) -> None:
     with _connect(db_url) as conn:
-        conn.execute(
-            "INSERT INTO incidents (id, tenant_id, incident_key, agent_id, run_id, error_type, error_message,"
-            " severity) VALUES ('inc_seed_' || %(t)s, %(t)s, 'seed', 'a', 'r', 'E', 'm', 'low')", {"t": tenant})
+        seed = _incident(conn, tenant, 0)
         conn.execute(
             "INSERT INTO failure_patterns (id, tenant_id, pattern_type, error_type, signature, template, category,"
             " first_incident_id, candidate_key)"
             " SELECT 'pat_' || %(t)s || g, %(t)s, 'error', 'E' || (g %% 50), md5(g::text), 'tpl ' || g, 'unknown',"
-            " 'inc_seed_' || %(t)s, (g %% 40) || ':tok' || (g %% 97) FROM generate_series(1, 20000) g",
-            {"t": tenant},
+            " %(seed)s, (g %% 40) || ':tok' || (g %% 97) FROM generate_series(1, 20000) g",
+            {"t": tenant, "seed": seed},
         )
         conn.execute("INSERT INTO pattern_signatures (tenant_id, signature, pattern_id)"
                      " SELECT tenant_id, signature, id FROM failure_patterns WHERE tenant_id = %(t)s", {"t": tenant})
         conn.execute("ANALYZE failure_patterns")
         conn.execute("ANALYZE pattern_signatures")
-        plans = []
-        for sql in (
-            "EXPLAIN SELECT id, template FROM failure_patterns WHERE tenant_id = %(t)s AND error_type = 'E7'"
-            " AND candidate_key = '7:tok7' ORDER BY occurrence_count DESC LIMIT 50",
-            "EXPLAIN SELECT pattern_id FROM pattern_signatures WHERE tenant_id = %(t)s AND signature = 'x'",
-        ):
-            plans.append("\n".join(r["QUERY PLAN"] for r in conn.execute(sql, {"t": tenant}).fetchall()))
+        plans = [
+            "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params).fetchall())
+            for sql, params in (
+                (CANDIDATES_SQL, {"t": tenant, "e": "E7", "k": "7:tok7", "n": 100}),
+                (BY_SIGNATURE_SQL, {"t": tenant, "s": "x"}),
+            )
+        ]
     for plan in plans:
         assert "Index" in plan and "Seq Scan" not in plan, plan

@@ -1,100 +1,165 @@
-"""failure_patterns in PostgreSQL: Bridge 1's PatternIndex and the race-safe occurrence upsert."""
+"""failure_patterns in PostgreSQL: Bridge 1's PatternIndex and the race-safe occurrence upsert.
+
+Two index probes answer the matcher: pattern_signatures (every signature a pattern has absorbed,
+its own included) for exact hits, and (tenant_id, error_type, candidate_key) on failure_patterns
+for fuzzy candidates. Nothing scans the patterns, and nothing needs pg_trgm (seed 000, issue 4).
+"""
 
 from __future__ import annotations
 
-from typing import Any
-from uuid import uuid4
+import secrets
+from typing import Any, overload
 
 from psycopg import Connection
+from psycopg.rows import dict_row, tuple_row
 
-from incident_loop.grouping.matcher import MatchDecision, PatternCandidate, merge
+from incident_loop.grouping.matcher import (
+    EXACT_CONFIDENCE,
+    MAX_CANDIDATES,
+    MatchDecision,
+    PatternCandidate,
+    decision_arg,
+    merge,
+)
 
-# Enough siblings to find the right one; bounded so a hot key never turns a match into a scan.
-MAX_CANDIDATES = 50
+BY_SIGNATURE_SQL = "SELECT pattern_id FROM pattern_signatures WHERE tenant_id = %(t)s AND signature = %(s)s"
+# Oldest first, as the index hands them over: no sort, however many patterns share the key.
+CANDIDATES_SQL = (
+    "SELECT id, template FROM failure_patterns"
+    " WHERE tenant_id = %(t)s AND error_type = %(e)s AND candidate_key = %(k)s"
+    " ORDER BY first_seen_at, id LIMIT %(n)s"
+)
+
+
+def new_pattern_id() -> str:
+    return f"pat_{secrets.token_hex(8)}"
 
 
 class PostgresPatternIndex:
-    """The PatternIndex of Bridge 1, answered by two index probes."""
+    """The PatternIndex of Bridge 1 on PostgreSQL (same semantics as MemoryPatternIndex)."""
 
     def __init__(self, conn: Connection[Any]) -> None:
         self._conn = conn
 
     def by_signature(self, tenant_id: str, signature: str) -> str | None:
-        row = self._conn.execute(
-            "SELECT pattern_id FROM pattern_signatures WHERE tenant_id = %(t)s AND signature = %(s)s",
-            {"t": tenant_id, "s": signature},
-        ).fetchone()
-        return None if row is None else str(row["pattern_id"])
+        with self._conn.cursor(row_factory=tuple_row) as cur:
+            row = cur.execute(BY_SIGNATURE_SQL, {"t": tenant_id, "s": signature}).fetchone()
+        return None if row is None else str(row[0])
 
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> list[PatternCandidate]:
-        rows = self._conn.execute(
-            "SELECT id, template FROM failure_patterns"
-            " WHERE tenant_id = %(t)s AND error_type = %(e)s AND candidate_key = %(k)s"
-            # The index supplies this order: no sort, however many patterns share the key.
-            " ORDER BY occurrence_count DESC LIMIT %(n)s",
-            {"t": tenant_id, "e": error_type, "k": candidate_key, "n": MAX_CANDIDATES},
-        ).fetchall()
-        return [PatternCandidate(r["id"], r["template"]) for r in rows]
+        with self._conn.cursor(row_factory=tuple_row) as cur:
+            rows = cur.execute(
+                CANDIDATES_SQL, {"t": tenant_id, "e": error_type, "k": candidate_key, "n": MAX_CANDIDATES}
+            ).fetchall()
+        return [PatternCandidate(str(pid), str(tpl)) for pid, tpl in rows]
 
 
 def get_pattern(conn: Connection[Any], pattern_id: str) -> dict[str, Any] | None:
-    return conn.execute("SELECT * FROM failure_patterns WHERE id = %(id)s", {"id": pattern_id}).fetchone()
+    """The failure_patterns row as a dict, or None."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        return cur.execute("SELECT * FROM failure_patterns WHERE id = %(id)s", {"id": pattern_id}).fetchone()
 
 
-def record_match(
-    conn: Connection[Any], tenant_id: str, incident_id: str, error_type: str, decision: MatchDecision
-) -> tuple[str, int, bool]:
-    """Count the incident against its pattern (creating it if new); returns (id, count, created by it).
+@overload
+def record_match(conn: Connection[Any], tenant_id: str, incident_id: str, decision: MatchDecision, /
+                 ) -> tuple[str, int, bool]: ...
 
-    The count is the number of pattern_occurrences rows, kept in failure_patterns.occurrence_count
-    by incrementing only when this incident's row was inserted: exact under redelivery and
-    concurrency. Two workers creating the same new signature end with one pattern.
+
+@overload
+def record_match(conn: Connection[Any], tenant_id: str, incident_id: str, error_type: str,
+                 decision: MatchDecision, /) -> tuple[str, int, bool]: ...
+
+
+def record_match(conn: Connection[Any], tenant_id: str, incident_id: str, *args: Any) -> tuple[str, int, bool]:
+    """Count the incident against its pattern, creating or generalising the pattern as decided.
+
+    Returns (pattern_id, occurrence_count, is_new_pattern), where is_new_pattern says the pattern
+    was created for this incident. One transaction (a savepoint inside the caller's): the
+    occurrence row is inserted ON CONFLICT DO NOTHING and the count incremented only when it was,
+    so a redelivered incident counts once (and gets the same answer) and concurrent workers keep
+    the count exact. Two workers creating the same new signature end with one pattern.
+    Also accepts the older (conn, tenant_id, incident_id, error_type, decision).
     """
-    pattern_id = decision.pattern_id
-    if pattern_id is None:
-        conn.execute(
-            "INSERT INTO failure_patterns (id, tenant_id, pattern_type, error_type, signature, template,"
-            " candidate_key, category, first_incident_id) VALUES (%(id)s, %(t)s, %(ptype)s, %(e)s, %(s)s,"
-            " %(tpl)s, %(k)s, %(cat)s, %(inc)s) ON CONFLICT (tenant_id, signature) DO NOTHING",
-            {"id": f"pat_{uuid4().hex[:16]}", "t": tenant_id, "ptype": decision.pattern_type, "e": error_type,
-             "s": decision.signature, "tpl": decision.template, "k": decision.candidate_key,
-             "cat": decision.category, "inc": incident_id},
+    decision = decision_arg(args)
+    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+        done = _recorded(cur, incident_id)
+        if done is not None:
+            return done
+        pattern_id, match_type, confidence = decision.pattern_id, decision.match_type, decision.confidence
+        if pattern_id is None:
+            pattern_id, created = _create(cur, tenant_id, incident_id, decision)
+            if not created:  # another worker recorded the signature first: this is an exact hit on it
+                match_type, confidence = "exact", EXACT_CONFIDENCE
+        else:
+            if match_type == "fuzzy":
+                _generalise(cur, pattern_id, decision)
+            if decision.new_alias:
+                _alias(cur, tenant_id, decision.signature, pattern_id)
+        cur.execute(
+            "INSERT INTO pattern_occurrences (pattern_id, incident_id, match_type, confidence)"
+            " VALUES (%(p)s, %(i)s, %(m)s, %(c)s) ON CONFLICT DO NOTHING RETURNING pattern_id",
+            {"p": pattern_id, "i": incident_id, "m": match_type, "c": confidence},
         )
-        row = conn.execute(
-            "SELECT id FROM failure_patterns WHERE tenant_id = %(t)s AND signature = %(s)s",
-            {"t": tenant_id, "s": decision.signature},
+        if cur.fetchone() is None:  # a concurrent delivery of the same incident got there first
+            done = _recorded(cur, incident_id)
+            assert done is not None
+            return done
+        row = cur.execute(
+            "UPDATE failure_patterns SET occurrence_count = occurrence_count + 1, last_seen_at = now()"
+            " WHERE id = %(id)s RETURNING occurrence_count, first_incident_id",
+            {"id": pattern_id},
         ).fetchone()
         assert row is not None
-        pattern_id = str(row["id"])
-    elif decision.match_type == "fuzzy":
-        # Generalise against the template as it is now (another worker may have generalised it).
-        current = conn.execute(
-            "SELECT template FROM failure_patterns WHERE id = %(id)s FOR UPDATE", {"id": pattern_id}
-        ).fetchone()
-        assert current is not None
-        merged = merge(decision.template.split(" "), str(current["template"]).split(" "))
-        conn.execute("UPDATE failure_patterns SET template = %(tpl)s WHERE id = %(id)s",
-                     {"tpl": " ".join(merged), "id": pattern_id})
-    conn.execute(
-        "INSERT INTO pattern_signatures (tenant_id, signature, pattern_id) VALUES (%(t)s, %(s)s, %(p)s)"
-        " ON CONFLICT (tenant_id, signature) DO NOTHING",
-        {"t": tenant_id, "s": decision.signature, "p": pattern_id},
-    )
-    inserted = conn.execute(
-        "INSERT INTO pattern_occurrences (pattern_id, incident_id, match_type, confidence)"
-        " VALUES (%(p)s, %(i)s, %(m)s, %(c)s) ON CONFLICT DO NOTHING RETURNING incident_id",
-        {"p": pattern_id, "i": incident_id, "m": decision.match_type, "c": decision.confidence},
-    ).fetchone()
-    if inserted is not None:
-        conn.execute(
-            "UPDATE failure_patterns SET occurrence_count = occurrence_count + 1, last_seen_at = now()"
-            " WHERE id = %(id)s",
-            {"id": pattern_id},
-        )
-    row = conn.execute(
+        return pattern_id, int(row[0]), row[1] == incident_id
+
+
+def _recorded(cur: Any, incident_id: str) -> tuple[str, int, bool] | None:
+    row = cur.execute(
         "SELECT p.id, p.occurrence_count, p.first_incident_id FROM pattern_occurrences o"
         " JOIN failure_patterns p ON p.id = o.pattern_id WHERE o.incident_id = %(i)s",
         {"i": incident_id},
     ).fetchone()
-    assert row is not None
-    return str(row["id"]), int(row["occurrence_count"]), row["first_incident_id"] == incident_id
+    return None if row is None else (str(row[0]), int(row[1]), row[2] == incident_id)
+
+
+def _create(cur: Any, tenant_id: str, incident_id: str, decision: MatchDecision) -> tuple[str, bool]:
+    """(pattern id, created) for a new signature. The alias is claimed first, so when workers race
+    to create the pattern, one creates it and the others join it (their alias insert waits for it)."""
+    pattern_id = new_pattern_id()
+    if not _alias(cur, tenant_id, decision.signature, pattern_id):
+        row = cur.execute(BY_SIGNATURE_SQL, {"t": tenant_id, "s": decision.signature}).fetchone()
+        assert row is not None  # the alias insert waited for the winner's commit
+        return str(row[0]), False
+    cur.execute(
+        "INSERT INTO failure_patterns (id, tenant_id, pattern_type, error_type, signature, template,"
+        " candidate_key, category, first_incident_id) VALUES (%(id)s, %(t)s, %(ptype)s, %(e)s, %(s)s,"
+        " %(tpl)s, %(k)s, %(cat)s, %(inc)s)",
+        {"id": pattern_id, "t": tenant_id, "ptype": decision.pattern_type, "e": decision.error_type,
+         "s": decision.signature, "tpl": decision.template, "k": decision.candidate_key,
+         "cat": decision.category, "inc": incident_id},
+    )
+    return pattern_id, True
+
+
+def _alias(cur: Any, tenant_id: str, signature: str, pattern_id: str) -> bool:
+    """Point the signature at the pattern unless it already points somewhere; True if it was new."""
+    cur.execute(
+        "INSERT INTO pattern_signatures (tenant_id, signature, pattern_id) VALUES (%(t)s, %(s)s, %(p)s)"
+        " ON CONFLICT (tenant_id, signature) DO NOTHING RETURNING pattern_id",
+        {"t": tenant_id, "s": signature, "p": pattern_id},
+    )
+    return cur.fetchone() is not None
+
+
+def _generalise(cur: Any, pattern_id: str, decision: MatchDecision) -> None:
+    """Merge the message into the template as it is now (another worker may have generalised it)."""
+    row = cur.execute(
+        "SELECT template FROM failure_patterns WHERE id = %(id)s FOR UPDATE", {"id": pattern_id}
+    ).fetchone()
+    if row is None:
+        raise LookupError(f"pattern {pattern_id} does not exist")
+    current = str(row[0]).split(" ")
+    merged = " ".join(merge(decision.tokens, current)) if len(current) == len(decision.tokens) else row[0]
+    if merged != row[0]:
+        cur.execute("UPDATE failure_patterns SET template = %(tpl)s WHERE id = %(id)s",
+                    {"tpl": merged, "id": pattern_id})

@@ -1,0 +1,211 @@
+"""Bridge 1's matcher: exact, fuzzy and new decisions, classification, and the benchmark's blindness."""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from incident_loop.bench import grouping as bench
+from incident_loop.grouping import matcher
+from incident_loop.grouping.matcher import (
+    EXACT_CONFIDENCE,
+    MatchDecision,
+    MemoryPatternIndex,
+    PatternCandidate,
+    candidate_key,
+    classify,
+    decide,
+    similarity,
+)
+from incident_loop.grouping.normalise import normalise
+
+T, E = "tenant-a", "ToolError"
+
+
+def _record(index: MemoryPatternIndex, message: str, error_type: str = E, tenant: str = T) -> MatchDecision:
+    decision = decide(message, error_type, tenant, index)
+    index.record(tenant, decision)
+    return decision
+
+
+def test_first_message_is_a_new_pattern() -> None:
+    decision = decide("Tool calculator failed on input alpha", E, T, MemoryPatternIndex())
+    assert (decision.match_type, decision.pattern_id, decision.confidence) == ("new", None, 0.0)
+
+
+def test_same_template_is_an_exact_hit_with_confidence_095() -> None:
+    index = MemoryPatternIndex()
+    pattern_id = index.record(T, decide("Tool calculator timed out after 30s", E, T, index))
+    again = decide("Tool calculator timed out after 1500ms", E, T, index)
+    assert (again.match_type, again.pattern_id, again.confidence) == ("exact", pattern_id, EXACT_CONFIDENCE)
+
+
+def test_similar_message_joins_fuzzily_and_generalises_the_template() -> None:
+    index = MemoryPatternIndex()
+    pattern_id = index.record(T, decide("Tool calculator failed on input alpha", E, T, index))
+    near = decide("Tool calculator failed on input beta", E, T, index)
+    assert near.match_type == "fuzzy" and near.pattern_id == pattern_id
+    assert 0.75 <= near.confidence < EXACT_CONFIDENCE
+    assert near.merged_template == "Tool calculator failed on input <*>"
+    index.record(T, near)
+    assert index.template(pattern_id) == "Tool calculator failed on input <*>"
+
+
+def test_a_joined_message_is_an_exact_hit_next_time() -> None:
+    index = MemoryPatternIndex()
+    pattern_id = index.record(T, decide("lease lost by worker alpha", E, T, index))
+    _record(index, "lease lost by worker beta")
+    assert decide("lease lost by worker beta", E, T, index).match_type == "exact"
+    third = decide("lease lost by worker gamma", E, T, index)
+    assert third.match_type in ("exact", "fuzzy") and third.pattern_id == pattern_id
+
+
+def test_message_with_the_generalised_template_is_exact_and_becomes_an_alias() -> None:
+    index = MemoryPatternIndex()
+    pattern_id = index.record(T, decide("lease lost by worker alpha", E, T, index))
+    _record(index, "lease lost by worker beta")  # the pattern is now "lease lost by worker <*>"
+    decision = decide("lease lost by worker 42", E, T, index)
+    assert (decision.match_type, decision.pattern_id, decision.confidence) == ("exact", pattern_id, EXACT_CONFIDENCE)
+    index.record(T, decision)
+    assert index.by_signature(T, decision.signature) == pattern_id
+
+
+def test_threshold_is_configurable() -> None:
+    index = MemoryPatternIndex()
+    _record(index, "Tool calculator failed on input alpha")
+    assert decide("Tool calculator failed on input beta", E, T, index, threshold=0.75).match_type == "fuzzy"
+    assert decide("Tool calculator failed on input beta", E, T, index, threshold=0.95).match_type == "new"
+
+
+@pytest.mark.parametrize(
+    ("stored", "message", "error_type", "tenant"),
+    [
+        ("Tool calculator failed on input alpha", "Tool calculator failed on input alpha", "OtherError", T),
+        ("Tool calculator failed on input alpha", "Tool calculator failed on input alpha", E, "tenant-b"),
+        ("Tool calculator failed on input alpha", "Tool calculator crashed while parsing its own output", E, T),
+        ("Skill web_search timed out after 30s", "Skill web_search returned HTTP 503", E, T),
+    ],
+    ids=["other error type", "other tenant", "different failure", "different length"],
+)
+def test_unrelated_failures_are_new_patterns(stored: str, message: str, error_type: str, tenant: str) -> None:
+    index = MemoryPatternIndex()
+    _record(index, stored)
+    assert decide(message, error_type, tenant, index).match_type == "new"
+
+
+def test_similarity_counts_constants_and_half_for_a_wildcard() -> None:
+    a = ("Tool", "calculator", "failed", "<*>")
+    assert similarity(a, a) == 1.0
+    assert similarity(a, ("Tool", "calculator", "crashed", "<*>")) == pytest.approx(2 / 3)
+    assert similarity(a, ("Tool", "<*>", "failed", "<*>")) == pytest.approx(2.5 / 3)
+    assert similarity(a, a[:3]) == 0.0
+
+
+def test_siblings_share_a_candidate_key_of_length_and_leading_constants() -> None:
+    one, other = normalise("Tool calculator failed on input alpha"), normalise("Tool calculator failed on input beta")
+    assert candidate_key(one) == candidate_key(other) == "6:Tool calculator"
+    assert candidate_key(normalise("42 Tool failed")) == "3:Tool failed"
+
+
+class _SpyIndex:
+    """A PatternIndex that records how it is asked (and has nothing to enumerate)."""
+
+    def __init__(self, candidates: Sequence[PatternCandidate] = ()) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self._candidates = list(candidates)
+
+    def by_signature(self, tenant_id: str, signature: str) -> str | None:
+        self.calls.append(("by_signature", tenant_id, signature))
+        return None
+
+    def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> list[PatternCandidate]:
+        self.calls.append(("candidates", tenant_id, error_type, candidate_key))
+        return self._candidates
+
+
+def test_decide_only_probes_the_signature_and_the_candidate_key() -> None:
+    spy = _SpyIndex([PatternCandidate("pat_0000000000000001", "Tool calculator failed on input <*>")])
+    decision = decide("Tool calculator failed on input beta", E, T, spy)
+    assert [c[0] for c in spy.calls] == ["by_signature", "candidates"]
+    assert spy.calls[1] == ("candidates", T, E, "6:Tool calculator")
+    assert decision.match_type == "fuzzy" and decision.pattern_id == "pat_0000000000000001"
+
+
+@pytest.mark.parametrize(
+    ("error_type", "message", "expected"),
+    [
+        ("PolicyViolation", "step blocked", ("policy_violation", "policy")),
+        ("Error", "tool shell_exec blocked by policy pol_7", ("policy_violation", "policy")),
+        ("SkillTimeoutError", "x", ("timeout", "timeout")),
+        ("Error", "Tool call timed out after 30s", ("timeout", "timeout")),
+        ("Error", "deadline exceeded after 30s", ("timeout", "timeout")),
+        ("Error", "429 Too Many Requests, retry after 12s", ("rate_limit", "rate_limit")),
+        ("Error", "output failed schema validation", ("validation", "validation")),
+        ("Error", "401 Unauthorized: token expired", ("auth_error", "auth")),
+        ("Error", "out of memory: context length exceeded", ("resource", "resource")),
+        ("Error", "HTTP 503 from upstream", ("http_error", "http_error")),
+        ("Error", "something odd", ("error", "unknown")),
+        ("", "", ("error", "unknown")),
+    ],
+)
+def test_pattern_type_and_category_are_derived_and_never_empty(
+    error_type: str, message: str, expected: tuple[str, str]
+) -> None:
+    assert classify(error_type, message) == expected
+    decision = decide(message, error_type, T, MemoryPatternIndex())
+    assert (decision.pattern_type, decision.category) == expected
+
+
+def test_memory_index_ids_are_pat_and_16_hex() -> None:
+    index = MemoryPatternIndex()
+    assert re.fullmatch(r"pat_[0-9a-f]{16}", index.record(T, decide("disk full on volume 7", E, T, index)))
+
+
+# --- the benchmark: labels and dataset names never reach the matcher --------------------------
+
+MESSAGES = ["disk full on node alpha", "disk full on node beta", "lease lost by worker 7",
+            "lease lost by worker 9", "disk full on node gamma"]
+
+
+def _csv(path: Path, labels: list[str]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["LineId", "Content", "EventId"])
+        writer.writeheader()
+        for n, (message, label) in enumerate(zip(MESSAGES, labels, strict=True)):
+            writer.writerow({"LineId": n, "Content": message, "EventId": label})
+    return path
+
+
+def test_bench_matcher_never_receives_the_dataset_name_or_event_ids(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str] = []
+    real = matcher.decide
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.extend(str(a) for a in (*args, *kwargs.values()))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "decide", spy)
+    path = _csv(tmp_path / "SecretDataset_2k.log_structured.csv", ["EV1", "EV1", "EV2", "EV2", "EV1"])
+    bench.measure(path, repeat=1)
+    assert seen and not any("SecretDataset" in s or "EV1" in s or "EV2" in s for s in seen)
+
+
+def test_bench_groups_the_same_whatever_the_file_name_or_labels(tmp_path: Path) -> None:
+    one = bench.measure(_csv(tmp_path / "A_2k.csv", ["x", "x", "y", "y", "x"]), repeat=1)
+    other = bench.measure(_csv(tmp_path / "B_2k.csv", ["p", "q", "r", "s", "t"]), repeat=1)
+    assert one["groups"] == other["groups"] == 2
+    assert one["ga"] == 1.0 and other["ga"] == 0.0
+
+
+def test_grouping_accuracy_counts_only_exactly_recovered_groups() -> None:
+    truth = ["a", "a", "b", "b", "c"]
+    assert bench.grouping_accuracy(["1", "1", "2", "2", "3"], truth) == 1.0
+    assert bench.grouping_accuracy(["1", "1", "1", "1", "3"], truth) == pytest.approx(1 / 5)
+    assert bench.grouping_accuracy(["1", "2", "3", "3", "4"], truth) == pytest.approx(3 / 5)

@@ -1,0 +1,143 @@
+"""The normaliser on error messages of an agent runtime: what is masked, what stays, and signatures."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from incident_loop.grouping.normalise import WILDCARD, clear_memo, normalise, signature, template
+
+# Pairs of messages that are the same failure with different details.
+SIBLINGS = {
+    "timeout with durations": (
+        "Skill web_search timed out after 30s calling https://api.example.com/v1/q?id=8812",
+        "Skill web_search timed out after 1500ms calling https://api.example.com/v2/search?q=x&id=99",
+    ),
+    "timeout with a spaced unit": ("Tool call timed out after 30 sec", "Tool call timed out after 2.5 seconds"),
+    "http error with url and request id": (
+        "HTTP 503 Service Unavailable from https://svc.example.com/orders/7"
+        " (request_id=5c1e9a7e-0b7e-4f6a-9c53-1a2b3c4d5e6f)",
+        "HTTP 502 Service Unavailable from https://svc.example.com/orders/81"
+        " (request_id=0d9f1b2c-7a6e-4c3d-8b1a-9e8f7d6c5b4a)",
+    ),
+    "rate limit with retry-after": (
+        "429 Too Many Requests: rate limit of 10000 tokens/min exceeded, retry after 12s",
+        "429 Too Many Requests: rate limit of 90000 tokens/min exceeded, retry after 3s",
+    ),
+    "retry-after header": ("Rate limited by provider: Retry-After: 20", "Rate limited by provider: Retry-After: 7"),
+    "schema violation with quoted field": (
+        "Output failed schema validation: field 'items[3].price' is not a number",
+        "Output failed schema validation: field 'total' is not a number",
+    ),
+    "json detail": ('Validation failed: {"field": "price", "error": "not a number"}',
+                    'Validation failed: {"field": "qty", "error": "must be positive"}'),
+    "traceback frame": ('File "/app/agent/run.py", line 42, in step',
+                        'File "/srv/agents/planner/loop.py", line 7, in step'),
+    "traceback": (
+        'Traceback (most recent call last):\n  File "/app/agent/run.py", line 42, in step\n'
+        "    result = tool(**args)\nKeyError: 'price'",
+        'Traceback (most recent call last):\n  File "/app/agent/tools.py", line 310, in step\n'
+        "    result = tool(**args)\nKeyError: 'sku'",
+    ),
+    "host and port": ("Connection to 10.0.0.5:5432 refused after 3 attempts",
+                      "Connection to db.internal.example.com:6379 refused after 5 attempts"),
+    "service name and port": ("connect ECONNREFUSED redis:6379", "connect ECONNREFUSED postgres:5432"),
+    "hex ids": ("commit 9f8e7d6c5b4a build failed", "commit deadbeefcafe build failed"),
+    "emails and timestamps": ("user alice@example.com over quota since 2024-05-01 10:22:03 UTC",
+                              "user bob@corp.io over quota since 2025-11-30T23:59:59 UTC"),
+    "written-out timestamps": ("lease lost at Fri Jul  1 07:57:30 2005 by worker",
+                               "lease lost at Mon Dec 12 00:00:01 2024 by worker"),
+    "key=value values": ("job failed: worker=w-42 state=FAILED attempt=3",
+                         "job failed: worker=gpu-b state=KILLED attempt=1"),
+    "block ids and sizes": ("Block blk_-1608999687919862906 of 64.0 MB lost",
+                            "Block blk_38865049064139660 of 512 KB lost"),
+    "paths": ("Permission denied: /var/lib/agent/cache/ab12.json", "Permission denied: ./tmp/x.json"),
+    "windows paths": (r"cannot open C:\Users\svc\data.db", r"cannot open D:\agent\state.db"),
+    "mac and ipv6": ("link down on 00:1B:44:11:3A:B7", "link down on fe80::1ff:fe23:4567:890a"),
+}
+
+DIFFERENT = [
+    "Skill web_search timed out after 30s",
+    "Skill web_search failed after 30s",
+    "Skill calculator timed out after 30s",
+    "429 Too Many Requests: rate limit exceeded",
+    "Output failed schema validation: field 'total' is not a number",
+    "Output failed schema validation: field 'total' is required",
+    "Connection to 10.0.0.5:5432 refused",
+    "Connection to 10.0.0.5:5432 reset by peer",
+    "Policy violation: tool shell_exec is not allowed",
+    "KeyError: 'price'",
+    "ValueError: 'price'",
+]
+
+
+@pytest.mark.parametrize(("one", "other"), SIBLINGS.values(), ids=list(SIBLINGS))
+def test_siblings_share_a_template(one: str, other: str) -> None:
+    assert template(one) == template(other)
+
+
+def test_genuinely_different_errors_keep_different_templates() -> None:
+    assert len({template(m) for m in DIFFERENT}) == len(DIFFERENT)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("retry after 30s", "retry after <*>"),
+        ("retry after 1500ms", "retry after <*>"),
+        ("took 12 ms, 3 s in total", "took <*> in total"),
+        ("id 5c1e9a7e-0b7e-4f6a-9c53-1a2b3c4d5e6f missing", "id <*> missing"),
+        ("GET https://api.example.com/v1/items?id=1 failed", "GET <*> failed"),
+        ("from 192.168.1.20:6379 and /10.250.19.102:50010", "from <*> and <*>"),
+        ("resolve proxy.cse.example.edu failed", "resolve <*> failed"),
+        ("notify bob@example.com", "notify <*>"),
+        ("value 'a b c' rejected", "value <*> rejected"),
+        ("logname= uid=0 user=root", "logname= uid= <*> user= <*>"),
+        ("onExtend:1514038530000 done", "onExtend: <*> done"),
+        ("EventType: TASK_ABORT", "EventType: TASK_ABORT"),
+        ("PacketResponder 1 for block blk_-1608 terminating", "PacketResponder <*> for block <*> terminating"),
+        ("May not be empty on Monday", "May not be empty on Monday"),
+        ("at Sat May 8 09:04:50 EDT 2004", "at <*> EDT <*>"),
+        ("I can't reach it", "I can't reach it"),
+        ("- . ...", "-"),
+        ("", ""),
+    ],
+)
+def test_variable_parts_are_masked_and_words_kept(message: str, expected: str) -> None:
+    assert template(message) == expected
+
+
+def test_tokens_are_the_template_split_and_runs_collapse() -> None:
+    assert normalise("copy 10 20 30 files to /tmp/a") == ("copy", WILDCARD, "files", "to", WILDCARD)
+    assert normalise("") == ()
+
+
+def test_result_does_not_depend_on_what_was_seen_before() -> None:
+    messages = [m for pair in SIBLINGS.values() for m in pair] + DIFFERENT
+    warm = [template(m) for m in messages]
+    cold = []
+    for m in messages:
+        clear_memo()
+        cold.append(template(m))
+    assert cold == warm
+
+
+def test_signature_is_sha256_of_error_type_and_template() -> None:
+    text = template(SIBLINGS["timeout with durations"][0])
+    assert signature("SkillTimeoutError", text) == hashlib.sha256(f"SkillTimeoutError\x1f{text}".encode()).hexdigest()
+    assert signature("SkillTimeoutError", text) != signature("HttpError", text)
+
+
+def test_signature_is_stable_across_processes() -> None:
+    message = SIBLINGS["http error with url and request id"][0]
+    here = signature("HttpError", template(message))
+    code = ("from incident_loop.grouping.normalise import signature, template; "
+            f"print(signature('HttpError', template({message!r})))")
+    for seed in ("0", "1", "4242"):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
+        assert out == here
