@@ -63,6 +63,19 @@ def _backfill(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _sync_catalog(args: argparse.Namespace) -> int:
+    from incident_loop.catalog.matching import Catalog
+    from incident_loop.catalog.sync import sync
+    from incident_loop.db import connect
+
+    catalog = Catalog.from_file(Path(args.file)) if args.file else Catalog.from_file()
+    with connect(args.database_url) as conn:
+        new = sync(conn, catalog)
+        conn.commit()
+    print(f"synced {len(catalog.entries)} catalog entries: {new} new, {len(catalog.entries) - new} already stored")
+    return 0
+
+
 def _synth(args: argparse.Namespace) -> int:
     from incident_loop.failures import synth
 
@@ -99,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     bf.add_argument("--batch-size", type=int, default=5000)
     bf.add_argument("--no-progress", action="store_true")
     bf.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    sc = sub.add_parser("sync-catalog", help="load catalog/errors.yaml (new versions) into error_catalog")
+    sc.add_argument("--file", help="catalog file (default: the repository's catalog/errors.yaml)")
+    sc.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     sy = sub.add_parser("synth-failures", help="synthetic failures through the real persistence path")
     sy.add_argument("--count", type=int, default=1000)
     sy.add_argument("--tenants", type=int, default=5)
@@ -112,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         return _bench(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    commands = {"migrate": _migrate, "run": _run, "backfill-provenance": _backfill, "synth-failures": _synth}
+    commands = {"migrate": _migrate, "run": _run, "backfill-provenance": _backfill, "synth-failures": _synth,
+                "sync-catalog": _sync_catalog}
     return commands[args.command](args)
 
 

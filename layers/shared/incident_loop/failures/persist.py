@@ -15,11 +15,14 @@ from functools import cache
 from typing import Any, Literal, Protocol
 
 import boto3
+import psycopg
 from aws_lambda_powertools.metrics import MetricUnit
+from psycopg.rows import dict_row
 from pydantic import BaseModel, ConfigDict, Field
 
 from incident_loop.catalog.matching import Catalog
-from incident_loop.db import connect, transaction
+from incident_loop.catalog.sync import load as load_catalog
+from incident_loop.db import connect, conninfo, transaction
 from incident_loop.failures.store import FailureRecord, insert
 from incident_loop.observability import logger, metrics
 from incident_loop.settings import get_settings
@@ -61,7 +64,18 @@ class Outcome(BaseModel):
 
 @cache
 def catalog() -> Catalog:
-    return Catalog.from_file()
+    """The catalog synced into PostgreSQL, read once per container; the shipped file if it cannot be read.
+
+    The read has its own 1 s budget, so even a cold start stays inside the 2 s bound.
+    """
+    try:
+        with psycopg.connect(conninfo(), connect_timeout=1, options="-c statement_timeout=500",
+                             row_factory=dict_row) as conn:
+            synced = load_catalog(conn)
+    except psycopg.Error as exc:
+        logger.warning("error catalog not readable from the database, using the shipped file", error=str(exc))
+        synced = None
+    return synced or Catalog.from_file()
 
 
 @cache
