@@ -20,7 +20,7 @@ from typing import Any
 import psycopg
 
 from incident_loop.bench.docs import machine, replace_section
-from incident_loop.bench.grouping_db import scratch_database
+from incident_loop.bench.scratch import scratch_database
 from incident_loop.costsim import backfill
 from incident_loop.costsim.models import Plan, drift
 from incident_loop.costsim.provenance import COLUMNS

@@ -18,8 +18,8 @@ import statistics
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import psycopg
 from drain3 import TemplateMiner  # imported here, outside the timed part
 
 from incident_loop.bench.docs import machine, replace_section
+from incident_loop.bench.scratch import scratch_database
 from incident_loop.grouping.matcher import MemoryPatternIndex, candidate_key, clear_memos, decide
 from incident_loop.grouping.normalise import normalise, signature
 from incident_loop.observability import SERVICE
@@ -119,15 +120,6 @@ def measure(path: Path, db_url: str | None = None, repeat: int = REPEAT) -> dict
 
 
 # --- PostgreSQL: the real Bridge 1 path, and latency as the stored patterns grow --------------
-
-@contextmanager
-def scratch_database(admin_url: str) -> Iterator[str]:
-    """A fresh database with every migration applied, dropped afterwards."""
-    from incident_loop.bench.grouping_db import scratch_database as scratch
-
-    with scratch(admin_url) as url:
-        yield url
-
 
 def group_in_postgres(messages: list[str], admin_url: str) -> tuple[list[str], float]:
     """Each message as an incident through decide() on PostgresPatternIndex and record_match(),
