@@ -97,3 +97,14 @@ def test_replaying_a_failure_twice_stores_it_once(local_app: Any, tenant: str) -
     local_app.send("FailureRetryQueue", json.loads(parked))
     local_app.drain()
     assert [r["id"] for r in _rows(tenant)] == [outcome.failure_id]
+
+
+def test_the_runtime_entry_sits_behind_the_catalog_persist_breaker(local_app: Any, tenant: str) -> None:
+    from incident_loop.failures.persist import persist
+
+    down = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    outcomes = [persist(_failure(tenant, n), dsn=down) for n in range(7)]
+    assert [o.result for o in outcomes] == ["parked"] * 7
+    assert [o.reason == "breaker_open" for o in outcomes] == [False] * 5 + [True] * 2  # 5 failures open it
+    local_app.drain()
+    assert len(_rows(tenant)) == 7

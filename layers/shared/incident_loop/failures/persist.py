@@ -159,3 +159,10 @@ def replay(record: FailureRecord) -> bool:
         inserted = insert(conn, record)
     metrics.add_metric(name="FailurePersistReplayed", unit=MetricUnit.Count, value=1)
     return inserted
+
+
+def persist(failure: FailureIn, *, dsn: str | None = None) -> Outcome:
+    """The runtime's entry: persist_failure behind the shared catalog-persist breaker."""
+    from incident_loop.failures.breaker_guard import persist_guard
+
+    return persist_failure(failure, persist_guard(), dsn=dsn)
