@@ -140,6 +140,11 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0)]
 
 
+def _page(rows: list[dict[str, Any]], limit: int, offset: int) -> dict[str, Any]:
+    """One page of failures, with where it starts and how long it may be."""
+    return {"failures": rows, "limit": limit, "offset": offset, "count": len(rows)}
+
+
 @app.get("/failures", summary="The tenant's failures, with the seed's filters")
 def get_failures(
     run_id: Annotated[str | None, Query(max_length=255)] = None,
@@ -153,7 +158,7 @@ def get_failures(
     with transaction() as conn:
         rows = failures.list_failures(conn, tenant_id(), run_id=run_id, error_code=error_code, category=category,
                                       status=status, since_hours=since_hours, limit=limit, offset=offset)  # type: ignore[arg-type]
-    return {"failures": rows, "limit": limit, "offset": offset, "count": len(rows)}
+    return _page(rows, limit, offset)
 
 
 @app.get("/failures/stats", summary="Counts by category, severity and error code, and the match rate")
@@ -172,7 +177,7 @@ def get_unrecovered(
     with transaction() as conn:
         rows = failures.unrecovered(conn, tenant_id(), category=category, since_hours=since_hours, limit=limit,
                                     offset=offset)
-    return {"failures": rows, "limit": limit, "offset": offset, "count": len(rows)}
+    return _page(rows, limit, offset)
 
 
 @app.get("/failures/<failure_id>", summary="One failure")
