@@ -8,7 +8,7 @@ SAM_CLI_VERSION := 1.170.0
 LOGHUB ?= ../shared/data/loghub
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run test lint cfn-lint build unit integration e2e openapi bench-grouping bench-backfill lock clean
+.PHONY: install runtime run test lint cfn-lint build unit integration e2e openapi bench-grouping bench-backfill lock clean
 
 $(VENV)/.installed: pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +24,16 @@ $(SAM_VENV)/.installed:
 	$(SAM_VENV)/bin/pip install --quiet aws-sam-cli==$(SAM_CLI_VERSION)
 	touch $@
 
+# The boto3 the python3.11 Lambda runtime ships: what the built functions run beside (never the dev venv's).
+RUNTIME_SITE := .aws-runtime/python3.11
+$(RUNTIME_SITE)/.installed: runtime/python3.11.txt
+	rm -rf $(RUNTIME_SITE)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --no-deps --no-compile --target $(RUNTIME_SITE) -r runtime/python3.11.txt
+	touch $@
+
 install: $(VENV)/.installed
+
+runtime: $(RUNTIME_SITE)/.installed
 
 run: install
 	$(BIN)/incident-loop run
@@ -38,7 +47,7 @@ cfn-lint: install
 build: $(SAM_VENV)/.installed
 	$(SAM) build
 
-test: install $(SAM_VENV)/.installed
+test: install runtime $(SAM_VENV)/.installed
 	./scripts/check-postgres
 	$(MAKE) lint cfn-lint build
 	$(BIN)/pytest -q
@@ -53,7 +62,7 @@ e2e: install
 	$(BIN)/pytest -q tests/e2e
 
 openapi: install
-	$(BIN)/python -m incident_loop.openapi > docs/openapi.json
+	$(BIN)/python -m incident_loop_dev.openapi > docs/openapi.json
 
 bench-backfill: install
 	$(BIN)/incident-loop bench backfill --rows 1000000 --write-docs
@@ -70,4 +79,4 @@ lock:
 	rm -rf .venv-lock
 
 clean:
-	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(SAM_VENV) .aws-sam .aws-runtime .pytest_cache .ruff_cache

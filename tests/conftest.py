@@ -14,8 +14,8 @@ import pytest
 from psycopg import sql
 
 from incident_loop import db, migrate, settings
-from incident_loop.local.runner import FakeContext, reset_container_caches
-from incident_loop.local.services import LOCAL_AWS_ENV
+from incident_loop_dev.local.runner import FakeContext, reset_container_caches
+from incident_loop_dev.local.services import LOCAL_AWS_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -112,7 +112,7 @@ def local_app(loop_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The whole application on in-process moto and the test database, wired from template.yaml."""
     from moto import mock_aws
 
-    from incident_loop.local.runner import LocalApp
+    from incident_loop_dev.local.runner import LocalApp
 
     for name in ("PATTERN_QUEUE_URL", "RECOVERY_QUEUE_URL", "POLICY_QUEUE_URL", "ROUTING_QUEUE_URL",
                  "IDEMPOTENCY_TABLE", "BREAKERS_TABLE"):
@@ -131,7 +131,7 @@ def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """A real Prometheus Alertmanager on 127.0.0.1, installed and started by scripts/alertmanager."""
     import subprocess
 
-    from incident_loop.local.services import free_port
+    from incident_loop_dev.local.services import free_port
 
     script = str(ROOT / "scripts" / "alertmanager")
     workdir = tmp_path_factory.mktemp("alertmanager")
@@ -159,7 +159,7 @@ def alerting_app(loop_env: str, alertmanager: Any) -> Iterator[Any]:
     """local_app, with alert_worker pointed at the real Alertmanager."""
     from moto import mock_aws
 
-    from incident_loop.local.runner import LocalApp
+    from incident_loop_dev.local.runner import LocalApp
 
     with mock_aws():
         app = LocalApp(ROOT, None, loop_env, parameters={"AlertmanagerUrl": alertmanager.url})

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 
 from incident_loop import db
-from incident_loop.local.demo import Story, StoryRunner
-from incident_loop.local.runner import LocalApp, reset_container_caches
-from incident_loop.local.services import moto_server
+from incident_loop_dev.local.demo import Story, StoryRunner
+from incident_loop_dev.local.runner import LocalApp, reset_container_caches
+from incident_loop_dev.local.services import moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -91,7 +91,7 @@ def test_story_console_display_tells_the_story(story: Story) -> None:
 
 def test_make_run_command_exits_zero_and_prints_every_loop(db_url: str) -> None:
     env = {**os.environ, "DATABASE_URL": db_url}
-    done = subprocess.run([sys.executable, "-m", "incident_loop.cli", "run", "--json"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "incident_loop_dev.cli", "run", "--json"], capture_output=True,
                           text=True, env=env, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     import json

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from incident_loop.alerts import Alert, AlertDeliveryFailed, active_alerts, deliver
-from incident_loop.local.runner import LocalApp
+from incident_loop_dev.local.runner import LocalApp
 
 
 def _shown(url: str, name: str, marker: str) -> list[dict[str, Any]]:
@@ -56,8 +56,8 @@ def test_alert_sent_while_alertmanager_is_down_is_delivered_once_it_is_back(
 
 
 def test_delivery_retries_with_backoff_then_raises_and_counts_the_failure() -> None:
-    from incident_loop.local.services import free_port
     from incident_loop.observability import metrics
+    from incident_loop_dev.local.services import free_port
 
     closed = f"http://127.0.0.1:{free_port()}"
     started = time.monotonic()

@@ -10,8 +10,8 @@ from typing import Any
 
 import psycopg
 
-from incident_loop.bench.backfill import generate
-from incident_loop.costsim import backfill
+from incident_loop_dev import backfill
+from incident_loop_dev.bench.backfill import generate
 
 
 def _jsonl(path: Path, records: list[Any]) -> Path:
@@ -85,7 +85,7 @@ def test_dry_run_writes_nothing_and_verify_finds_missing_and_changed(db_url: str
 def test_cli_prints_the_summary_and_fails_on_invalid(db_url: str, tenant: str, tmp_path: Path) -> None:
     path = _jsonl(tmp_path / "i.jsonl", [*_records(3, tenant), "oops"])
     done = subprocess.run(
-        [sys.executable, "-m", "incident_loop.cli", "backfill-provenance", "--file", str(path), "--no-progress",
+        [sys.executable, "-m", "incident_loop_dev.cli", "backfill-provenance", "--file", str(path), "--no-progress",
          "--database-url", db_url], capture_output=True, text=True)
     report = json.loads(done.stdout)
     assert done.returncode == 1

@@ -29,7 +29,7 @@ from incident_loop.breaker import (
 )
 from incident_loop.breaker.history import recent
 from incident_loop.breaker.store import CLIENT_CONFIG
-from incident_loop.local.services import free_port, moto_server
+from incident_loop_dev.local.services import free_port, moto_server
 
 TABLE = "breakers-integration"
 WORKERS = 16

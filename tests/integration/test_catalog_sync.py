@@ -10,12 +10,12 @@ import psycopg
 import yaml
 from psycopg.rows import dict_row
 
-from incident_loop.catalog.matching import Catalog
+from incident_loop.catalog.matching import CATALOG_FILE, Catalog
 from incident_loop.catalog.sync import load
 
 
 def _sync(url: str, file: Path | None = None) -> str:
-    cmd = [sys.executable, "-m", "incident_loop.cli", "sync-catalog", "--database-url", url]
+    cmd = [sys.executable, "-m", "incident_loop_dev.cli", "sync-catalog", "--database-url", url]
     return subprocess.run(cmd + (["--file", str(file)] if file else []), capture_output=True, text=True,
                           check=True).stdout
 
@@ -27,7 +27,7 @@ def test_sync_twice_stores_each_version_once_and_a_new_version_wins(empty_db_url
     shipped = Catalog.from_file()
     assert f"{len(shipped.entries)} new" in _sync(empty_db_url)
     assert "0 new" in _sync(empty_db_url)
-    data = yaml.safe_load(Path(__file__).resolve().parents[2].joinpath("catalog/errors.yaml").read_text())
+    data = yaml.safe_load(CATALOG_FILE.read_text())
     data["entries"][0] = {**data["entries"][0], "version": 2, "severity": "critical"}
     edited = tmp_path / "errors.yaml"
     edited.write_text(yaml.safe_dump(data))

@@ -7,7 +7,7 @@ from typing import Any
 
 from incident_loop.alerts import active_alerts
 from incident_loop.db import get_connection
-from incident_loop.local.runner import LocalApp
+from incident_loop_dev.local.runner import LocalApp
 
 OPERATOR = {"role": "operator"}
 

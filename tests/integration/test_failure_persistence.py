@@ -13,8 +13,8 @@ import pytest
 
 from incident_loop.db import get_connection
 from incident_loop.failures.persist import FailureIn, persist_failure
-from incident_loop.local.services import free_port
 from incident_loop.observability import metrics
+from incident_loop_dev.local.services import free_port
 
 
 def _failure(tenant: str, n: int, code: str = "E_RUNTIME", message: str = "Skill web_search timed out after 30s",

@@ -104,7 +104,7 @@ def test_concurrent_runners_apply_each_migration_once(empty_db_url: str) -> None
 
 
 def test_cli_migrate_twice(empty_db_url: str) -> None:
-    cmd = [sys.executable, "-m", "incident_loop.cli", "migrate", "--database-url", empty_db_url]
+    cmd = [sys.executable, "-m", "incident_loop_dev.cli", "migrate", "--database-url", empty_db_url]
     first = subprocess.run(cmd, capture_output=True, text=True, check=True)
     second = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert f"applied {len(migrate.discover())} migration(s)" in first.stdout

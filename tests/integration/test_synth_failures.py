@@ -9,7 +9,7 @@ import sys
 
 def test_ten_thousand_synthetic_failures_are_all_stored_with_the_generated_hit_rate(db_url: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "incident_loop.cli", "synth-failures", "--count", "10000", "--tenants", "7",
+        [sys.executable, "-m", "incident_loop_dev.cli", "synth-failures", "--count", "10000", "--tenants", "7",
          "--validate", "--no-progress", "--database-url", db_url],
         capture_output=True, text=True, env={**__import__("os").environ, "POWERTOOLS_LOG_LEVEL": "ERROR"},
     )
@@ -24,6 +24,6 @@ def test_ten_thousand_synthetic_failures_are_all_stored_with_the_generated_hit_r
 
 
 def test_synth_refuses_an_unmigrated_database(empty_db_url: str) -> None:
-    done = subprocess.run([sys.executable, "-m", "incident_loop.cli", "synth-failures", "--count", "1",
+    done = subprocess.run([sys.executable, "-m", "incident_loop_dev.cli", "synth-failures", "--count", "1",
                            "--database-url", empty_db_url], capture_output=True, text=True)
     assert done.returncode != 0 and "run `incident-loop migrate` first" in done.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from incident_loop.local.template import ApiRoute, read_app
+from incident_loop_dev.local.template import ApiRoute, read_app
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-from incident_loop.bench import grouping as bench
 from incident_loop.grouping import matcher
 from incident_loop.grouping.matcher import (
     EXACT_CONFIDENCE,
@@ -23,6 +22,7 @@ from incident_loop.grouping.matcher import (
     similarity,
 )
 from incident_loop.grouping.normalise import normalise
+from incident_loop_dev.bench import grouping as bench
 
 T, E = "tenant-a", "ToolError"
 

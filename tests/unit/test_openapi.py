@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from incident_loop.openapi import document
+from incident_loop_dev.openapi import document
 
 COMMITTED = Path(__file__).resolve().parents[2] / "docs" / "openapi.json"
 

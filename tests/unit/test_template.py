@@ -151,7 +151,7 @@ def test_the_migrations_custom_resource_reruns_when_asked_or_when_the_code_chang
 
 
 def test_the_api_wires_every_route_the_code_serves(template: dict[str, Any]) -> None:
-    from incident_loop.openapi import document
+    from incident_loop_dev.openapi import document
 
     served = {(method.upper(), path) for path, ops in json.loads(document())["paths"].items() for method in ops}
     wired = {

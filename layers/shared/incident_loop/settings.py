@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 
-class Settings(BaseSettings):
-    """Runtime configuration, from environment variables (names are case-insensitive)."""
+class Settings(BaseModel):
+    """Runtime configuration, from environment variables (the upper-case field names)."""
 
-    model_config = SettingsConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore")
 
     # PostgreSQL: a full URL locally; in AWS a Secrets Manager secret plus the RDS Proxy endpoint.
     database_url: str | None = None
@@ -50,8 +50,18 @@ class Settings(BaseSettings):
 
     api_base_path: str = ""
 
+    # Bearer tokens: the Secrets Manager secret holding the signing keys (incident_loop.auth.tokens)
+    api_signing_secret_arn: str | None = None
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
+        """The fields found in the environment (upper-case names), validated by the model."""
+        environ = dict(os.environ if environ is None else environ)
+        return cls.model_validate({name: environ[name.upper()] for name in cls.model_fields
+                                   if name.upper() in environ})
+
 
 @cache
 def get_settings() -> Settings:
     """The settings of this container, read once."""
-    return Settings()
+    return Settings.from_environment()

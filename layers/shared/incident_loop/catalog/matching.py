@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 import yaml
 
-CATALOG_FILE = Path(__file__).resolve().parents[4] / "catalog" / "errors.yaml"
+CATALOG_FILE = Path(__file__).resolve().with_name("errors.yaml")
 EXACT_CONFIDENCE = 1.0
 PATTERN_CONFIDENCE = 0.8
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import boto3
 
-from incident_loop.local.template import AppSpec, FunctionSpec, SqsSource, read_app
+from incident_loop_dev.local.template import AppSpec, FunctionSpec, SqsSource, read_app
 
 
 @dataclass

@@ -24,7 +24,6 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from incident_loop.bench.docs import machine, replace_section
 from incident_loop.breaker import (
     Breaker,
     BreakerConfig,
@@ -36,8 +35,9 @@ from incident_loop.breaker import (
     Transition,
     ensure_table,
 )
-from incident_loop.local.services import moto_server
 from incident_loop.observability import logger, metrics
+from incident_loop_dev.bench.docs import machine, replace_section
+from incident_loop_dev.local.services import moto_server
 
 TABLE, NAME = "bench-breakers", "bench:race"
 THRESHOLD = 5

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from incident_loop.local.runner import LocalApp
+from incident_loop_dev.local.runner import LocalApp
 
 APPROVER = "oncall@example.com"
 

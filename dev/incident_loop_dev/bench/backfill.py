@@ -19,12 +19,12 @@ from typing import Any
 
 import psycopg
 
-from incident_loop.bench.docs import machine, replace_section
-from incident_loop.bench.scratch import scratch_database
-from incident_loop.costsim import backfill
 from incident_loop.costsim.models import Plan, drift
 from incident_loop.costsim.provenance import COLUMNS
 from incident_loop.costsim.simulators import simulate_v1, simulate_v2
+from incident_loop_dev import backfill
+from incident_loop_dev.bench.docs import machine, replace_section
+from incident_loop_dev.bench.scratch import scratch_database
 
 SKILLS = ["web_search", "llm_invoke", "code_exec", "kv_store", "voyage_embed"]
 MODELS = ["gpt-small", "gpt-large", "claude-haiku", "claude-sonnet", "voyage-3"]

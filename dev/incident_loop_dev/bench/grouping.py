@@ -27,12 +27,12 @@ from typing import Any
 import psycopg
 from drain3 import TemplateMiner  # imported here, outside the timed part
 
-from incident_loop.bench.docs import machine, replace_section
-from incident_loop.bench.scratch import scratch_database
 from incident_loop.grouping.matcher import MemoryPatternIndex, candidate_key, clear_memos, decide
 from incident_loop.grouping.normalise import normalise, signature
 from incident_loop.observability import SERVICE
 from incident_loop.settings import DEFAULT_DATABASE_URL, get_settings
+from incident_loop_dev.bench.docs import machine, replace_section
+from incident_loop_dev.bench.scratch import scratch_database
 
 TENANT, ERROR_TYPE = "bench", "LogLine"
 REPEAT = 5

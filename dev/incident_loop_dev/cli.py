@@ -10,7 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -25,9 +25,9 @@ def _run(args: argparse.Namespace) -> int:
     # Quiet logs and no EMF on stdout unless asked: the story is the output.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "DEBUG" if args.verbose else "ERROR")
     from incident_loop import migrate
-    from incident_loop.local.demo import StoryRunner, render
-    from incident_loop.local.runner import LocalApp
-    from incident_loop.local.services import moto_server, postgres
+    from incident_loop_dev.local.demo import StoryRunner, render
+    from incident_loop_dev.local.runner import LocalApp
+    from incident_loop_dev.local.services import moto_server, postgres
 
     with postgres(os.environ.get("DATABASE_URL"), ROOT / ".pgdata") as database_url, moto_server() as endpoint:
         migrate.apply(database_url)
@@ -42,7 +42,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _backfill(args: argparse.Namespace) -> int:
-    from incident_loop.costsim import backfill
+    from incident_loop_dev import backfill
 
     paths = backfill.files_of(Path(args.dir) if args.dir else None, Path(args.file) if args.file else None)
     if not paths:
@@ -77,7 +77,7 @@ def _sync_catalog(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from incident_loop.failures import synth
+    from incident_loop_dev import synth
 
     # Metrics flushed along the way (CloudWatch EMF) are log lines: they go to stderr, the report to stdout.
     with contextlib.redirect_stdout(sys.stderr):
@@ -89,7 +89,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     module = {"grouping": "grouping", "backfill": "backfill", "breaker": "breaker"}[args.what]
-    bench = __import__(f"incident_loop.bench.{module}", fromlist=["main"])
+    bench = __import__(f"incident_loop_dev.bench.{module}", fromlist=["main"])
     return int(bench.main(rest) or 0)
 
 

@@ -6,7 +6,7 @@ import os
 import platform
 from pathlib import Path
 
-BENCHMARKS = Path(__file__).resolve().parents[4] / "docs" / "benchmarks.md"
+BENCHMARKS = Path(__file__).resolve().parents[3] / "docs" / "benchmarks.md"
 
 
 def machine() -> str:

@@ -1,0 +1,119 @@
+"""Signed bearer tokens (JWT, HS256) naming a tenant and an optional role.
+
+The signing material is one JSON document (a Secrets Manager secret when deployed, a local file
+for `incident-loop local`): `{"active_kid": "k2", "keys": {"k1": "<base64>", "k2": "<base64>"}}`.
+Tokens are signed with the active key and verified with any listed key, so a key is rotated by
+adding a new one, making it active, and removing the old one once its tokens have expired.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+
+ISSUER = "incident-loop"
+AUDIENCE = "incident-loop-api"
+ALGORITHM = "HS256"
+OPERATOR = "operator"
+ROLES = frozenset({OPERATOR})
+MAX_TTL_S = 90 * 24 * 3600
+
+
+class InvalidToken(ValueError):
+    """The token is missing, malformed, expired, forged or signed by an unknown key."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who the API is talking to: the tenant every row is scoped by, and a role (or none)."""
+
+    subject: str
+    tenant_id: str
+    role: str | None = None
+
+    @property
+    def is_operator(self) -> bool:
+        return self.role == OPERATOR
+
+
+@dataclass(frozen=True)
+class KeySet:
+    active_kid: str
+    keys: dict[str, bytes]
+
+    @classmethod
+    def parse(cls, document: str | dict[str, Any]) -> KeySet:
+        data = json.loads(document) if isinstance(document, str) else document
+        keys = {str(kid): base64.b64decode(value) for kid, value in dict(data["keys"]).items()}
+        active = str(data["active_kid"])
+        if active not in keys:
+            raise ValueError(f"the active key {active!r} is not among the keys")
+        if any(len(key) < 32 for key in keys.values()):
+            raise ValueError("every signing key must be at least 32 bytes")
+        return cls(active, keys)
+
+    @classmethod
+    def generate(cls, kid: str | None = None) -> KeySet:
+        kid = kid or f"k{int(time.time())}"
+        return cls(kid, {kid: secrets.token_bytes(32)})
+
+    def rotated(self, kid: str | None = None) -> KeySet:
+        """A new active key beside the current ones (old tokens still verify)."""
+        kid = kid or f"k{int(time.time())}-{secrets.token_hex(2)}"
+        return KeySet(kid, {**self.keys, kid: secrets.token_bytes(32)})
+
+    def dumps(self) -> str:
+        return json.dumps({"active_kid": self.active_kid,
+                           "keys": {kid: base64.b64encode(key).decode() for kid, key in self.keys.items()}})
+
+
+def issue(keys: KeySet, tenant_id: str, role: str | None = None, *, ttl_s: int = 3600,
+          subject: str | None = None, now: float | None = None) -> str:
+    """A token for `tenant_id` (and `role`), valid for `ttl_s` seconds."""
+    if not tenant_id or len(tenant_id) > 128:
+        raise ValueError("tenant_id must be 1-128 characters")
+    if role is not None and role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; roles: {sorted(ROLES)}")
+    if not 0 < ttl_s <= MAX_TTL_S:
+        raise ValueError(f"ttl_s must be in 1..{MAX_TTL_S}")
+    issued = int(now if now is not None else time.time())
+    claims: dict[str, Any] = {"iss": ISSUER, "aud": AUDIENCE, "sub": subject or f"{tenant_id}/client",
+                              "tenant_id": tenant_id, "iat": issued, "exp": issued + ttl_s}
+    if role:
+        claims["role"] = role
+    return jwt.encode(claims, keys.keys[keys.active_kid], algorithm=ALGORITHM, headers={"kid": keys.active_kid})
+
+
+def verify(keys: KeySet, token: str, *, now: float | None = None) -> Principal:
+    """The principal a token names; InvalidToken for anything else."""
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+        key = keys.keys.get(str(kid))
+        if key is None:
+            raise InvalidToken("the token names an unknown signing key")
+        options = {"require": ["exp", "iat", "iss", "aud", "sub", "tenant_id"]}
+        claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
+                            options=options, leeway=0 if now is None else 0)
+        if now is not None and claims["exp"] <= now:
+            raise InvalidToken("the token has expired")
+    except jwt.PyJWTError as exc:
+        raise InvalidToken(str(exc)) from exc
+    role = claims.get("role")
+    tenant = claims.get("tenant_id")
+    if not isinstance(tenant, str) or not tenant or (role is not None and role not in ROLES):
+        raise InvalidToken("the token's tenant or role is not valid")
+    return Principal(subject=str(claims["sub"]), tenant_id=tenant, role=role)
+
+
+def bearer(header: str | None) -> str:
+    """The token of an `Authorization: Bearer <token>` header."""
+    scheme, _, token = (header or "").strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise InvalidToken("expected an Authorization header of the form 'Bearer <token>'")
+    return token.strip()
