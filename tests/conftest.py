@@ -12,10 +12,11 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
+from psycopg.rows import dict_row
 
 from incident_loop import db, migrate, settings
 from incident_loop_dev.local.runner import FakeContext, reset_container_caches
-from incident_loop_dev.local.services import LOCAL_AWS_ENV
+from incident_loop_dev.local.services import LOCAL_AWS_ENV, function_role_url
 
 ROOT = Path(__file__).resolve().parents[1]
 EVENTS = ROOT / "events"
@@ -57,11 +58,27 @@ def create_database() -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def db_url(create_database: Any) -> str:
-    """This test run's own database, migrated. Tests isolate themselves by tenant."""
+def admin_db_url(create_database: Any) -> str:
+    """This test run's own database, migrated, as the admin (the owner; row-level security does not apply)."""
     url = create_database()
     migrate.apply(url)
     return str(url)
+
+
+@pytest.fixture(scope="session")
+def db_url(admin_db_url: str) -> str:
+    """The same database as the functions' role: every test through it runs under row-level security.
+
+    Tests isolate themselves by tenant, and the database enforces it.
+    """
+    return function_role_url(admin_db_url)
+
+
+@pytest.fixture
+def admin_conn(admin_db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """An autocommit connection to the test database as the admin: sees every tenant's rows."""
+    with psycopg.connect(admin_db_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
 
 
 @pytest.fixture

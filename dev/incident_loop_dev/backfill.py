@@ -2,7 +2,9 @@
 
 JSON (an array or one object) and JSONL files are streamed record by record (ijson for JSON),
 so memory stays constant whatever the size; rows go in batches through COPY into a staging
-table and an INSERT ... ON CONFLICT on the input hash, so re-running a file inserts nothing twice.
+table and an INSERT ... ON CONFLICT on (tenant_id, input_hash), so re-running a file inserts
+nothing twice. Each tenant's rows are written and read under that tenant's scope (row-level
+security), so the command works as the functions' role as well as the owner.
 """
 
 from __future__ import annotations
@@ -129,24 +131,24 @@ def run(paths: list[Path], dsn: str | None = None, *, dry_run: bool = False, ver
         valid = _valid(stream, summary, bar)
         while batch := list(islice(valid, batch_size)):
             rows = [rec.row() for _, rec in batch]
-            if verify:
-                _verify(conn, batch, rows, summary)
-            elif dry_run:
-                summary.already_stored += len(stored(conn, [r[0] for r in rows]))
-            else:
-                with conn.transaction():
+            with conn.transaction():  # the tenant scopes set along the way end with it
+                if verify:
+                    _verify(conn, batch, rows, summary)
+                elif dry_run:
+                    summary.already_stored += len(stored(conn, [(r[1], r[0]) for r in rows]))
+                else:
                     inserted = insert_batch(conn, rows)
-                summary.inserted += inserted
-                summary.duplicates += len(rows) - inserted
+                    summary.inserted += inserted
+                    summary.duplicates += len(rows) - inserted
     bar.close()
     return summary
 
 
 def _verify(conn: Any, batch: list[tuple[str, ProvenanceRecord]], rows: list[tuple[Any, ...]],
             summary: Summary) -> None:
-    found = stored(conn, [r[0] for r in rows])
+    found = stored(conn, [(r[1], r[0]) for r in rows])
     for (where, _), row in zip(batch, rows, strict=True):
-        have = found.get(row[0])
+        have = found.get((row[1], row[0]))
         if have is None:
             summary.missing.append(where)
         elif (have["tenant_id"], have["v1_cost_usd"], have["v2_cost_usd"]) != (row[1], row[4], row[6]):

@@ -27,11 +27,11 @@ def _run(args: argparse.Namespace) -> int:
     from incident_loop import migrate
     from incident_loop_dev.local.demo import StoryRunner, render
     from incident_loop_dev.local.runner import LocalApp
-    from incident_loop_dev.local.services import moto_server, postgres
+    from incident_loop_dev.local.services import function_role_url, moto_server, postgres
 
     with postgres(os.environ.get("DATABASE_URL"), ROOT / ".pgdata") as database_url, moto_server() as endpoint:
         migrate.apply(database_url)
-        app = LocalApp(ROOT, endpoint, database_url)
+        app = LocalApp(ROOT, endpoint, function_role_url(database_url))  # functions: not the owner
         app.provision()
         story = StoryRunner(app, f"tenant-demo-{uuid.uuid4().hex[:6]}", ROOT / "events").run()
     if args.json:
@@ -88,7 +88,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
-    module = {"grouping": "grouping", "backfill": "backfill", "breaker": "breaker"}[args.what]
+    module = args.what.replace("-", "_")  # each choice names its module in bench/
     bench = __import__(f"incident_loop_dev.bench.{module}", fromlist=["main"])
     return int(bench.main(rest) or 0)
 
@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     bf.add_argument("--batch-size", type=int, default=5000)
     bf.add_argument("--no-progress", action="store_true")
     bf.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
-    sc = sub.add_parser("sync-catalog", help="load catalog/errors.yaml (new versions) into error_catalog")
-    sc.add_argument("--file", help="catalog file (default: the repository's catalog/errors.yaml)")
+    sc = sub.add_parser("sync-catalog", help="load the error catalog (new versions) into error_catalog")
+    sc.add_argument("--file", help="catalog file (default: the shipped incident_loop/catalog/errors.yaml)")
     sc.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     sy = sub.add_parser("synth-failures", help="synthetic failures through the real persistence path")
     sy.add_argument("--count", type=int, default=1000)
@@ -122,10 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     sy.add_argument("--no-progress", action="store_true")
     sy.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     b = sub.add_parser("bench", help="benchmarks that print figures")
-    b.add_argument("what", choices=["grouping", "backfill", "breaker"])
+    b.add_argument("what", choices=["grouping", "backfill", "breaker", "cold-start"])
+    from incident_loop_dev.local import commands as local_commands
+
+    local_commands.add_parsers(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         return _bench(args, rest)
+    if args.command in ("local", "token") and not rest:
+        return local_commands.run(args, ROOT)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     commands = {"migrate": _migrate, "run": _run, "backfill-provenance": _backfill, "synth-failures": _synth,

@@ -18,7 +18,7 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from incident_loop.catalog.matching import Catalog
-from incident_loop.db import connect
+from incident_loop.db import connect, transaction
 from incident_loop.failures.persist import FailureIn, catalog, persist_failure
 
 # Messages a runtime really produces, per catalog entry: they must match that entry's patterns.
@@ -96,11 +96,17 @@ def run(count: int, tenants: int, *, validate: bool, dsn: str | None = None, wor
 
 
 def _validate(items: list[Synthetic], dsn: str | None) -> dict[str, Any]:
-    ids = [s.failure.failure_id for s in items]
+    by_tenant: dict[str, list[Any]] = {}
+    for s in items:
+        by_tenant.setdefault(s.failure.tenant_id, []).append(s.failure.failure_id)
+    rows: list[dict[str, Any]] = []
     with connect(dsn) as conn:
-        rows = conn.execute(
-            "SELECT id, match_type, catalog_entry_id FROM failure_matches WHERE id = ANY(%(ids)s)", {"ids": ids}
-        ).fetchall()
+        for tenant, ids in by_tenant.items():  # each tenant's rows under its own scope
+            with transaction(conn, tenant_id=tenant):
+                rows += conn.execute(
+                    "SELECT id, match_type, catalog_entry_id FROM failure_matches"
+                    " WHERE tenant_id = %(t)s AND id = ANY(%(ids)s)", {"t": tenant, "ids": ids}
+                ).fetchall()
     stored = {r["id"]: r for r in rows}
     problems = []
     for s in items:

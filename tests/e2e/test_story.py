@@ -39,8 +39,9 @@ def story(http_app: LocalApp) -> Story:
 
 
 def rows(table: str, tenant: str) -> int:
-    found = db.get_connection().execute(f"SELECT count(*) AS n FROM {table} WHERE tenant_id = %(t)s", {"t": tenant})
-    return int(found.fetchone()["n"])
+    with db.transaction(tenant_id=tenant) as conn:
+        found = conn.execute(f"SELECT count(*) AS n FROM {table} WHERE tenant_id = %(t)s", {"t": tenant})
+        return int(found.fetchone()["n"])
 
 
 def test_story_row_counts_are_exact_with_every_message_delivered_twice(story: Story) -> None:
@@ -59,9 +60,10 @@ def test_story_row_counts_are_exact_with_every_message_delivered_twice(story: St
         "loop_traces": 5,
         "failure_matches": 5,      # every incident also lands in the failure catalog, once
     }
-    events = db.get_connection().execute(
-        "SELECT count(*) AS n, count(DISTINCT event_key) AS k FROM loop_events WHERE tenant_id = %(t)s",
-        {"t": tenant}).fetchone()
+    with db.transaction(tenant_id=tenant) as conn:
+        events = conn.execute(
+            "SELECT count(*) AS n, count(DISTINCT event_key) AS k FROM loop_events WHERE tenant_id = %(t)s",
+            {"t": tenant}).fetchone()
     assert events["n"] == events["k"]
 
 
@@ -89,8 +91,8 @@ def test_story_console_display_tells_the_story(story: Story) -> None:
     assert "PREVENTED" in story.steps[4].console
 
 
-def test_make_run_command_exits_zero_and_prints_every_loop(db_url: str) -> None:
-    env = {**os.environ, "DATABASE_URL": db_url}
+def test_make_run_command_exits_zero_and_prints_every_loop(admin_db_url: str) -> None:
+    env = {**os.environ, "DATABASE_URL": admin_db_url}  # it migrates as the admin; its functions do not
     done = subprocess.run([sys.executable, "-m", "incident_loop_dev.cli", "run", "--json"], capture_output=True,
                           text=True, env=env, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -21,6 +21,7 @@ def _jsonl(path: Path, records: list[Any]) -> Path:
 
 def _count(url: str, tenant: str) -> int:
     with psycopg.connect(url) as conn:
+        conn.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant,))
         row = conn.execute("SELECT count(*) FROM costsim_provenance WHERE tenant_id = %s", (tenant,)).fetchone()
     return int(row[0]) if row else 0
 

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from incident_loop.alerts import active_alerts
-from incident_loop.db import get_connection
+from incident_loop.db import get_connection, transaction
 from incident_loop_dev.local.runner import LocalApp
 
 OPERATOR = {"role": "operator"}
@@ -27,8 +27,9 @@ def test_v2_serves_while_the_breaker_is_closed_and_provenance_is_kept_once(alert
     again = simulate(alerting_app, tenant, plan("claude-haiku", 1234))
     assert first["served"] == "v2" and first["drift"] == 0.0 and first["provenance_recorded"] is True
     assert again["provenance_recorded"] is False
-    rows = get_connection().execute("SELECT count(*) AS n FROM costsim_provenance WHERE input_hash = %(h)s",
-                                    {"h": first["input_hash"]}).fetchone()
+    with transaction(tenant_id=tenant) as conn:
+        rows = conn.execute("SELECT count(*) AS n FROM costsim_provenance WHERE input_hash = %(h)s",
+                            {"h": first["input_hash"]}).fetchone()
     assert rows["n"] == 1
 
 
@@ -57,10 +58,11 @@ def test_drift_trips_the_breaker_v1_is_served_an_incident_enters_the_loop_and_th
     assert status["last_incident"]["loop_incident_key"].startswith("costsim-v2:trip:")
     assert alerting_app.request("GET", "/health", tenant)[1]["breakers"]["costsim-v2"] == "OPEN"
     alerting_app.drain()  # the trip's incident through the loop, and its alert to Alertmanager
-    incidents = get_connection().execute(
-        "SELECT i.error_type, t.current_stage FROM incidents i JOIN loop_traces t ON t.incident_id = i.id"
-        " WHERE i.tenant_id = 'platform' AND i.incident_key = %(k)s",
-        {"k": status["last_incident"]["loop_incident_key"]}).fetchall()
+    with transaction(tenant_id="platform") as conn:  # CostSim's incidents are the ops tenant's
+        incidents = conn.execute(
+            "SELECT i.error_type, t.current_stage FROM incidents i JOIN loop_traces t ON t.incident_id = i.id"
+            " WHERE i.tenant_id = 'platform' AND i.incident_key = %(k)s",
+            {"k": status["last_incident"]["loop_incident_key"]}).fetchall()
     assert [(r["error_type"], r["current_stage"]) for r in incidents] == [("CostSimV2Drift", "recovery_suggested")]
     shown = eventually(lambda: [a for a in active_alerts(alertmanager.url)
                            if a["labels"]["alertname"] == "CostSimV2CircuitBreakerOpen"])

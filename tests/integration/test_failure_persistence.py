@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from incident_loop.db import get_connection
+from incident_loop.db import transaction
 from incident_loop.failures.persist import FailureIn, persist_failure
 from incident_loop.observability import metrics
 from incident_loop_dev.local.services import free_port
@@ -23,9 +23,10 @@ def _failure(tenant: str, n: int, code: str = "E_RUNTIME", message: str = "Skill
 
 
 def _rows(tenant: str) -> list[dict[str, Any]]:
-    return get_connection().execute(
-        "SELECT id, error_code, catalog_entry_id, match_type, match_confidence, category, recovery_mode"
-        " FROM failure_matches WHERE tenant_id = %(t)s ORDER BY run_id", {"t": tenant}).fetchall()
+    with transaction(tenant_id=tenant) as conn:
+        return conn.execute(
+            "SELECT id, error_code, catalog_entry_id, match_type, match_confidence, category, recovery_mode"
+            " FROM failure_matches WHERE tenant_id = %(t)s ORDER BY run_id", {"t": tenant}).fetchall()
 
 
 def test_failures_from_the_queue_are_matched_exact_pattern_or_miss(local_app: Any, tenant: str) -> None:

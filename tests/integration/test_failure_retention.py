@@ -6,21 +6,22 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from incident_loop.db import get_connection, transaction
+from incident_loop.db import transaction
 from incident_loop.failures.retention import purge_failures
 from incident_loop.failures.store import FailureRecord, insert
 
 
 def test_old_failures_are_deleted_in_batches_and_recent_ones_kept(local_app: Any, tenant: str) -> None:
     now = datetime.now(UTC)
-    with transaction() as conn:
+    with transaction(tenant_id=tenant) as conn:
         for n in range(25):
             age = timedelta(days=100 + n) if n < 17 else timedelta(days=n)
             insert(conn, FailureRecord(id=uuid.uuid4(), run_id=f"r{n}", tenant_id=tenant, error_code="E",
                                        created_at=now - age))
     report = local_app.invoke("FailureRetentionFunction", {"source": "aws.events"})
-    left = get_connection().execute("SELECT count(*) AS n FROM failure_matches WHERE tenant_id = %(t)s",
-                                    {"t": tenant}).fetchone()
+    with transaction(tenant_id=tenant) as conn:
+        left = conn.execute("SELECT count(*) AS n FROM failure_matches WHERE tenant_id = %(t)s",
+                            {"t": tenant}).fetchone()
     assert report["deleted"] >= 17 and report["complete"] is True
     assert left["n"] == 8
     again = purge_failures(90, batch_size=5)

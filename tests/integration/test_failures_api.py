@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from incident_loop.db import get_connection, transaction
+from incident_loop.db import get_connection, set_tenant, transaction
 from incident_loop.failures.store import FailureRecord, insert
 
 NOW = datetime.now(UTC)
@@ -26,9 +26,10 @@ def _failure(tenant: str, n: int, **extra: Any) -> FailureRecord:
 def seeded(local_app: Any, tenant: str) -> list[FailureRecord]:
     rows = [_failure(tenant, n) for n in range(30)]
     rows.append(_failure(tenant, 99, created_at=NOW - timedelta(hours=30)))  # outside the default window
-    with transaction() as conn:
+    with transaction(tenant_id=tenant) as conn:
         for row in rows:
             insert(conn, row)
+    with transaction(tenant_id="other-tenant") as conn:
         insert(conn, _failure("other-tenant", 1))
     return rows
 
@@ -97,16 +98,17 @@ def test_bad_filters_are_422(local_app: Any, tenant: str) -> None:
     assert local_app.request("GET", "/failures/not-a-uuid", tenant)[0] == 422
 
 
-def test_list_stats_and_unrecovered_queries_use_the_seed_indexes(loop_env: str) -> None:
+def test_list_stats_and_unrecovered_queries_use_the_seed_indexes(loop_env: str, admin_conn: Any) -> None:
     conn = get_connection()
     tenant = f"explain-{uuid.uuid4().hex[:6]}"
-    with conn.transaction():
-        conn.execute(
+    with admin_conn.transaction():  # 200 tenants at once, and ANALYZE: the owner's work
+        admin_conn.execute(
             "INSERT INTO failure_matches (id, run_id, tenant_id, error_code, category, severity, catalog_entry_id,"
             " recovery_succeeded, created_at) SELECT gen_random_uuid(), 'run-' || (g % 5000),"
             " 'tenant-' || (g % 200), 'E' || (g % 40), 'C' || (g % 8), 'high', NULL, g % 3 = 0,"
             " now() - make_interval(mins => g % 20000) FROM generate_series(1, 100000) g")
-        conn.execute("ANALYZE failure_matches")
+        admin_conn.execute("ANALYZE failure_matches")
+    set_tenant(conn, tenant)  # the functions' role, under row-level security
     from incident_loop.failures import store
 
     plans = {}

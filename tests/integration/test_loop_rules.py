@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from incident_loop.db import get_connection
+from incident_loop.db import transaction
 
 BASE = {
     "agent_id": "agent-1",
@@ -31,8 +31,9 @@ def status_of(app: Any, tenant: str, incident_id: str) -> dict[str, Any]:
 
 
 def count(table: str, tenant: str) -> int:
-    row = get_connection().execute(f"SELECT count(*) AS n FROM {table} WHERE tenant_id = %(t)s", {"t": tenant})
-    return int(row.fetchone()["n"])
+    with transaction(tenant_id=tenant) as conn:
+        row = conn.execute(f"SELECT count(*) AS n FROM {table} WHERE tenant_id = %(t)s", {"t": tenant})
+        return int(row.fetchone()["n"])
 
 
 def timeout(n: int) -> str:
@@ -222,14 +223,15 @@ def test_interleaved_incidents_of_five_kinds_make_five_exact_patterns(local_app:
         local_app.request("POST", "/incidents", tenant, {**BASE, "error_type": etype, "run_id": f"run-{i}",
                                                           "error_message": template.format(n=i + 3)})
     local_app.drain(duplicate=True)
-    rows = get_connection().execute(
-        "SELECT error_type, occurrence_count FROM failure_patterns WHERE tenant_id = %(t)s ORDER BY error_type",
-        {"t": tenant},
-    ).fetchall()
+    with transaction(tenant_id=tenant) as conn:
+        rows = conn.execute(
+            "SELECT error_type, occurrence_count FROM failure_patterns WHERE tenant_id = %(t)s ORDER BY error_type",
+            {"t": tenant},
+        ).fetchall()
+        occurrences = conn.execute(
+            "SELECT count(*) AS n FROM pattern_occurrences o JOIN failure_patterns p ON p.id = o.pattern_id"
+            " WHERE p.tenant_id = %(t)s", {"t": tenant}).fetchone()
     assert [(r["error_type"], r["occurrence_count"]) for r in rows] == sorted((k, 20) for k, _ in kinds)
-    occurrences = get_connection().execute(
-        "SELECT count(*) AS n FROM pattern_occurrences o JOIN failure_patterns p ON p.id = o.pattern_id"
-        " WHERE p.tenant_id = %(t)s", {"t": tenant}).fetchone()
     assert occurrences["n"] == 100
 
 

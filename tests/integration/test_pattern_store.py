@@ -17,8 +17,11 @@ from incident_loop.stores.patterns import BY_SIGNATURE_SQL, CANDIDATES_SQL, Post
 E = "ToolError"
 
 
-def _connect(url: str, **kwargs: Any) -> psycopg.Connection[Any]:
-    return psycopg.connect(url, autocommit=True, **kwargs)
+def _connect(url: str, tenant: str, **kwargs: Any) -> psycopg.Connection[Any]:
+    """A connection of the functions' role, scoped to the tenant for its whole session."""
+    conn = psycopg.connect(url, autocommit=True, **kwargs)
+    conn.execute("SELECT set_config('app.tenant_id', %s, false)", (tenant,))
+    return conn
 
 
 def _incident(conn: psycopg.Connection[Any], tenant: str, n: int) -> str:
@@ -64,7 +67,7 @@ def _threads(workers: int, work: Callable[[int], None]) -> None:
 
 
 def test_new_pattern_is_stored_with_its_type_category_and_id(db_url: str, tenant: str) -> None:
-    with _connect(db_url) as conn:
+    with _connect(db_url, tenant) as conn:
         pattern_id, count, is_new = _match(conn, tenant, _incident(conn, tenant, 1),
                                            "Skill web_search timed out after 30s")
         [row] = _patterns(conn, tenant)
@@ -73,7 +76,7 @@ def test_new_pattern_is_stored_with_its_type_category_and_id(db_url: str, tenant
 
 
 def test_redelivered_incident_counts_once(db_url: str, tenant: str) -> None:
-    with _connect(db_url) as conn:
+    with _connect(db_url, tenant) as conn:
         incident = _incident(conn, tenant, 1)
         first = _match(conn, tenant, incident, "disk full on volume 7")
         again = _match(conn, tenant, incident, "disk full on volume 7")
@@ -87,16 +90,16 @@ def test_concurrent_workers_creating_one_signature_end_with_one_pattern_and_an_e
     db_url: str, tenant: str
 ) -> None:
     workers, per_worker = 8, 10
-    with _connect(db_url) as conn:
+    with _connect(db_url, tenant) as conn:
         incidents = [_incident(conn, tenant, n) for n in range(workers * per_worker)]
 
     def work(i: int) -> None:
-        with _connect(db_url) as conn:
+        with _connect(db_url, tenant) as conn:
             for incident in incidents[i::workers]:
                 _match(conn, tenant, incident, f"queue {incident} overflowed after 30s")
 
     _threads(workers, work)
-    with _connect(db_url) as conn:
+    with _connect(db_url, tenant) as conn:
         rows = _patterns(conn, tenant)
         kinds = dict(conn.execute(
             "SELECT o.match_type, count(*) FROM pattern_occurrences o JOIN failure_patterns p ON p.id = o.pattern_id"
@@ -106,16 +109,16 @@ def test_concurrent_workers_creating_one_signature_end_with_one_pattern_and_an_e
 
 
 def test_concurrent_deliveries_of_one_incident_count_it_once(db_url: str, tenant: str) -> None:
-    with _connect(db_url) as conn:
+    with _connect(db_url, tenant) as conn:
         incident = _incident(conn, tenant, 1)
     results: list[tuple[str, int, bool]] = []
 
     def work(i: int) -> None:
-        with _connect(db_url) as conn:
+        with _connect(db_url, tenant) as conn:
             results.append(_match(conn, tenant, incident, "lease lost by worker alpha"))
 
     _threads(6, work)
-    with _connect(db_url) as conn:
+    with _connect(db_url, tenant) as conn:
         rows = _patterns(conn, tenant)
     assert len(set(results)) == 1 and results[0][1:] == (1, True)
     assert [(count, occurrences) for _, count, occurrences, *_ in rows] == [(1, 1)]
@@ -125,23 +128,23 @@ def test_concurrent_siblings_keep_every_count_exact(db_url: str, tenant: str) ->
     families = ["lease lost by worker {}", "cache miss for key {} in region {}", "Tool {} failed on input {}"]
     words = ["alpha", "beta", "gamma", "delta", "omega"]
     messages = [f.format(words[n % 5], words[(n // 5) % 5]) for n in range(60) for f in families[n % 3: n % 3 + 1]]
-    with _connect(db_url) as conn:
+    with _connect(db_url, tenant) as conn:
         incidents = [_incident(conn, tenant, n) for n in range(len(messages))]
 
     def work(i: int) -> None:
-        with _connect(db_url) as conn:
+        with _connect(db_url, tenant) as conn:
             for n in range(i, len(messages), 4):
                 _match(conn, tenant, incidents[n], messages[n])
 
     _threads(4, work)
-    with _connect(db_url) as conn:
+    with _connect(db_url, tenant) as conn:
         rows = _patterns(conn, tenant)
     assert all(count == occurrences for _, count, occurrences, *_ in rows)
     assert sum(count for _, count, *_ in rows) == len(messages)
 
 
 def test_fuzzy_join_generalises_the_template_and_makes_the_sibling_exact(db_url: str, tenant: str) -> None:
-    with _connect(db_url, row_factory=dict_row) as conn:  # the loop's connections have dict rows
+    with _connect(db_url, tenant, row_factory=dict_row) as conn:  # the loop's connections have dict rows
         pattern_id, _, _ = _match(conn, tenant, _incident(conn, tenant, 1), "lease lost by worker alpha")
         index = PostgresPatternIndex(conn)
         near = decide("lease lost by worker beta", E, tenant, index)
@@ -155,7 +158,7 @@ def test_fuzzy_join_generalises_the_template_and_makes_the_sibling_exact(db_url:
 
 
 def test_the_older_call_with_an_error_type_still_records(db_url: str, tenant: str) -> None:
-    with _connect(db_url) as conn:
+    with _connect(db_url, tenant) as conn:
         decision = decide("disk full on volume 7", E, tenant, PostgresPatternIndex(conn))
         assert record_match(conn, tenant, _incident(conn, tenant, 1), E, decision)[1:] == (1, True)
 
@@ -173,7 +176,7 @@ def test_postgres_and_memory_indexes_decide_alike(db_url: str, tenant: str) -> N
     ]
     memory = MemoryPatternIndex()
     memory_ids, pg_ids = [], []
-    with _connect(db_url) as conn:
+    with _connect(db_url, tenant) as conn:
         pg = PostgresPatternIndex(conn)
         for n, (message, error_type) in enumerate(stream):
             in_memory = decide(message, error_type, tenant, memory)
@@ -189,8 +192,8 @@ def test_postgres_and_memory_indexes_decide_alike(db_url: str, tenant: str) -> N
     assert {mapping[m]: memory.template(m) for m in mapping} == stored  # and the same templates
 
 
-def test_signature_and_candidate_lookups_are_index_probes(db_url: str, tenant: str) -> None:
-    with _connect(db_url) as conn:
+def test_signature_and_candidate_lookups_are_index_probes(db_url: str, tenant: str, admin_conn: Any) -> None:
+    with _connect(db_url, tenant) as conn:
         seed = _incident(conn, tenant, 0)
         conn.execute(
             "INSERT INTO failure_patterns (id, tenant_id, pattern_type, error_type, signature, template, category,"
@@ -201,8 +204,8 @@ def test_signature_and_candidate_lookups_are_index_probes(db_url: str, tenant: s
         )
         conn.execute("INSERT INTO pattern_signatures (tenant_id, signature, pattern_id)"
                      " SELECT tenant_id, signature, id FROM failure_patterns WHERE tenant_id = %(t)s", {"t": tenant})
-        conn.execute("ANALYZE failure_patterns")
-        conn.execute("ANALYZE pattern_signatures")
+        admin_conn.execute("ANALYZE failure_patterns")  # only the owner may
+        admin_conn.execute("ANALYZE pattern_signatures")
         plans = [
             "\n".join(r[0] for r in conn.execute("EXPLAIN " + sql, params).fetchall())
             for sql, params in (

@@ -96,7 +96,8 @@ def _write_docs(r: dict[str, Any]) -> None:
         f"| {r['rows']:,} | {r['backfill_s']} | {r['backfill_rows_per_s']:,} | {r['copy_s']} |"
         f" {r['copy_rows_per_s']:,} | {r['ratio_backfill_to_copy']} |\n\n"
         "The backfill reads and validates JSONL, computes each plan's input hash, and inserts through COPY into a"
-        " staging table plus `INSERT ... ON CONFLICT (input_hash) DO NOTHING`; COPY loads the already-built rows.\n"
+        " staging table plus `INSERT ... ON CONFLICT (tenant_id, input_hash) DO NOTHING`, tenant by tenant;"
+        " COPY loads the already-built rows.\n"
     )
     replace_section(section)
 

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -20,7 +21,10 @@ from typing import Any
 
 import boto3
 
+from incident_loop_dev.local.services import function_role_url
 from incident_loop_dev.local.template import AppSpec, FunctionSpec, SqsSource, read_app
+
+Invoker = Callable[[str, dict[str, Any]], Any]
 
 
 @dataclass
@@ -49,12 +53,18 @@ class DeliveryStats:
 
 
 class LocalApp:
-    """The application on moto (`endpoint_url`) and PostgreSQL (`database_url`)."""
+    """The application on moto (`endpoint_url`) and PostgreSQL (`database_url`, as the function role)."""
 
     def __init__(
-        self, root: Path, endpoint_url: str | None, database_url: str, parameters: dict[str, str] | None = None
+        self, root: Path, endpoint_url: str | None, database_url: str, parameters: dict[str, str] | None = None,
+        *, secret_values: dict[str, str] | None = None, invoker: Invoker | None = None,
     ):
+        """`secret_values` gives a template secret its value (else one is generated as CloudFormation would);
+        `invoker(logical_id, event)` runs a function (default: its handler in this process)."""
         self.root = root
+        self.secret_values = secret_values or {}
+        self.secret_arns: dict[str, str] = {}
+        self._invoker = invoker
         self.spec: AppSpec = read_app(root)
         self.endpoint_url = endpoint_url
         self.database_url = database_url
@@ -85,7 +95,24 @@ class LocalApp:
                 raise ValueError(f"queues with unresolvable redrive targets: {sorted(pending)}")
         for logical_id, resource in self.spec.tables.items():
             self._create_table(logical_id, resource.get("Properties") or {})
+        for logical_id, resource in self.spec.secrets.items():
+            self._create_secret(logical_id, resource.get("Properties") or {})
         self._export_environment()
+
+    def _create_secret(self, logical_id: str, props: dict[str, Any]) -> None:
+        value = self.secret_values.get(logical_id)
+        if value is None:  # what GenerateSecretString would make
+            generate = props.get("GenerateSecretString") or {}
+            document = json.loads(generate.get("SecretStringTemplate") or "{}")
+            document[generate.get("GenerateStringKey", "password")] = uuid.uuid4().hex + uuid.uuid4().hex
+            value = json.dumps(document)
+        client = boto3.client("secretsmanager", endpoint_url=self.endpoint_url)
+        name = f"incident-loop-{logical_id}"
+        try:
+            arn = client.create_secret(Name=name, SecretString=value)["ARN"]
+        except client.exceptions.ResourceExistsException:
+            arn = client.put_secret_value(SecretId=name, SecretString=value)["ARN"]
+        self.secret_arns[logical_id] = arn
 
     def _create_queue(self, logical_id: str, props: dict[str, Any]) -> None:
         attributes: dict[str, str] = {}
@@ -125,6 +152,8 @@ class LocalApp:
                 return self.queue_urls[ref]
             if ref in self.table_names:
                 return self.table_names[ref]
+            if ref in self.secret_arns:
+                return self.secret_arns[ref]
             if ref in self.parameters:
                 return self.parameters[ref]
             default = (self.spec.parameters.get(ref) or {}).get("Default")
@@ -146,7 +175,8 @@ class LocalApp:
                 if name in merged and merged[name] != value:
                     raise ValueError(f"{name} differs between functions; the local runner needs one value")
                 merged[name] = value
-        merged["DATABASE_URL"] = self.database_url
+        # The functions connect as the function role (row-level security applies), never as the owner.
+        merged["DATABASE_URL"] = function_role_url(self.database_url)
         if self.endpoint_url:  # boto3 in the handlers talks to moto's server
             merged["AWS_ENDPOINT_URL"] = self.endpoint_url
         merged.pop("DB_SECRET_ARN", None)
@@ -169,8 +199,15 @@ class LocalApp:
         return getattr(self._modules[key], func_name)
 
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
+        if self._invoker is not None:
+            return self._invoker(logical_id, event)
         fn = self.spec.functions[logical_id]
         return self.handler(fn)(event, FakeContext(function_name=logical_id))
+
+    def function_environment(self, logical_id: str) -> dict[str, str]:
+        """One function's variables as the template resolves them here (after provision())."""
+        resolved = {name: self._resolve(raw) for name, raw in self.spec.functions[logical_id].environment.items()}
+        return {name: value for name, value in resolved.items() if value is not None}
 
     def request(
         self, method: str, path: str, tenant_id: str, body: Any = None, query: dict[str, str] | None = None,

@@ -51,6 +51,7 @@ class SqsSource:
 class ApiRoute:
     method: str
     path: str
+    authorizer: str | None = None  # the Api's default authorizer unless the event names one ("NONE": none)
 
     def match(self, method: str, path: str) -> dict[str, str] | None:
         """Path parameters when this route serves the request, else None."""
@@ -62,6 +63,17 @@ class ApiRoute:
 
 
 @dataclass
+class Authorizer:
+    """A Lambda TOKEN authorizer of the template's Api."""
+
+    name: str
+    function: str  # logical id of the authorizer function
+    header: str
+    validation: str | None
+    ttl_s: int
+
+
+@dataclass
 class FunctionSpec:
     logical_id: str
     code_dir: Path
@@ -69,6 +81,7 @@ class FunctionSpec:
     environment: dict[str, Any]
     sqs_sources: list[SqsSource] = field(default_factory=list)
     routes: list[ApiRoute] = field(default_factory=list)
+    schedules: list[str] = field(default_factory=list)  # Schedule events' expressions
 
 
 @dataclass
@@ -79,6 +92,14 @@ class AppSpec:
     tables: dict[str, dict[str, Any]]
     functions: dict[str, FunctionSpec]
     parameters: dict[str, Any]
+    secrets: dict[str, dict[str, Any]] = field(default_factory=dict)
+    authorizers: dict[str, Authorizer] = field(default_factory=dict)
+    default_authorizer: str | None = None
+
+    def authorizer_for(self, route: ApiRoute) -> Authorizer | None:
+        """The authorizer that guards a route (None: the route is open)."""
+        name = route.authorizer or self.default_authorizer
+        return None if name in (None, "NONE") else self.authorizers[name]
 
 
 def _queue_of(ref: Any) -> str:
@@ -114,11 +135,29 @@ def read_app(root: Path) -> AppSpec:
                     )
                 )
             elif event.get("Type") == "Api":
-                spec.routes.append(ApiRoute(eprops["Method"], eprops["Path"]))
+                named = (eprops.get("Auth") or {}).get("Authorizer")
+                spec.routes.append(ApiRoute(eprops["Method"], eprops["Path"], named))
+            elif event.get("Type") == "Schedule":
+                spec.schedules.append(str(eprops.get("Schedule")))
         functions[logical_id] = spec
+    authorizers: dict[str, Authorizer] = {}
+    default_authorizer = None
+    for resource in resources.values():
+        if resource.get("Type") != "AWS::Serverless::Api":
+            continue
+        auth = (resource.get("Properties") or {}).get("Auth") or {}
+        default_authorizer = auth.get("DefaultAuthorizer")
+        for name, config in (auth.get("Authorizers") or {}).items():
+            identity = config.get("Identity") or {}
+            authorizers[name] = Authorizer(
+                name=name, function=_queue_of(config["FunctionArn"]), header=identity.get("Header", "Authorization"),
+                validation=identity.get("ValidationExpression"), ttl_s=int(identity.get("ReauthorizeEvery", 300)))
     return AppSpec(
         queues={k: v for k, v in resources.items() if v.get("Type") == "AWS::SQS::Queue"},
         tables={k: v for k, v in resources.items() if v.get("Type") == "AWS::DynamoDB::Table"},
         functions=functions,
         parameters=template.get("Parameters", {}),
+        secrets={k: v for k, v in resources.items() if v.get("Type") == "AWS::SecretsManager::Secret"},
+        authorizers=authorizers,
+        default_authorizer=default_authorizer,
     )

@@ -30,7 +30,6 @@ from incident_loop.schemas.incident import IncidentAccepted, IncidentIn
 from incident_loop.schemas.loop_events import PolicyMode
 
 app = APIGatewayRestResolver(enable_validation=True)
-app.enable_swagger(path="/swagger", title="Incident loop API", version="0.1.0")
 
 
 def tenant_id() -> str:
@@ -155,16 +154,18 @@ def get_failures(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    with transaction() as conn:
-        rows = failures.list_failures(conn, tenant_id(), run_id=run_id, error_code=error_code, category=category,
+    tenant = tenant_id()
+    with transaction(tenant_id=tenant) as conn:
+        rows = failures.list_failures(conn, tenant, run_id=run_id, error_code=error_code, category=category,
                                       status=status, since_hours=since_hours, limit=limit, offset=offset)  # type: ignore[arg-type]
     return _page(rows, limit, offset)
 
 
 @app.get("/failures/stats", summary="Counts by category, severity and error code, and the match rate")
 def get_failure_stats(since_hours: SinceHours = 24) -> dict[str, Any]:
-    with transaction() as conn:
-        return failures.stats(conn, tenant_id(), since_hours)
+    tenant = tenant_id()
+    with transaction(tenant_id=tenant) as conn:
+        return failures.stats(conn, tenant, since_hours)
 
 
 @app.get("/failures/unrecovered", summary="Failures that still need attention")
@@ -174,16 +175,18 @@ def get_unrecovered(
     limit: Limit = 100,
     offset: Offset = 0,
 ) -> dict[str, Any]:
-    with transaction() as conn:
-        rows = failures.unrecovered(conn, tenant_id(), category=category, since_hours=since_hours, limit=limit,
+    tenant = tenant_id()
+    with transaction(tenant_id=tenant) as conn:
+        rows = failures.unrecovered(conn, tenant, category=category, since_hours=since_hours, limit=limit,
                                     offset=offset)
     return _page(rows, limit, offset)
 
 
 @app.get("/failures/<failure_id>", summary="One failure")
 def get_failure(failure_id: UUID) -> dict[str, Any]:
-    with transaction() as conn:
-        row = failures.get_failure(conn, tenant_id(), failure_id)
+    tenant = tenant_id()
+    with transaction(tenant_id=tenant) as conn:
+        row = failures.get_failure(conn, tenant, failure_id)
     if row is None:
         raise NotFound(f"failure {failure_id} not found")
     return row
@@ -191,8 +194,9 @@ def get_failure(failure_id: UUID) -> dict[str, Any]:
 
 @app.patch("/failures/<failure_id>/recovery", summary="Record the outcome of a recovery attempt")
 def patch_recovery(failure_id: UUID, update: RecoveryUpdate) -> dict[str, Any]:
-    with transaction() as conn:
-        row = failures.record_recovery(conn, tenant_id(), failure_id, succeeded=update.succeeded, by=update.by,
+    tenant = tenant_id()
+    with transaction(tenant_id=tenant) as conn:
+        row = failures.record_recovery(conn, tenant, failure_id, succeeded=update.succeeded, by=update.by,
                                        notes=update.notes)
     if row is None:
         raise NotFound(f"failure {failure_id} not found")

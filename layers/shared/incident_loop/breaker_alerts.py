@@ -70,7 +70,9 @@ def _sqs() -> Any:
 def _open_costsim_incident(t: Transition) -> None:
     key = f"{t.breaker}:trip:{t.version}"
     drift_p95 = t.details.get("drift_p95")
-    with transaction() as conn:
+    settings = get_settings()
+    # costsim_incidents is global; CostSim's incidents belong to the ops tenant.
+    with transaction(tenant_id=settings.ops_tenant_id) as conn:
         created = conn.execute(
             "INSERT INTO costsim_incidents (id, breaker_name, breaker_version, reason, drift_p95, loop_incident_key,"
             " opened_at) VALUES (%(id)s, %(b)s, %(v)s, %(r)s, %(d)s, %(k)s, %(at)s)"
@@ -81,7 +83,6 @@ def _open_costsim_incident(t: Transition) -> None:
     if created is None:
         return
     metrics.add_metric(name="CostSimIncidents", unit=MetricUnit.Count, value=1)
-    settings = get_settings()
     if not settings.incident_queue_url:
         logger.warning("no INCIDENT_QUEUE_URL: the CostSim incident is not sent into the loop", key=key)
         return
@@ -98,7 +99,7 @@ def _open_costsim_incident(t: Transition) -> None:
 
 
 def _resolve_costsim_incident(t: Transition) -> datetime | None:
-    with transaction() as conn:
+    with transaction(tenant_id=get_settings().ops_tenant_id) as conn:
         row = conn.execute(
             "UPDATE costsim_incidents SET resolved_at = %(at)s WHERE breaker_name = %(b)s AND resolved_at IS NULL"
             " RETURNING opened_at", {"at": t.at, "b": t.breaker},
@@ -115,7 +116,7 @@ def wired(name: str) -> Breaker:
 
 
 def last_costsim_incident() -> dict[str, Any] | None:
-    with transaction() as conn:
+    with transaction(tenant_id=get_settings().ops_tenant_id) as conn:
         return conn.execute(
             "SELECT id, breaker_version, reason, drift_p95, loop_incident_key, opened_at, resolved_at"
             " FROM costsim_incidents WHERE breaker_name = %(b)s ORDER BY opened_at DESC LIMIT 1", {"b": COSTSIM},

@@ -72,12 +72,28 @@ def reset_connection() -> None:
     _conn = None
 
 
+def set_tenant(conn: psycopg.Connection[Any], tenant_id: str | None) -> None:
+    """Scope the rest of the current transaction to one tenant (row-level security's app.tenant_id).
+
+    None scopes it to no tenant: tenant tables then show no rows and refuse every insert, which
+    is what a transaction touching only global tables (breakers, canary reports) should see.
+    """
+    conn.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant_id or "",))
+
+
 @contextmanager
-def transaction(conn: psycopg.Connection[Any] | None = None) -> Iterator[psycopg.Connection[Any]]:
-    """A transaction on the given (or the container's) connection; a broken connection is dropped."""
+def transaction(
+    conn: psycopg.Connection[Any] | None = None, *, tenant_id: str | None
+) -> Iterator[psycopg.Connection[Any]]:
+    """A transaction on the given (or the container's) connection, scoped to `tenant_id`.
+
+    The tenant is set in the same transaction (SET LOCAL semantics), so it ends with it and a
+    reused connection never carries one tenant's scope into the next. A broken connection is dropped.
+    """
     conn = conn or get_connection()
     try:
         with conn.transaction():
+            set_tenant(conn, tenant_id)
             yield conn
     except psycopg.OperationalError as exc:
         if conn is _conn:

@@ -1,14 +1,15 @@
 """Signed bearer tokens (JWT, HS256) naming a tenant and an optional role.
 
-The signing material is one JSON document (a Secrets Manager secret when deployed, a local file
-for `incident-loop local`): `{"active_kid": "k2", "keys": {"k1": "<base64>", "k2": "<base64>"}}`.
-Tokens are signed with the active key and verified with any listed key, so a key is rotated by
-adding a new one, making it active, and removing the old one once its tokens have expired.
+The signing material is one JSON document (a Secrets Manager secret when deployed, kept in the
+local database for `incident-loop local`): `{"active_kid": "k2", "k1": "<secret>", "k2": "<secret>"}`,
+every member but `active_kid` a key id and its secret (at least 32 characters). That flat shape is
+what CloudFormation's GenerateSecretString can create. Tokens are signed with the active key and
+verified with any listed key, so a key is rotated by adding a new one, making it active, and
+removing the old one once its tokens have expired (docs/deploy.md).
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
 import time
@@ -23,6 +24,7 @@ ALGORITHM = "HS256"
 OPERATOR = "operator"
 ROLES = frozenset({OPERATOR})
 MAX_TTL_S = 90 * 24 * 3600
+MIN_KEY_LENGTH = 32
 
 
 class InvalidToken(ValueError):
@@ -49,28 +51,32 @@ class KeySet:
 
     @classmethod
     def parse(cls, document: str | dict[str, Any]) -> KeySet:
-        data = json.loads(document) if isinstance(document, str) else document
-        keys = {str(kid): base64.b64decode(value) for kid, value in dict(data["keys"]).items()}
-        active = str(data["active_kid"])
+        data = dict(json.loads(document) if isinstance(document, str) else document)
+        active = str(data.pop("active_kid", ""))
+        keys = {str(kid): str(secret).encode() for kid, secret in data.items()}
         if active not in keys:
             raise ValueError(f"the active key {active!r} is not among the keys")
-        if any(len(key) < 32 for key in keys.values()):
-            raise ValueError("every signing key must be at least 32 bytes")
+        if any(len(key) < MIN_KEY_LENGTH for key in keys.values()):
+            raise ValueError(f"every signing key must be at least {MIN_KEY_LENGTH} characters")
         return cls(active, keys)
 
     @classmethod
-    def generate(cls, kid: str | None = None) -> KeySet:
-        kid = kid or f"k{int(time.time())}"
-        return cls(kid, {kid: secrets.token_bytes(32)})
+    def generate(cls, kid: str = "k1") -> KeySet:
+        return cls(kid, {kid: secrets.token_urlsafe(48).encode()})
 
     def rotated(self, kid: str | None = None) -> KeySet:
-        """A new active key beside the current ones (old tokens still verify)."""
-        kid = kid or f"k{int(time.time())}-{secrets.token_hex(2)}"
-        return KeySet(kid, {**self.keys, kid: secrets.token_bytes(32)})
+        """A new active key beside the current ones (tokens signed with the old ones still verify)."""
+        kid = kid or f"k{len(self.keys) + 1}-{secrets.token_hex(2)}"
+        return KeySet(kid, {**self.keys, kid: secrets.token_urlsafe(48).encode()})
+
+    def without(self, kid: str) -> KeySet:
+        """The set without a retired key (its tokens stop verifying)."""
+        if kid == self.active_kid:
+            raise ValueError("the active key cannot be removed; rotate first")
+        return KeySet(self.active_kid, {k: v for k, v in self.keys.items() if k != kid})
 
     def dumps(self) -> str:
-        return json.dumps({"active_kid": self.active_kid,
-                           "keys": {kid: base64.b64encode(key).decode() for kid, key in self.keys.items()}})
+        return json.dumps({"active_kid": self.active_kid, **{kid: key.decode() for kid, key in self.keys.items()}})
 
 
 def issue(keys: KeySet, tenant_id: str, role: str | None = None, *, ttl_s: int = 3600,
@@ -90,7 +96,7 @@ def issue(keys: KeySet, tenant_id: str, role: str | None = None, *, ttl_s: int =
     return jwt.encode(claims, keys.keys[keys.active_kid], algorithm=ALGORITHM, headers={"kid": keys.active_kid})
 
 
-def verify(keys: KeySet, token: str, *, now: float | None = None) -> Principal:
+def verify(keys: KeySet, token: str) -> Principal:
     """The principal a token names; InvalidToken for anything else."""
     try:
         kid = jwt.get_unverified_header(token).get("kid")
@@ -98,10 +104,7 @@ def verify(keys: KeySet, token: str, *, now: float | None = None) -> Principal:
         if key is None:
             raise InvalidToken("the token names an unknown signing key")
         options = {"require": ["exp", "iat", "iss", "aud", "sub", "tenant_id"]}
-        claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER,
-                            options=options, leeway=0 if now is None else 0)
-        if now is not None and claims["exp"] <= now:
-            raise InvalidToken("the token has expired")
+        claims = jwt.decode(token, key, algorithms=[ALGORITHM], audience=AUDIENCE, issuer=ISSUER, options=options)
     except jwt.PyJWTError as exc:
         raise InvalidToken(str(exc)) from exc
     role = claims.get("role")

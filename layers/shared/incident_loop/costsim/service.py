@@ -33,7 +33,7 @@ def v2_guard() -> Any:
 
 def canary() -> dict[str, Any]:
     """Run the canary; a failed run raises the seed's CostSimV2CanaryFailure alert."""
-    with transaction() as conn:
+    with transaction(tenant_id=None) as conn:  # canary reports are global
         report = run_canary(conn)
     if not report["passed"]:
         enqueue(Alert.firing(
@@ -44,7 +44,7 @@ def canary() -> dict[str, Any]:
 
 
 def reports(limit: int = 20) -> list[dict[str, Any]]:
-    with transaction() as conn:
+    with transaction(tenant_id=None) as conn:
         return canary_reports(conn, limit)
 
 
@@ -65,7 +65,7 @@ def simulate(tenant_id: str, request: SimulateRequest, breaker: V2Guard | None =
     v2 = simulate_v2(plan) if guard.allow() else None
     plan_drift = drift(v1.total_usd, v2.total_usd) if v2 else None
     served = v2 if v2 is not None else v1
-    with transaction() as conn:
+    with transaction(tenant_id=tenant_id) as conn:
         new = record(conn, tenant_id=tenant_id, plan=plan, v1=v1, v2=v2, drift=plan_drift,
                      served="v2" if v2 else "v1")
     if plan_drift is not None:
@@ -103,11 +103,10 @@ def status() -> dict[str, Any]:
     """The V2 breaker, the drift p95 of the last hour's simulations, and the last CostSim incident."""
     from incident_loop.breaker_alerts import last_costsim_incident
 
-    with transaction() as conn:
-        recent = conn.execute(
-            "SELECT percentile_cont(0.95) WITHIN GROUP (ORDER BY drift) AS p95, count(*) AS n"
-            " FROM costsim_provenance WHERE drift IS NOT NULL AND created_at > now() - interval '1 hour'"
-        ).fetchone()
+    # The breaker is global, so is its drift: every tenant's simulations, through the owner's
+    # aggregate-only costsim_drift_last_hour() (row-level security hides other tenants' rows).
+    with transaction(tenant_id=None) as conn:
+        recent = conn.execute("SELECT p95, n FROM costsim_drift_last_hour()").fetchone()
     return {
         "breaker": v2_guard().status().model_dump(mode="json"),
         "recent_drift_p95": recent["p95"] if recent else None,
@@ -129,7 +128,7 @@ def health() -> dict[str, Any]:
     from incident_loop.breaker_alerts import wired
 
     try:
-        with transaction() as conn:
+        with transaction(tenant_id=None) as conn:
             conn.execute("SELECT 1")
         database = "ok"
     except Exception as exc:  # noqa: BLE001 - health reports, it does not fail

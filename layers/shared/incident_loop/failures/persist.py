@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from incident_loop.catalog.matching import Catalog
 from incident_loop.catalog.sync import load as load_catalog
-from incident_loop.db import connect, conninfo, transaction
+from incident_loop.db import connect, conninfo, set_tenant, transaction
 from incident_loop.failures.store import FailureRecord, insert
 from incident_loop.observability import logger, metrics
 from incident_loop.settings import get_settings
@@ -107,6 +107,7 @@ def _write(record: FailureRecord, dsn: str | None) -> None:
     with connect(dsn) as conn:
         conn.execute("SELECT set_config('statement_timeout', %(ms)s, false)",
                      {"ms": str(int(PERSIST_TIMEOUT_S * 1000) + 500)})
+        set_tenant(conn, record.tenant_id)  # this transaction's (committed just below)
         insert(conn, record)
         conn.commit()
 
@@ -155,7 +156,7 @@ def persist_failure(failure: FailureIn, guard: PersistGuard | None = None, *, ds
 
 def replay(record: FailureRecord) -> bool:
     """Land a parked failure (the retry queue's consumer); True when this call inserted it."""
-    with transaction() as conn:
+    with transaction(tenant_id=record.tenant_id) as conn:
         inserted = insert(conn, record)
     metrics.add_metric(name="FailurePersistReplayed", unit=MetricUnit.Count, value=1)
     return inserted

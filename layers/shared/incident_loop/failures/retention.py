@@ -2,7 +2,8 @@
 
 Each batch is its own short transaction over at most `batch_size` rows found through
 idx_fm_created_at, so no lock is held for long and concurrent writers are never blocked for more
-than one batch.
+than one batch. Retention spans every tenant, which row-level security would hide from the
+functions' role: each batch is the owner's narrow purge_failure_matches() (migration 0009).
 """
 
 from __future__ import annotations
@@ -20,14 +21,11 @@ def purge_failures(max_age_days: int, *, batch_size: int = 5000, max_seconds: fl
     conn = conn or get_connection()
     deleted, batches, started = 0, 0, time.monotonic()
     while time.monotonic() - started < max_seconds:
-        with transaction(conn):
-            cur = conn.execute(
-                "DELETE FROM failure_matches WHERE id IN (SELECT id FROM failure_matches"
-                " WHERE created_at < (now() AT TIME ZONE 'utc') - make_interval(days => %(days)s)"
-                " ORDER BY created_at LIMIT %(n)s FOR UPDATE SKIP LOCKED)",
-                {"days": max_age_days, "n": batch_size},
-            )
-            count = cur.rowcount
+        with transaction(conn, tenant_id=None):
+            row = conn.execute(
+                "SELECT purge_failure_matches(%(days)s, %(n)s) AS n", {"days": max_age_days, "n": batch_size}
+            ).fetchone()
+            count = int(row["n"]) if row else 0
         deleted += count
         batches += 1
         if count < batch_size:

@@ -31,7 +31,7 @@ STEP_PER_SEVERITY = 0.05
 
 def adjust_routing(conn: Connection[Any], env: Envelope) -> StageOutcome:
     """Adjust how much work the failing agent gets; the loop is complete afterwards."""
-    incident = get_incident(conn, env.incident_id)
+    incident = get_incident(conn, env.tenant_id, env.incident_id)
     policy = get_policy(conn, env.tenant_id, env.payload.get("policy_id", ""))
     if incident is None or policy is None:
         raise NotReady(f"policy for incident {env.incident_id} is not stored yet")
@@ -60,5 +60,5 @@ def adjust_routing(conn: Connection[Any], env: Envelope) -> StageOutcome:
         env.event(STAGE, result),
         loop_complete=True,
     )
-    set_status(conn, env.incident_id, "learned")
+    set_status(conn, env.tenant_id, env.incident_id, "learned")
     return StageOutcome(result, [])

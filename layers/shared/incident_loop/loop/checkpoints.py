@@ -20,7 +20,7 @@ from incident_loop.stores.recoveries import get_recovery, save_recovery
 
 
 def pending_checkpoints(tenant_id: str, pending_only: bool = True) -> list[HumanCheckpoint]:
-    with transaction() as conn:
+    with transaction(tenant_id=tenant_id) as conn:
         return list_checkpoints(conn, tenant_id, pending_only)
 
 
@@ -35,7 +35,7 @@ def resolve_checkpoint(
     """Apply a person's decision; an approved recovery hands the loop on to Bridge 3."""
     conn = conn or get_connection()
     resume: Envelope | None = None
-    with transaction(conn):
+    with transaction(conn, tenant_id=tenant_id):
         checkpoint = get_checkpoint(conn, tenant_id, checkpoint_id)
         if checkpoint is None:
             raise NotFound(f"checkpoint {checkpoint_id} not found")
@@ -45,18 +45,18 @@ def resolve_checkpoint(
                 f"checkpoint {checkpoint_id} was already resolved ({checkpoint.resolution}"
                 f" by {checkpoint.resolved_by})"
             )
-        recovery = get_recovery(conn, checkpoint.target_id)
+        recovery = get_recovery(conn, tenant_id, checkpoint.target_id)
         if recovery is None:  # the checkpoint references a recovery created in the same transaction
             raise NotFound(f"recovery {checkpoint.target_id} not found")
         checkpoint.resolve(decision.resolution, decision.resolved_by)
-        save_resolution(conn, checkpoint, decision.reason)
+        save_resolution(conn, tenant_id, checkpoint, decision.reason)
         trace = get_trace(conn, tenant_id, checkpoint.incident_id)
         assert trace is not None
 
         if decision.resolution == "reject":
             recovery.reject(decision.reason or f"rejected by {decision.resolved_by}")
             failure: LoopFailureState | None = LoopFailureState.RECOVERY_REJECTED
-            set_status(conn, checkpoint.incident_id, "rejected")
+            set_status(conn, tenant_id, checkpoint.incident_id, "rejected")
         else:
             if decision.resolution == "modify" and decision.modifications:
                 recovery.action_params = {**recovery.action_params, **decision.modifications}
@@ -72,7 +72,7 @@ def resolve_checkpoint(
                 correlation_id=checkpoint.incident_id,
                 payload={"recovery_id": recovery.recovery_id},
             )
-        save_recovery(conn, recovery)
+        save_recovery(conn, tenant_id, recovery)
         details = {
             "recovery": recovery.to_dict(),
             "checkpoint_id": checkpoint.checkpoint_id,

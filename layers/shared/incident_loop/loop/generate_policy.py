@@ -34,11 +34,11 @@ DEFAULT_ACTION = ("escalate", "custom")
 
 def generate_policy(conn: Connection[Any], env: Envelope) -> StageOutcome:
     """Derive (or reuse) the tenant's policy for this pattern, in shadow mode, and hand on to routing."""
-    incident = get_incident(conn, env.incident_id)
-    recovery = recovery_for_incident(conn, env.incident_id)
+    incident = get_incident(conn, env.tenant_id, env.incident_id)
+    recovery = recovery_for_incident(conn, env.tenant_id, env.incident_id)
     if incident is None or recovery is None or recovery.status not in ("approved", "applied"):
         raise NotReady(f"no approved recovery for incident {env.incident_id} yet")
-    pattern = get_pattern(conn, recovery.pattern_id)
+    pattern = get_pattern(conn, env.tenant_id, recovery.pattern_id)
     assert pattern is not None  # recovery_candidates.source_pattern_id references it
     action, category = ACTIONS.get(pattern["category"], DEFAULT_ACTION)
     condition = f"error_type == {incident['error_type']!r} and signature == {pattern['signature']!r}"

@@ -32,7 +32,7 @@ def ingest_incident(
     attempt committed but never reached the queue, the retry is what gets the loop going.
     """
     conn = conn or get_connection()
-    with transaction(conn):
+    with transaction(conn, tenant_id=tenant_id):
         incident_id, created = insert_incident(conn, f"inc_{uuid4().hex[:16]}", tenant_id, incident)
         lock_incident(conn, incident_id)
         loop_id = start_trace(conn, f"loop_{uuid4().hex[:16]}", incident_id, tenant_id)

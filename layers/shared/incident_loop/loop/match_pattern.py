@@ -36,9 +36,9 @@ NEW_PATTERN_CONFIDENCE = 0.5
 
 def match_pattern(conn: Connection[Any], env: Envelope) -> StageOutcome:
     """Match the incident against the tenant's failure catalog; an ACTIVE policy prevents it."""
-    incident = get_incident(conn, env.incident_id)
-    if incident is None:
-        raise NotReady(f"incident {env.incident_id} is not stored yet")
+    incident = get_incident(conn, env.tenant_id, env.incident_id)
+    if incident is None:  # not stored yet, or not this tenant's: retried, then dead-lettered
+        raise NotReady(f"incident {env.incident_id} of tenant {env.tenant_id} is not stored yet")
     decision = decide(
         incident["error_message"],
         incident["error_type"],
@@ -93,11 +93,11 @@ def _apply_policy(conn: Connection[Any], env: Envelope, decision: Any) -> StageO
     if policy.mode == PolicyMode.SHADOW:
         if record_evaluation(conn, policy, env.incident_id, would_block):
             policy.record_shadow_evaluation(would_block)
-            save_policy(conn, policy)
+            save_policy(conn, env.tenant_id, policy)
         return None
 
     record_evaluation(conn, policy, env.incident_id, True)
-    pattern = get_pattern(conn, decision.pattern_id)
+    pattern = get_pattern(conn, env.tenant_id, decision.pattern_id)
     assert pattern is not None
     prevention_id = insert_prevention(
         conn,
@@ -122,5 +122,5 @@ def _apply_policy(conn: Connection[Any], env: Envelope, decision: Any) -> StageO
         conn,
         env.event(STAGE, details, failure_state=LoopFailureState.PREVENTED, confidence_band=result.confidence_band),
     )
-    set_status(conn, env.incident_id, "prevented")
+    set_status(conn, env.tenant_id, env.incident_id, "prevented")
     return StageOutcome(details, [])

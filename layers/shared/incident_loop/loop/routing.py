@@ -13,7 +13,7 @@ from incident_loop.stores.routing import adjustments_for_agent, record_kpi, save
 def routing_view(tenant_id: str, agent_id: str, now: datetime | None = None) -> dict[str, Any]:
     """Every adjustment of the agent with its decayed effect, and the total effect on its routing."""
     now = now or datetime.now(UTC)
-    with transaction() as conn:
+    with transaction(tenant_id=tenant_id) as conn:
         adjustments = adjustments_for_agent(conn, tenant_id, agent_id)
     rows = [{**a.to_dict(), "effective_magnitude": round(a.effective_magnitude(now), 6)} for a in adjustments]
     return {
@@ -27,7 +27,7 @@ def routing_view(tenant_id: str, agent_id: str, now: datetime | None = None) -> 
 def report_kpi(tenant_id: str, agent_id: str, kpi: float) -> dict[str, Any]:
     """Record the agent's KPI and roll back every active adjustment it shows to have made things worse."""
     rolled_back: list[str] = []
-    with transaction() as conn:
+    with transaction(tenant_id=tenant_id) as conn:
         record_kpi(conn, tenant_id, agent_id, kpi)
         for adj in adjustments_for_agent(conn, tenant_id, agent_id, lock=True):
             if not adj.is_active or adj.was_rolled_back:
@@ -38,7 +38,7 @@ def report_kpi(tenant_id: str, agent_id: str, kpi: float) -> dict[str, Any]:
                     f" {adj.rollback_threshold:.0%} rollback threshold"
                 )
                 rolled_back.append(adj.adjustment_id)
-            save_adjustment(conn, adj)
+            save_adjustment(conn, tenant_id, adj)
     if rolled_back:
         logger.warning("routing adjustments rolled back", agent_id=agent_id, adjustments=rolled_back)
     return {"agent_id": agent_id, "kpi": kpi, "rolled_back": rolled_back}

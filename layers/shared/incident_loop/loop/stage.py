@@ -82,9 +82,11 @@ def process_stage(
     if envelope.stage != stage:
         raise WrongStage(f"this function performs {stage.value}, the message asks for {envelope.stage.value}")
     conn = conn or get_connection()
-    with transaction(conn):
+    # Scoped to the envelope's tenant: an envelope naming another tenant's incident finds nothing
+    # (the bridge raises NotReady, so the message is retried and dead-lettered) and changes nothing.
+    with transaction(conn, tenant_id=envelope.tenant_id):
         lock_incident(conn, envelope.incident_id)
-        stored = stage_result(conn, envelope.incident_id, stage.value)
+        stored = stage_result(conn, envelope.tenant_id, envelope.incident_id, stage.value)
         if stored is not None:
             logger.info("stage already recorded, replaying its hand-off")
             outcome = StageOutcome(stored, next_from_result(envelope, stored))
@@ -100,9 +102,12 @@ def process_stage(
 
 @cache
 def idempotency_config() -> IdempotencyConfig:
-    """Idempotency on the envelope's (incident, stage): the same work done once per expiry window."""
+    """Idempotency on the envelope's (tenant, incident, stage): the same work done once per expiry window.
+
+    The tenant is part of the key, so another tenant's envelope never replays a stored result.
+    """
     return IdempotencyConfig(
-        event_key_jmespath="[incident_id, stage]",
+        event_key_jmespath="[tenant_id, incident_id, stage]",
         expires_after_seconds=get_settings().idempotency_expiry_s,
         raise_on_no_idempotency_key=True,
     )
@@ -114,7 +119,7 @@ def _persistence() -> DynamoDBPersistenceLayer:
 
 
 def run_idempotent_stage(envelope: Envelope, bridge: Bridge, stage: LoopStage) -> dict[str, Any]:
-    """process_stage behind Powertools idempotency (DynamoDB), keyed on incident and stage."""
+    """process_stage behind Powertools idempotency (DynamoDB), keyed on tenant, incident and stage."""
 
     @idempotent_function(
         data_keyword_argument="envelope",

@@ -25,7 +25,7 @@ def _nested(results: dict[str, Any], stage: LoopStage, key: str, model: Any) -> 
 
 def loop_status(tenant_id: str, incident_id: str) -> LoopStatus:
     """The LoopStatus of an incident's loop, from its trace."""
-    with transaction() as conn:
+    with transaction(tenant_id=tenant_id) as conn:
         trace = get_trace(conn, tenant_id, incident_id)
     if trace is None:
         raise NotFound(f"no loop for incident {incident_id}")
@@ -52,7 +52,7 @@ def loop_status(tenant_id: str, incident_id: str) -> LoopStatus:
 
 def graduation(tenant_id: str) -> dict[str, Any]:
     """The three gates: a loop completed end to end, a policy activated, a prevention recorded."""
-    with transaction() as conn:
+    with transaction(tenant_id=tenant_id) as conn:
         loop = conn.execute(
             "SELECT loop_id, incident_id FROM loop_traces WHERE tenant_id = %(t)s AND is_complete"
             " ORDER BY completed_at LIMIT 1",

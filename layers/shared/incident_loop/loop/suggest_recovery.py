@@ -30,8 +30,8 @@ STAGE = LoopStage.RECOVERY_SUGGESTED
 
 def suggest_recovery(conn: Connection[Any], env: Envelope) -> StageOutcome:
     """Answer the incident's pattern with a recovery; auto-apply it or open an approval checkpoint."""
-    incident = get_incident(conn, env.incident_id)
-    pattern = get_pattern(conn, env.payload.get("pattern_id", ""))
+    incident = get_incident(conn, env.tenant_id, env.incident_id)
+    pattern = get_pattern(conn, env.tenant_id, env.payload.get("pattern_id", ""))
     if incident is None or pattern is None:
         raise NotReady(f"incident {env.incident_id} or its pattern is not stored yet")
     occurrences = int(env.payload["occurrence_count"])
@@ -53,7 +53,7 @@ def suggest_recovery(conn: Connection[Any], env: Envelope) -> StageOutcome:
     )
     if recovery.auto_applicable:
         recovery.mark_applied()
-        save_recovery(conn, recovery)
+        save_recovery(conn, env.tenant_id, recovery)
         result = {
             "recovery": recovery.to_dict(),
             "occurrence_count": occurrences,

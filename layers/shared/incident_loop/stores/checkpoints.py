@@ -35,9 +35,10 @@ def insert_checkpoint(conn: Connection[Any], cp: HumanCheckpoint) -> HumanCheckp
         },
     )
     row = conn.execute(
-        f"SELECT {_COLUMNS} FROM human_checkpoints WHERE incident_id = %(incident)s"
+        f"SELECT {_COLUMNS} FROM human_checkpoints WHERE tenant_id = %(tenant)s AND incident_id = %(incident)s"
         " AND checkpoint_type = %(type)s AND target_id = %(target)s",
-        {"incident": cp.incident_id, "type": cp.checkpoint_type.value, "target": cp.target_id},
+        {"tenant": cp.tenant_id, "incident": cp.incident_id, "type": cp.checkpoint_type.value,
+         "target": cp.target_id},
     ).fetchone()
     assert row is not None
     return HumanCheckpoint.model_validate(row)
@@ -61,18 +62,19 @@ def list_checkpoints(conn: Connection[Any], tenant_id: str, pending_only: bool) 
     return [HumanCheckpoint.model_validate(r) for r in rows]
 
 
-def pending_for_incident(conn: Connection[Any], incident_id: str) -> list[str]:
+def pending_for_incident(conn: Connection[Any], tenant_id: str, incident_id: str) -> list[str]:
     rows = conn.execute(
-        "SELECT id FROM human_checkpoints WHERE incident_id = %(id)s AND resolved_at IS NULL ORDER BY id",
-        {"id": incident_id},
+        "SELECT id FROM human_checkpoints WHERE tenant_id = %(tenant)s AND incident_id = %(id)s"
+        " AND resolved_at IS NULL ORDER BY id",
+        {"tenant": tenant_id, "id": incident_id},
     ).fetchall()
     return [r["id"] for r in rows]
 
 
-def save_resolution(conn: Connection[Any], cp: HumanCheckpoint, reason: str | None) -> None:
+def save_resolution(conn: Connection[Any], tenant_id: str, cp: HumanCheckpoint, reason: str | None) -> None:
     conn.execute(
         "UPDATE human_checkpoints SET resolved_at = %(at)s, resolved_by = %(by)s, resolution = %(resolution)s,"
-        " resolution_reason = %(reason)s WHERE id = %(id)s",
+        " resolution_reason = %(reason)s WHERE tenant_id = %(tenant)s AND id = %(id)s",
         {"at": cp.resolved_at, "by": cp.resolved_by, "resolution": cp.resolution, "reason": reason,
-         "id": cp.checkpoint_id},
+         "tenant": tenant_id, "id": cp.checkpoint_id},
     )

@@ -43,12 +43,15 @@ def insert_incident(
     return str(existing["id"]), False
 
 
-def get_incident(conn: Connection[Any], incident_id: str) -> dict[str, Any] | None:
-    """One incident by id (the caller scopes by tenant where a person asks)."""
-    return conn.execute("SELECT * FROM incidents WHERE id = %(id)s", {"id": incident_id}).fetchone()
+def get_incident(conn: Connection[Any], tenant_id: str, incident_id: str) -> dict[str, Any] | None:
+    """One incident of the tenant by id; None when it is not stored, or is another tenant's."""
+    return conn.execute(
+        "SELECT * FROM incidents WHERE tenant_id = %(tenant)s AND id = %(id)s", {"tenant": tenant_id, "id": incident_id}
+    ).fetchone()
 
 
-def set_status(conn: Connection[Any], incident_id: str, status: str) -> None:
+def set_status(conn: Connection[Any], tenant_id: str, incident_id: str, status: str) -> None:
     conn.execute(
-        "UPDATE incidents SET status = %(status)s WHERE id = %(id)s", {"status": status, "id": incident_id}
+        "UPDATE incidents SET status = %(status)s WHERE tenant_id = %(tenant)s AND id = %(id)s",
+        {"status": status, "tenant": tenant_id, "id": incident_id},
     )

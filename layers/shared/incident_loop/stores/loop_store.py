@@ -25,17 +25,18 @@ def start_trace(conn: Connection[Any], loop_id: str, incident_id: str, tenant_id
          "stage": LoopStage.INCIDENT_CREATED.value},
     )
     row = conn.execute(
-        "SELECT loop_id FROM loop_traces WHERE incident_id = %(id)s", {"id": incident_id}
+        "SELECT loop_id FROM loop_traces WHERE tenant_id = %(tenant)s AND incident_id = %(id)s",
+        {"tenant": tenant_id, "id": incident_id},
     ).fetchone()
     assert row is not None
     return str(row["loop_id"])
 
 
-def stage_result(conn: Connection[Any], incident_id: str, key: str) -> dict[str, Any] | None:
-    """The details recorded for an event key of this incident, or None when not yet recorded."""
+def stage_result(conn: Connection[Any], tenant_id: str, incident_id: str, key: str) -> dict[str, Any] | None:
+    """The details recorded for an event key of the tenant's incident, or None when not yet recorded."""
     row = conn.execute(
-        "SELECT details FROM loop_events WHERE event_key = %(key)s",
-        {"key": f"{incident_id}:{key}"},
+        "SELECT details FROM loop_events WHERE event_key = %(key)s AND tenant_id = %(tenant)s",
+        {"key": f"{incident_id}:{key}", "tenant": tenant_id},
     ).fetchone()
     return None if row is None else dict(row["details"])
 
@@ -93,7 +94,7 @@ def record_stage(
                is_complete = %(loop_complete)s,
                completed_at = CASE WHEN %(loop_complete)s THEN now() ELSE completed_at END,
                updated_at = now()
-           WHERE incident_id = %(incident_id)s""",
+           WHERE tenant_id = %(tenant_id)s AND incident_id = %(incident_id)s""",
         {
             "stage": event.stage.value,
             "completed": completed,
@@ -103,6 +104,7 @@ def record_stage(
             "blocked": blocked,
             "failure_state": event.failure_state.value if event.failure_state else None,
             "loop_complete": loop_complete,
+            "tenant_id": event.tenant_id,
             "incident_id": event.incident_id,
         },
     )

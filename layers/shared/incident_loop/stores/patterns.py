@@ -54,10 +54,11 @@ class PostgresPatternIndex:
         return [PatternCandidate(str(pid), str(tpl)) for pid, tpl in rows]
 
 
-def get_pattern(conn: Connection[Any], pattern_id: str) -> dict[str, Any] | None:
-    """The failure_patterns row as a dict, or None."""
+def get_pattern(conn: Connection[Any], tenant_id: str, pattern_id: str) -> dict[str, Any] | None:
+    """The tenant's failure_patterns row as a dict, or None."""
     with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute("SELECT * FROM failure_patterns WHERE id = %(id)s", {"id": pattern_id}).fetchone()
+        return cur.execute("SELECT * FROM failure_patterns WHERE tenant_id = %(t)s AND id = %(id)s",
+                           {"t": tenant_id, "id": pattern_id}).fetchone()
 
 
 @overload
@@ -82,7 +83,7 @@ def record_match(conn: Connection[Any], tenant_id: str, incident_id: str, *args:
     """
     decision = decision_arg(args)
     with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
-        done = _recorded(cur, incident_id)
+        done = _recorded(cur, tenant_id, incident_id)
         if done is not None:
             return done
         pattern_id, match_type, confidence = decision.pattern_id, decision.match_type, decision.confidence
@@ -92,7 +93,7 @@ def record_match(conn: Connection[Any], tenant_id: str, incident_id: str, *args:
                 match_type, confidence = "exact", EXACT_CONFIDENCE
         else:
             if match_type == "fuzzy":
-                _generalise(cur, pattern_id, decision)
+                _generalise(cur, tenant_id, pattern_id, decision)
             if decision.new_alias:
                 _alias(cur, tenant_id, decision.signature, pattern_id)
         cur.execute(
@@ -101,23 +102,23 @@ def record_match(conn: Connection[Any], tenant_id: str, incident_id: str, *args:
             {"p": pattern_id, "i": incident_id, "m": match_type, "c": confidence},
         )
         if cur.fetchone() is None:  # a concurrent delivery of the same incident got there first
-            done = _recorded(cur, incident_id)
+            done = _recorded(cur, tenant_id, incident_id)
             assert done is not None
             return done
         row = cur.execute(
             "UPDATE failure_patterns SET occurrence_count = occurrence_count + 1, last_seen_at = now()"
-            " WHERE id = %(id)s RETURNING occurrence_count, first_incident_id",
-            {"id": pattern_id},
+            " WHERE tenant_id = %(t)s AND id = %(id)s RETURNING occurrence_count, first_incident_id",
+            {"t": tenant_id, "id": pattern_id},
         ).fetchone()
         assert row is not None
         return pattern_id, int(row[0]), row[1] == incident_id
 
 
-def _recorded(cur: Any, incident_id: str) -> tuple[str, int, bool] | None:
+def _recorded(cur: Any, tenant_id: str, incident_id: str) -> tuple[str, int, bool] | None:
     row = cur.execute(
         "SELECT p.id, p.occurrence_count, p.first_incident_id FROM pattern_occurrences o"
-        " JOIN failure_patterns p ON p.id = o.pattern_id WHERE o.incident_id = %(i)s",
-        {"i": incident_id},
+        " JOIN failure_patterns p ON p.id = o.pattern_id WHERE o.incident_id = %(i)s AND p.tenant_id = %(t)s",
+        {"i": incident_id, "t": tenant_id},
     ).fetchone()
     return None if row is None else (str(row[0]), int(row[1]), row[2] == incident_id)
 
@@ -151,15 +152,16 @@ def _alias(cur: Any, tenant_id: str, signature: str, pattern_id: str) -> bool:
     return cur.fetchone() is not None
 
 
-def _generalise(cur: Any, pattern_id: str, decision: MatchDecision) -> None:
+def _generalise(cur: Any, tenant_id: str, pattern_id: str, decision: MatchDecision) -> None:
     """Merge the message into the template as it is now (another worker may have generalised it)."""
     row = cur.execute(
-        "SELECT template FROM failure_patterns WHERE id = %(id)s FOR UPDATE", {"id": pattern_id}
+        "SELECT template FROM failure_patterns WHERE tenant_id = %(t)s AND id = %(id)s FOR UPDATE",
+        {"t": tenant_id, "id": pattern_id},
     ).fetchone()
     if row is None:
         raise LookupError(f"pattern {pattern_id} does not exist")
     current = str(row[0]).split(" ")
     merged = " ".join(merge(decision.tokens, current)) if len(current) == len(decision.tokens) else row[0]
     if merged != row[0]:
-        cur.execute("UPDATE failure_patterns SET template = %(tpl)s WHERE id = %(id)s",
-                    {"tpl": merged, "id": pattern_id})
+        cur.execute("UPDATE failure_patterns SET template = %(tpl)s WHERE tenant_id = %(t)s AND id = %(id)s",
+                    {"tpl": merged, "t": tenant_id, "id": pattern_id})

@@ -96,13 +96,13 @@ def list_policies(conn: Connection[Any], tenant_id: str, mode: PolicyMode | None
     return [to_model(r) for r in rows]
 
 
-def save_policy(conn: Connection[Any], policy: PolicyRule) -> None:
+def save_policy(conn: Connection[Any], tenant_id: str, policy: PolicyRule) -> None:
     """Persist a policy's lifecycle state (mode, confirmations, regrets, shadow counts)."""
     conn.execute(
         "UPDATE policy_rules SET mode = %(mode)s, is_active = %(active)s,"
         " confirmations_received = %(confirmations)s, regret_count = %(regrets)s,"
         " shadow_evaluations = %(evaluations)s, shadow_would_block = %(would_block)s,"
-        " activated_at = %(activated_at)s, updated_at = now() WHERE id = %(id)s",
+        " activated_at = %(activated_at)s, updated_at = now() WHERE tenant_id = %(tenant)s AND id = %(id)s",
         {
             "mode": policy.mode.value,
             "active": policy.mode == PolicyMode.ACTIVE,
@@ -111,6 +111,7 @@ def save_policy(conn: Connection[Any], policy: PolicyRule) -> None:
             "evaluations": policy.shadow_evaluations,
             "would_block": policy.shadow_would_block,
             "activated_at": policy.activated_at,
+            "tenant": tenant_id,
             "id": policy.policy_id,
         },
     )
@@ -156,7 +157,8 @@ def insert_prevention(
         },
     )
     row = conn.execute(
-        "SELECT id FROM prevention_records WHERE blocked_incident_id = %(id)s", {"id": blocked_incident_id}
+        "SELECT id FROM prevention_records WHERE tenant_id = %(tenant)s AND blocked_incident_id = %(id)s",
+        {"tenant": tenant_id, "id": blocked_incident_id},
     ).fetchone()
     assert row is not None
     return str(row["id"])

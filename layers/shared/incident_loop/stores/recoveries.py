@@ -57,36 +57,39 @@ def insert_recovery(
             "reason": suggestion.rejection_reason,
         },
     )
-    stored = recovery_for_incident(conn, suggestion.incident_id)
+    stored = recovery_for_incident(conn, tenant_id, suggestion.incident_id)
     assert stored is not None
     return stored
 
 
-def recovery_for_incident(conn: Connection[Any], incident_id: str) -> RecoverySuggestion | None:
+def recovery_for_incident(conn: Connection[Any], tenant_id: str, incident_id: str) -> RecoverySuggestion | None:
     row = conn.execute(
-        "SELECT * FROM recovery_candidates WHERE source_incident_id = %(id)s", {"id": incident_id}
+        "SELECT * FROM recovery_candidates WHERE tenant_id = %(tenant)s AND source_incident_id = %(id)s",
+        {"tenant": tenant_id, "id": incident_id},
     ).fetchone()
     return None if row is None else to_model(row)
 
 
-def get_recovery(conn: Connection[Any], recovery_id: str) -> RecoverySuggestion | None:
+def get_recovery(conn: Connection[Any], tenant_id: str, recovery_id: str) -> RecoverySuggestion | None:
     row = conn.execute(
-        "SELECT * FROM recovery_candidates WHERE id = %(id)s FOR UPDATE", {"id": recovery_id}
+        "SELECT * FROM recovery_candidates WHERE tenant_id = %(tenant)s AND id = %(id)s FOR UPDATE",
+        {"tenant": tenant_id, "id": recovery_id},
     ).fetchone()
     return None if row is None else to_model(row)
 
 
-def save_recovery(conn: Connection[Any], suggestion: RecoverySuggestion) -> None:
+def save_recovery(conn: Connection[Any], tenant_id: str, suggestion: RecoverySuggestion) -> None:
     """Persist a recovery's decision: status, confirmations, rejection, (modified) action params."""
     conn.execute(
         "UPDATE recovery_candidates SET status = %(status)s, confirmations_received = %(received)s,"
         " rejection_reason = %(reason)s, action_params = %(params)s, updated_at = now()"
-        " WHERE id = %(id)s",
+        " WHERE tenant_id = %(tenant)s AND id = %(id)s",
         {
             "status": suggestion.status,
             "received": suggestion.confirmations_received,
             "reason": suggestion.rejection_reason,
             "params": Jsonb(suggestion.action_params),
+            "tenant": tenant_id,
             "id": suggestion.recovery_id,
         },
     )

@@ -46,8 +46,8 @@ def insert_adjustment(
     ).fetchone()
     stored = conn.execute(
         f"SELECT {_COLUMNS} FROM routing_adjustments"
-        " WHERE source_policy_id = %(policy)s AND agent_id = %(agent)s",
-        {"policy": adj.source_policy_id, "agent": adj.agent_id},
+        " WHERE tenant_id = %(tenant)s AND source_policy_id = %(policy)s AND agent_id = %(agent)s",
+        {"tenant": tenant_id, "policy": adj.source_policy_id, "agent": adj.agent_id},
     ).fetchone()
     assert stored is not None
     return RoutingAdjustment.model_validate(stored), row is not None
@@ -65,12 +65,12 @@ def adjustments_for_agent(
     return [RoutingAdjustment.model_validate(r) for r in rows]
 
 
-def save_adjustment(conn: Connection[Any], adj: RoutingAdjustment) -> None:
+def save_adjustment(conn: Connection[Any], tenant_id: str, adj: RoutingAdjustment) -> None:
     conn.execute(
         "UPDATE routing_adjustments SET is_active = %(active)s, was_rolled_back = %(rolled)s,"
-        " rollback_reason = %(reason)s, kpi_current = %(kpi)s WHERE id = %(id)s",
+        " rollback_reason = %(reason)s, kpi_current = %(kpi)s WHERE tenant_id = %(tenant)s AND id = %(id)s",
         {"active": adj.is_active, "rolled": adj.was_rolled_back, "reason": adj.rollback_reason,
-         "kpi": adj.kpi_current, "id": adj.adjustment_id},
+         "kpi": adj.kpi_current, "tenant": tenant_id, "id": adj.adjustment_id},
     )
 
 

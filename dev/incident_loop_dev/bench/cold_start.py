@@ -1,0 +1,225 @@
+"""`incident-loop bench cold-start`: each function's init beside the floor it cannot go under.
+
+Every function of the built template (.aws-sam/build/template.yaml) is imported from the built
+artifact in a fresh isolated interpreter (`python -I -S`, the function's CodeUri, its layer and the
+runtime's boto3 on the path, Lambda's variables and the function's own; see local/artifact.py).
+Its init is the wall clock (and the process CPU time) of importing the handler module, measured
+inside the child as lambda_host.py measures it.
+
+The floor is a fresh interpreter with the same path and environment importing boto3,
+aws_lambda_powertools, pydantic and psycopg, then every further module of those libraries (and of
+their dependencies) that the function's import closure loads: the Powertools utilities it uses, the
+X-Ray SDK when its Tracer is real, the parts of pydantic its models need (pydantic 2 imports lazily:
+`import pydantic` alone loads no BaseModel). They are found by importing the handler once and
+listing sys.modules. What the function pays beyond the floor is its own: its modules, the models
+and resolvers they build at import, and any other library (PyYAML, PyJWT). Function and floor run
+in alternating order, round after round; figures are medians, the ratio is median init / median floor.
+
+By default the environment is a deployed function's: the template's variables, POWERTOOLS_TRACE_DISABLED
+unset, so the functions trace (the template's `Tracing: Active`; incident_loop.observability's rule).
+`--trace-disabled` measures the same functions with POWERTOOLS_TRACE_DISABLED=true.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from incident_loop_dev.bench.docs import machine, replace_section
+from incident_loop_dev.local.artifact import (
+    BuiltFunction,
+    base_python,
+    build_dir,
+    built_functions,
+    lambda_environment,
+    runtime_site,
+)
+from incident_loop_dev.local.template import load_template
+
+ROOT = Path(__file__).resolve().parents[3]
+BASE = ["boto3", "aws_lambda_powertools", "pydantic", "psycopg"]
+# The top-level packages of those four distributions and of what they depend on (the X-Ray SDK and wrapt
+# are Powertools' [tracer] extra): their modules count in the floor when the function loads them.
+FLOOR_PACKAGES = frozenset({
+    "boto3", "botocore", "s3transfer", "jmespath", "dateutil", "urllib3", "six",
+    "aws_lambda_powertools", "aws_xray_sdk", "wrapt",
+    "pydantic", "pydantic_core", "annotated_types", "typing_extensions", "typing_inspection",
+    "psycopg", "psycopg_binary",
+})
+# Lambda sets these whatever the function's tracing mode (the X-Ray daemon runs beside every function).
+LAMBDA_XRAY = {"AWS_XRAY_DAEMON_ADDRESS": "169.254.79.129:2000", "AWS_XRAY_CONTEXT_MISSING": "LOG_ERROR"}
+
+# The child: standard library only. It loads what lambda_host.py loads before it imports the handler,
+# so that both sides start from the same interpreter state; then times the imports it is given.
+CHILD = r"""
+import argparse, importlib, json, os, sys, time, traceback, uuid
+spec = json.loads(sys.argv[1])
+sys.path[:0] = spec["path"]
+wall, cpu = time.perf_counter(), time.process_time()
+for name in spec["modules"]:
+    module = importlib.import_module(name)
+if spec["attr"]:
+    getattr(module, spec["attr"])
+wall, cpu = (time.perf_counter() - wall) * 1000, (time.process_time() - cpu) * 1000
+answer = {"wall_ms": wall, "cpu_ms": cpu}
+if spec["report"]:
+    answer["modules"] = sorted(sys.modules)
+sys.stdout.write("\n" + json.dumps(answer) + "\n")
+"""
+
+
+def function_environment(root: Path, fn: BuiltFunction, *, trace_disabled: bool) -> dict[str, str]:
+    """What the deployed function sees: Lambda's variables and the template's (refs to resources by name)."""
+    template = load_template(build_dir(root) / "template.yaml")
+    parameters = template.get("Parameters", {})
+    glob = (template.get("Globals", {}).get("Function", {}).get("Environment") or {}).get("Variables") or {}
+    own = (template["Resources"][fn.logical_id]["Properties"].get("Environment") or {}).get("Variables") or {}
+    variables = dict(LAMBDA_XRAY)
+    for name, raw in {**glob, **own}.items():
+        if isinstance(raw, dict) and isinstance(raw.get("Ref"), str):
+            ref = raw["Ref"]
+            raw = (parameters.get(ref) or {}).get("Default") or ref  # a resource: its logical id stands in
+        variables[name] = raw if isinstance(raw, str | int | float) else f"bench-{name.lower()}"
+    if trace_disabled:
+        variables["POWERTOOLS_TRACE_DISABLED"] = "true"
+    return lambda_environment(fn, {k: str(v) for k, v in variables.items()})
+
+
+def run_child(fn: BuiltFunction, env: dict[str, str], modules: list[str], *, attr: str = "",
+              report: bool = False, runtime: Path | None = None) -> dict[str, Any]:
+    """Import `modules` in a fresh isolated interpreter on the function's path; its timings (and sys.modules)."""
+    spec = {"path": fn.sys_path(runtime or runtime_site(ROOT)), "modules": modules, "attr": attr, "report": report}
+    done = subprocess.run([base_python(), "-I", "-S", "-c", CHILD, json.dumps(spec)], env=env, cwd=fn.code_dir,
+                          capture_output=True, text=True, timeout=120)
+    if done.returncode != 0:
+        raise RuntimeError(f"{fn.logical_id}: importing {modules[-1]} failed:\n{done.stderr[-2000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def handler_modules(fn: BuiltFunction, env: dict[str, str], runtime: Path | None = None) -> list[str]:
+    """sys.modules after the function's handler module is imported (and the handler looked up)."""
+    module, _, attr = fn.handler.rpartition(".")
+    return list(run_child(fn, env, [module], attr=attr, report=True, runtime=runtime)["modules"])
+
+
+def floor_modules(loaded: list[str], base_loaded: list[str]) -> list[str]:
+    """The floor's imports: the four base packages, then the floor packages' modules the function loaded
+    that importing the four does not load already."""
+    already = set(base_loaded)
+    return BASE + [name for name in loaded if name.split(".")[0] in FLOOR_PACKAGES and name not in already]
+
+
+def measure(root: Path, rounds: int, *, trace_disabled: bool, only: list[str] | None = None) -> dict[str, Any]:
+    functions = {k: v for k, v in built_functions(root).items() if not only or k in only}
+    plan: dict[str, dict[str, Any]] = {}
+    for logical_id, fn in functions.items():
+        env = function_environment(root, fn, trace_disabled=trace_disabled)
+        loaded = handler_modules(fn, env)  # also the warm-up: bytecode written, page cache filled
+        floor = floor_modules(loaded, run_child(fn, env, BASE, report=True)["modules"])
+        run_child(fn, env, floor)
+        plan[logical_id] = {"fn": fn, "env": env, "floor": floor, "init": [], "floor_runs": [],
+                            "tracing": any(name.startswith("aws_xray_sdk") for name in loaded)}
+    for i in range(rounds):
+        for entry in plan.values():
+            fn, env = entry["fn"], entry["env"]
+            module, _, attr = fn.handler.rpartition(".")
+            sides = [("init", [module], attr), ("floor_runs", entry["floor"], "")]
+            for key, modules, name in sides if i % 2 == 0 else reversed(sides):
+                entry[key].append(run_child(fn, env, modules, attr=name))
+    result: dict[str, Any] = {"functions": {}}
+    for logical_id, entry in plan.items():
+        init = statistics.median(r["wall_ms"] for r in entry["init"])
+        floor = statistics.median(r["wall_ms"] for r in entry["floor_runs"])
+        init_cpu = statistics.median(r["cpu_ms"] for r in entry["init"])
+        floor_cpu = statistics.median(r["cpu_ms"] for r in entry["floor_runs"])
+        result["functions"][logical_id] = {
+            "init_ms": round(init, 1), "floor_ms": round(floor, 1), "ratio": round(init / floor, 3),
+            "init_cpu_ms": round(init_cpu, 1), "floor_cpu_ms": round(floor_cpu, 1),
+            "cpu_ratio": round(init_cpu / floor_cpu, 3), "tracing": entry["tracing"],
+            "floor_modules": entry["floor"],
+        }
+    ratios = [f["ratio"] for f in result["functions"].values()]
+    result.update({
+        "max_ratio": max(ratios) if ratios else None, "rounds": rounds, "machine": machine(),
+        "configuration": "POWERTOOLS_TRACE_DISABLED=true" if trace_disabled else
+        "deployed environment (template variables, POWERTOOLS_TRACE_DISABLED unset: tracing on)",
+        "trace_disabled": trace_disabled,
+    })
+    return result
+
+
+def _utilities(floor: list[str]) -> str:
+    """The Powertools utilities (and X-Ray) a floor holds, in short: `batch, parser, event_handler, ...`."""
+    names: list[str] = []
+    for module in floor[len(BASE):]:
+        parts = module.split(".")
+        if parts[0] == "aws_xray_sdk":
+            name = "aws_xray_sdk"
+        elif len(parts) > 2 and parts[1] == "utilities":
+            name = parts[2]
+        elif len(parts) > 1 and parts[1] in ("event_handler",):
+            name = "event_handler" + (".openapi" if "openapi" in parts else "")
+        else:
+            continue
+        if name not in names and not name.startswith("_"):
+            names.append(name)
+    return ", ".join(sorted(names)) or "-"
+
+
+def render(result: dict[str, Any]) -> str:
+    lines = [f"{result['configuration']}; median of {result['rounds']} rounds",
+             f"{'function':28} {'init ms':>8} {'floor ms':>9} {'ratio':>6} {'cpu ratio':>9}  floor utilities"]
+    for logical_id, f in sorted(result["functions"].items()):
+        lines.append(f"{logical_id:28} {f['init_ms']:8.1f} {f['floor_ms']:9.1f} {f['ratio']:6.2f}"
+                     f" {f['cpu_ratio']:9.2f}  {_utilities(f['floor_modules'])}")
+    lines.append(f"max ratio {result['max_ratio']}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="incident-loop bench cold-start", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--trace-disabled", action="store_true", help="POWERTOOLS_TRACE_DISABLED=true everywhere")
+    parser.add_argument("--function", action="append", help="only this logical id (repeatable)")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--target", type=float, default=1.2, help="exit 1 when a ratio is above it")
+    args = parser.parse_args(argv)
+    result = measure(ROOT, args.rounds, trace_disabled=args.trace_disabled, only=args.function)
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    if args.write_docs:
+        _write_docs(result)
+    return 0 if result["max_ratio"] is not None and result["max_ratio"] <= args.target else 1
+
+
+def _write_docs(r: dict[str, Any]) -> None:
+    tracing = "off" if r["trace_disabled"] else "on"
+    command = "incident-loop bench cold-start --json --write-docs" + (" --trace-disabled" * r["trace_disabled"])
+    rows = "".join(
+        f"| {lid} | {f['init_ms']} | {f['floor_ms']} | {f['ratio']:.2f}x | {f['cpu_ratio']:.2f}x |"
+        f" {_utilities(f['floor_modules'])} |\n"
+        for lid, f in sorted(r["functions"].items())
+    )
+    section = (
+        f"## Cold start beside the floor, tracing {tracing}\n\n"
+        f"Measured {datetime.now(UTC):%Y-%m-%d} on {r['machine']} by `{command}` after `make build`:"
+        f" {r['configuration']}. Each function's handler module imported from the built artifact in a fresh"
+        " `python -I -S` interpreter (its CodeUri, the layer, the python3.11 runtime's boto3); the floor is a"
+        " fresh interpreter on the same path importing boto3, aws_lambda_powertools, pydantic, psycopg and the"
+        " Powertools modules (and, when tracing, the X-Ray SDK modules) the function's import closure loads."
+        f" Median of {r['rounds']} alternating rounds; ratio = median init / median floor, wall clock"
+        " (CPU: process time).\n\n"
+        "| function | init ms | floor ms | ratio | CPU ratio | floor utilities |\n|---|---|---|---|---|---|\n"
+        f"{rows}\nMax ratio {r['max_ratio']:.2f}x (goal: 1.20x).\n"
+    )
+    replace_section(section)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
