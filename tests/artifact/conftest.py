@@ -13,6 +13,7 @@ invoked, and test_artifact_coverage.py fails unless every function of template.y
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import Iterator
@@ -23,6 +24,8 @@ import psycopg
 import pytest
 from artifact_support import ROOT, Artifact, Recorder, require_build
 from psycopg.rows import dict_row
+
+LOG_LINES = 40  # of the functions' log, shown under a failed test
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -55,10 +58,15 @@ def cloud(built: Path, create_database: Any, alert_receiver: Recorder,
     migrate.apply(admin_url, ROOT / "migrations")
     logs = tmp_path_factory.mktemp("artifact") / "functions.log"
     saved = dict(os.environ)  # LocalApp exports the functions' variables into this process
+    werkzeug = logging.getLogger("werkzeug")  # moto's server: one line per request otherwise
+    level = werkzeug.level
+    werkzeug.setLevel(logging.WARNING)
     with moto_server() as endpoint, logs.open("w") as log, \
             psycopg.connect(admin_url, autocommit=True, row_factory=dict_row) as admin:
-        local = LocalCloud(ROOT, admin_url, function_role_url(admin_url), endpoint, logs=log,
-                           env_vars={"AlertWorkerFunction": {"ALERTMANAGER_URL": alert_receiver.url}})
+        # Migrations run as the schema's owner (the template gives MigrateFunction DbOwnerSecretArn);
+        # every other function as the role row-level security binds. LocalCloud follows the template.
+        env_vars = {"AlertWorkerFunction": {"ALERTMANAGER_URL": alert_receiver.url}}
+        local = LocalCloud(ROOT, admin_url, function_role_url(admin_url), endpoint, logs=log, env_vars=env_vars)
         try:
             yield Artifact(local, admin, f"tenant-art-{uuid.uuid4().hex[:8]}", logs)
         finally:
@@ -66,12 +74,23 @@ def cloud(built: Path, create_database: Any, alert_receiver: Recorder,
             os.environ.clear()
             os.environ.update(saved)
             reset_container_caches()
+            werkzeug.setLevel(level)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
-    """A test marked `invokes(...)` passes only if those functions really ran from the artifact."""
-    result = yield
+    """A test marked `invokes(...)` passes only if those functions really ran from the artifact.
+
+    A failing test shows the end of the functions' own log (what a record failed with, a stack trace).
+    """
+    try:
+        result = yield
+    except BaseException:
+        artifact = getattr(item, "funcargs", {}).get("cloud")
+        if isinstance(artifact, Artifact) and artifact.logs.exists():
+            tail = artifact.logs.read_text(errors="replace").splitlines()[-LOG_LINES:]
+            item.add_report_section("call", f"functions' log ({artifact.logs})", "\n".join(tail))
+        raise
     wanted = {name for mark in item.iter_markers("invokes") for name in mark.args}
     if wanted:
         artifact = getattr(item, "funcargs", {}).get("cloud")

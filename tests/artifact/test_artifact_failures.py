@@ -17,7 +17,7 @@ def test_failure_persist_matches_the_failure_against_the_catalog_and_stores_it(c
     assert answer == {"batchItemFailures": []}
     [row] = cloud.rows("SELECT tenant_id, error_code, catalog_entry_id, category, skill_id, step_index"
                        " FROM failure_matches WHERE run_id = 'run-5e8f21'")
-    assert row == {"tenant_id": cloud.tenant, "error_code": "RateLimitError", "catalog_entry_id": "RATE_LIMITED",
+    assert row == {"tenant_id": cloud.tenant, "error_code": "RateLimitError", "catalog_entry_id": "RATE_LIMITED@v1",
                    "category": "RATE_LIMIT", "skill_id": "llm_invoke", "step_index": 2}
     assert cloud.take("FailureRetryQueue") == []  # stored at once, not parked for a replay
 
@@ -33,7 +33,7 @@ def test_failure_replay_lands_a_parked_failure_once(cloud: Artifact) -> None:
     assert first == again == {"batchItemFailures": []}
     [row] = cloud.rows("SELECT tenant_id, run_id, catalog_entry_id, recovery_mode FROM failure_matches"
                        " WHERE id = %(id)s", id=failure_id)
-    assert row == {"tenant_id": cloud.tenant, "run_id": "run-7f3a9c", "catalog_entry_id": "SKILL_TIMEOUT",
+    assert row == {"tenant_id": cloud.tenant, "run_id": "run-7f3a9c", "catalog_entry_id": "SKILL_TIMEOUT@v1",
                    "recovery_mode": "retry_with_backoff"}
 
 

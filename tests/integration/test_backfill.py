@@ -48,6 +48,18 @@ def test_backfill_dedupes_by_input_hash_and_reports_invalid_lines(db_url: str, t
     assert _count(db_url, tenant) == 30
 
 
+def test_the_same_plan_of_two_tenants_is_stored_once_for_each(db_url: str, tenant: str, tmp_path: Path) -> None:
+    other = f"{tenant}-b"
+    mine = _records(4, tenant)
+    theirs = [{**record, "tenant_id": other} for record in mine]  # the very same plans and input hashes
+    path = _jsonl(tmp_path / "two.jsonl", [*mine, *theirs])
+    summary = backfill.run([path], db_url, batch_size=5, progress=False)
+    assert (summary.inserted, summary.duplicates) == (8, 0)
+    assert (_count(db_url, tenant), _count(db_url, other)) == (4, 4)
+    verified = backfill.run([path], db_url, verify=True, progress=False)
+    assert (verified.verified, verified.missing, verified.mismatched) == (8, [], [])
+
+
 def test_json_arrays_and_directories_are_read(db_url: str, tenant: str, tmp_path: Path) -> None:
     records = _records(12, tenant)
     (tmp_path / "nested").mkdir()

@@ -163,10 +163,23 @@ def test_the_api_wires_every_route_the_code_serves(template: dict[str, Any]) -> 
     assert wired == served
 
 
-def test_the_api_authorizes_callers_by_their_iam_identity(template: dict[str, Any]) -> None:
-    auth = template["Resources"]["LoopApi"]["Properties"]["Auth"]
-    assert auth["DefaultAuthorizer"] == "AWS_IAM"
-    assert auth["InvokeRole"] == "NONE", "callers should need execute-api:Invoke, not lambda:InvokeFunction"
+def test_every_route_but_health_goes_through_the_token_authorizer(template: dict[str, Any]) -> None:
+    resources = template["Resources"]
+    auth = resources["LoopApi"]["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "TokenAuthorizer"
+    authorizer = auth["Authorizers"]["TokenAuthorizer"]
+    assert authorizer["FunctionPayloadType"] == "TOKEN"
+    assert authorizer["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}
+    assert 0 < authorizer["Identity"]["ReauthorizeEvery"] <= 3600  # cached, and a revoked key stops working
+    open_routes = {
+        event["Properties"]["Path"]
+        for resource in resources.values() if resource["Type"] == "AWS::Serverless::Function"
+        for event in (resource["Properties"].get("Events") or {}).values()
+        if event["Type"] == "Api" and (event["Properties"].get("Auth") or {}).get("Authorizer") == "NONE"
+    }
+    assert open_routes == {"/health"}
+    env = resources["AuthorizerFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["API_SIGNING_SECRET_ARN"] == {"Ref": "ApiSigningSecret"}
 
 
 def test_cfn_lint_passes() -> None:

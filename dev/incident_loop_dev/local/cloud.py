@@ -21,6 +21,7 @@ from incident_loop_dev.local.runner import DeliveryStats, LocalApp
 from incident_loop_dev.local.services import LOCAL_AWS_ENV
 
 SIGNING_SECRET = "ApiSigningSecret"  # the template's secret the authorizer reads its keys from
+OWNER_SECRET = "DbOwnerSecretArn"  # the template parameter naming the schema owner's credentials
 
 
 def read_env_vars(path: Path | None) -> dict[str, dict[str, str]]:
@@ -42,6 +43,7 @@ class LocalCloud:
         self.root = root
         self.endpoint_url = endpoint_url
         self.function_url = function_url
+        self.admin_url = admin_url
         self.env_vars = env_vars or {}
         self.logs = logs or sys.stderr
         self.keys = local_keys(admin_url)
@@ -55,10 +57,12 @@ class LocalCloud:
     def environment(self, logical_id: str) -> dict[str, str]:
         """What the function's environment holds here: its template variables resolved locally."""
         env = {**LOCAL_AWS_ENV, **self.app.function_environment(logical_id)}
-        env.pop("DB_SECRET_ARN", None)  # the secret's credentials are DATABASE_URL here
-        env.pop("POWERTOOLS_TRACE_DISABLED", None)  # no X-Ray daemon: tracing is off unless asked
-        env.update({"DATABASE_URL": self.function_url, "AWS_ENDPOINT_URL": self.endpoint_url,
-                    "POWERTOOLS_TRACE_DISABLED": "true"})
+        # The secret's credentials are DATABASE_URL here: the owner's for the function the template
+        # gives the owner's secret (migrations), the RLS-bound function role's for every other.
+        owner = self.app.spec.functions[logical_id].environment.get("DB_SECRET_ARN") == {"Ref": OWNER_SECRET}
+        env.pop("DB_SECRET_ARN", None)
+        env.update({"DATABASE_URL": self.admin_url if owner else self.function_url,
+                    "AWS_ENDPOINT_URL": self.endpoint_url, "POWERTOOLS_TRACE_DISABLED": "true"})
         env.update(self.env_vars.get("Parameters", {}))
         env.update(self.env_vars.get(logical_id, {}))
         return env

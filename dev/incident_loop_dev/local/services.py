@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import urllib.request
@@ -34,6 +35,7 @@ def moto_server() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     os.environ.update(LOCAL_AWS_ENV)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -76,7 +76,9 @@ def __getattr__(name: str) -> Any:
     if tracing_enabled():
         from aws_lambda_powertools import Tracer
 
-        built: Tracer | NoTracer = Tracer(service=SERVICE)
+        # boto3 is what there is to patch: X-Ray's psycopg patch needs psycopg_pool (not shipped), and
+        # patch_all would only add sqlite3 (unused) at the price of importing every patcher it knows.
+        built: Tracer | NoTracer = Tracer(service=SERVICE, patch_modules=("botocore",))
     else:
         built = NoTracer(service=SERVICE)
     globals()["tracer"] = built

@@ -7,8 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 CATALOG_FILE = Path(__file__).resolve().with_name("errors.yaml")
 EXACT_CONFIDENCE = 1.0
 PATTERN_CONFIDENCE = 0.8
@@ -64,6 +62,9 @@ class Catalog:
 
     @classmethod
     def from_file(cls, path: Path = CATALOG_FILE) -> Catalog:
+        """The catalog of a YAML file (by default the shipped errors.yaml)."""
+        import yaml  # the fallback when the database has no catalog, and the sync: not on every cold start
+
         data = yaml.safe_load(path.read_text())
         return cls([CatalogEntry.from_dict(e, data["version"]) for e in data["entries"]])
 

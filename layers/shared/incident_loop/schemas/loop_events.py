@@ -74,7 +74,8 @@ def ensure_json_serializable(obj: Any, path: str = "details") -> Any:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(validate_assignment=True)
+    # Built on first use: every function imports this module, and each uses a few of its models at most.
+    model_config = ConfigDict(validate_assignment=True, defer_build=True)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict of the model; `Model.model_validate(d)` rebuilds it."""
