@@ -39,7 +39,7 @@ run: install
 	$(BIN)/incident-loop run
 
 lint: install
-	$(BIN)/ruff check layers functions tests
+	$(BIN)/ruff check layers functions tests dev
 
 cfn-lint: install
 	$(BIN)/cfn-lint template.yaml

@@ -196,6 +196,8 @@ def test_tenant_b_reads_lists_and_changes_nothing_of_tenant_a(server: dict[str, 
         ("GET", "/failures/{failure_id}"): api.call("GET", f"/failures/{a['failure']['id']}", b),
         ("PATCH", "/failures/{failure_id}/recovery"): api.call(
             "PATCH", f"/failures/{a['failure']['id']}/recovery", b, {"succeeded": True, "by": "mallory"}),
+        ("PATCH", "/api/v1/failures/{failure_id}/recovery"): api.call(
+            "PATCH", f"/api/v1/failures/{a['failure']['id']}/recovery", b, {"recovery_succeeded": True}),
         ("POST", "/incidents"): api.call("POST", "/incidents", b, _body("ingest_api_timeout_1.json")),
         ("POST", "/costsim/simulate"): api.call("POST", "/costsim/simulate", b, PLAN),
         ("GET", "/costsim/status"): api.call("GET", "/costsim/status", b),
@@ -211,7 +213,8 @@ def test_tenant_b_reads_lists_and_changes_nothing_of_tenant_a(server: dict[str, 
     # By id: nothing of A's exists for B (the 404 may only echo the id B sent).
     by_id = {("GET", "/loops/{incident_id}"), ("POST", "/checkpoints/{checkpoint_id}/resolve"),
              ("POST", "/policies/{policy_id}/confirm"), ("POST", "/policies/{policy_id}/regret"),
-             ("GET", "/failures/{failure_id}"), ("PATCH", "/failures/{failure_id}/recovery")}
+             ("GET", "/failures/{failure_id}"), ("PATCH", "/failures/{failure_id}/recovery"),
+             ("PATCH", "/api/v1/failures/{failure_id}/recovery")}
     for route in by_id:
         assert covered[route][0] == 404, (route, covered[route])
         assert set(covered[route][1]) == {"message"}, covered[route]

@@ -70,7 +70,7 @@ def test_with_postgres_down_a_thousand_failures_are_parked_and_all_land_once_bac
     local_app: Any, tenant: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     down = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
-    counted = {"FailurePersistParked": 0, "FailurePersistDropped": 0}
+    counted = {"FailurePersistParked": 0, "FailurePersistDropped": 0, "FailurePersistRefused": 0}
     real_add = metrics.add_metric
 
     def count(name: str, **kwargs: Any) -> None:
@@ -83,7 +83,7 @@ def test_with_postgres_down_a_thousand_failures_are_parked_and_all_land_once_bac
                 for n in range(1000)]
     monkeypatch.undo()
     assert {o.result for o in outcomes} == {"parked"}
-    assert counted == {"FailurePersistParked": 1000, "FailurePersistDropped": 0}
+    assert counted == {"FailurePersistParked": 1000, "FailurePersistDropped": 0, "FailurePersistRefused": 0}
     assert _rows(tenant) == []
     local_app.drain()  # PostgreSQL is back (the replay function uses the real database)
     rows = _rows(tenant)

@@ -1,8 +1,9 @@
 """`incident-loop bench cold-start`: each function's init beside the floor it cannot go under.
 
 Every function of the built template (.aws-sam/build/template.yaml) is imported from the built
-artifact in a fresh isolated interpreter (`python -I -S`, the function's CodeUri, its layer and the
-runtime's boto3 on the path, Lambda's variables and the function's own; see local/artifact.py).
+artifact (a private copy of it, so a `make build` meanwhile changes nothing) in a fresh isolated
+interpreter (`python -I -S`, the function's CodeUri, its layer and the runtime's boto3 on the path,
+Lambda's variables and the function's own; see local/artifact.py).
 Its init is the wall clock (and the process CPU time) of importing the handler module, measured
 inside the child as lambda_host.py measures it.
 
@@ -18,7 +19,8 @@ machinery and the X-Ray SDK count as the function's. Function and floors run in 
 round after round; figures are medians, a ratio is median init / median floor.
 
 By default the environment is a deployed function's: the template's variables, POWERTOOLS_TRACE_DISABLED
-unset, so the functions trace (the template's `Tracing: Active`; incident_loop.observability's rule).
+unset, so every function whose handler uses the tracer traces (the template's `Tracing: Active`; the rule
+is incident_loop.observability's).
 `--trace-disabled` measures the same functions with POWERTOOLS_TRACE_DISABLED=true.
 """
 
@@ -26,8 +28,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import statistics
 import subprocess
+import tempfile
+import textwrap
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -126,8 +134,35 @@ def _medians(runs: list[dict[str, float]]) -> tuple[float, float]:
     return statistics.median(r["wall_ms"] for r in runs), statistics.median(r["cpu_ms"] for r in runs)
 
 
+@contextmanager
+def snapshot(root: Path) -> Iterator[Path]:
+    """A private copy of root's build, as a root to measure: others may run `make build` meanwhile."""
+    template = build_dir(root) / "template.yaml"
+    with tempfile.TemporaryDirectory(prefix="cold-start-") as tmp:
+        copy = Path(tmp) / ".aws-sam" / "build"
+        for _ in range(6):
+            built_functions(root)  # BuildMissing, saying to run `make build`, when there is none
+            stamp = template.stat().st_mtime_ns
+            shutil.rmtree(copy, ignore_errors=True)
+            try:
+                shutil.copytree(build_dir(root), copy, symlinks=True)
+                if template.stat().st_mtime_ns == stamp:  # no build replaced it while it was copied
+                    break
+            except (shutil.Error, OSError):
+                pass
+            time.sleep(5)
+        else:
+            raise RuntimeError("the build kept changing while it was copied: measure again")
+        yield Path(tmp)
+
+
 def measure(root: Path, rounds: int, *, trace_disabled: bool, only: list[str] | None = None) -> dict[str, Any]:
     """Every function's init beside its floors, from fresh interpreters: medians over `rounds` rounds."""
+    with snapshot(root) as copy:
+        return _measure(copy, rounds, trace_disabled=trace_disabled, only=only)
+
+
+def _measure(root: Path, rounds: int, *, trace_disabled: bool, only: list[str] | None) -> dict[str, Any]:
     functions = {k: v for k, v in built_functions(root).items() if not only or k in only}
     plan: dict[str, dict[str, Any]] = {}
     for logical_id, fn in functions.items():
@@ -223,8 +258,7 @@ def _write_docs(r: dict[str, Any]) -> None:
         f" {f['narrow_floor_ms']} | {f['narrow_ratio']:.2f}x | {_utilities(f['floor_modules'])} |\n"
         for lid, f in sorted(r["functions"].items())
     )
-    section = (
-        f"## Cold start beside the floor, tracing {tracing}\n\n"
+    text = textwrap.fill(
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {r['machine']} by `{command}` after `make build`:"
         f" {r['configuration']}. Each function's handler module imported from the built artifact in a fresh"
         " `python -I -S` interpreter (its CodeUri, the layer, the python3.11 runtime's boto3); the floor is a"
@@ -235,7 +269,9 @@ def _write_docs(r: dict[str, Any]) -> None:
         " they build, other libraries. The narrow floor keeps only the four packages and the Powertools modules"
         " (pydantic as far as `import pydantic` goes, which loads no BaseModel; no X-Ray SDK)."
         f" Median of {r['rounds']} rounds, the function and its floors in rotating order; ratio = median init /"
-        " median floor, wall clock (CPU ratio: process time).\n\n"
+        " median floor, wall clock (CPU ratio: process time).", width=110)
+    section = (
+        f"## Cold start beside the floor, tracing {tracing}\n\n{text}\n\n"
         "| function | init ms | floor ms | ratio | CPU ratio | narrow floor ms | narrow ratio | floor utilities |\n"
         "|---|---|---|---|---|---|---|---|\n"
         f"{rows}\nMax ratio {r['max_ratio']:.2f}x (narrow floor: {r['max_narrow_ratio']:.2f}x; goal: 1.20x).\n"

@@ -29,7 +29,8 @@ def replace_section(section: str) -> None:
     start = text.find(heading)
     if start >= 0:
         end = text.find("\n## ", start + 1)
-        text = text[:start] + section + (text[end + 1:] if end >= 0 else "")
+        # One blank line before the next section, whatever the new one ends with.
+        text = text[:start] + section.rstrip("\n") + "\n" + ("\n" + text[end + 1:] if end >= 0 else "")
     else:
         text = text.rstrip("\n") + "\n\n" + section
     BENCHMARKS.write_text(text)

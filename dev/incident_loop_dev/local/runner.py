@@ -50,6 +50,7 @@ class DeliveryStats:
     delivered: int = 0
     failed: int = 0
     per_function: dict[str, int] = field(default_factory=dict)
+    responses: list[Any] = field(default_factory=list)  # what each invocation answered (or raised)
 
 
 class LocalApp:
@@ -214,6 +215,14 @@ class LocalApp:
         claims: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         """Send an API Gateway (REST proxy) request to the function whose route serves it."""
+        status, _, body = self.respond(method, path, tenant_id, body, query, claims)
+        return status, body
+
+    def respond(
+        self, method: str, path: str, tenant_id: str, body: Any = None, query: dict[str, str] | None = None,
+        claims: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str], Any]:
+        """request(), with the response's headers: (status, headers, JSON or text)."""
         for fn in self.spec.functions.values():
             for route in fn.routes:
                 params = route.match(method, path)
@@ -226,7 +235,7 @@ class LocalApp:
                 headers = {**(response.get("headers") or {}),
                            **{k: ",".join(v) for k, v in (response.get("multiValueHeaders") or {}).items()}}
                 is_json = "json" in headers.get("Content-Type", "")
-                return response["statusCode"], json.loads(text) if is_json and text else text
+                return response["statusCode"], headers, json.loads(text) if is_json and text else text
         raise LookupError(f"no function serves {method} {path} in template.yaml")
 
     def send(self, queue_logical_id: str, body: Any) -> None:
@@ -249,6 +258,15 @@ class LocalApp:
             if not moved and all(self.depth(src.queue) == 0 for _, src in self._sources()):
                 return stats
         raise RuntimeError(f"queues still not empty after {max_rounds} rounds")
+
+    def deliver(self, queue_logical_id: str) -> Any:
+        """One batch from one queue to its function, settled as SQS would; what the function answered.
+
+        None when the queue was empty; an invocation error is returned (the batch failed whole).
+        """
+        fn, src = next((f, s) for f, s in self._sources() if s.queue == queue_logical_id)
+        stats = DeliveryStats()
+        return stats.responses[-1] if self._deliver_batch(fn, src, stats, False) else None
 
     def _sources(self) -> list[tuple[FunctionSpec, SqsSource]]:
         return [(fn, src) for fn in self.spec.functions.values() for src in fn.sqs_sources]
@@ -274,9 +292,11 @@ class LocalApp:
             stats.invocations += 1
             try:
                 response = self.invoke(fn.logical_id, event) or {}
-            except Exception:  # noqa: BLE001 - an invocation error fails the whole batch, as in Lambda
+            except Exception as exc:  # noqa: BLE001 - an invocation error fails the whole batch, as in Lambda
+                stats.responses.append(exc)
                 failed = {m["MessageId"] for m in messages}
                 continue
+            stats.responses.append(response)
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
         if failed and not src.partial_failures:
             failed = {m["MessageId"] for m in messages}  # without partial responses the batch fails whole
@@ -317,8 +337,10 @@ def reset_container_caches() -> None:
     for module, name in CONTAINER_CACHES:
         getattr(importlib.import_module(module), name).cache_clear()
     from incident_loop import db
+    from incident_loop.failures import persist
 
     db.reset_connection()
+    persist.connections.close()
 
 
 def _queue_ref(value: Any) -> str:

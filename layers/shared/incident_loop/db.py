@@ -1,13 +1,20 @@
-"""PostgreSQL connections (psycopg 3): one per container, reused while warm, reopened when broken."""
+"""PostgreSQL connections (psycopg 3): one per container, reused while warm, reopened when broken; bounded.
+
+Every function connection carries a statement_timeout and a lock_timeout (settings), so a stalled
+database costs a request or a record a bounded wait and a DatabaseTimeout, never the whole invocation.
+"""
 
 from __future__ import annotations
 
 import json
+import select
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.pq import ConnStatus
 from psycopg.rows import dict_row
 
 from incident_loop.settings import DEFAULT_DATABASE_URL, Settings, get_settings
@@ -15,6 +22,10 @@ from incident_loop.settings import DEFAULT_DATABASE_URL, Settings, get_settings
 
 class DatabaseUnavailable(RuntimeError):
     """PostgreSQL cannot be reached; the caller decides whether to retry or fail the record."""
+
+
+class DatabaseTimeout(DatabaseUnavailable):
+    """A statement ran past its statement_timeout or waited past its lock_timeout (a stalled database)."""
 
 
 def conninfo(settings: Settings | None = None) -> str:
@@ -38,29 +49,63 @@ def conninfo(settings: Settings | None = None) -> str:
     return DEFAULT_DATABASE_URL
 
 
-def connect(dsn: str | None = None, *, autocommit: bool = False) -> psycopg.Connection[dict[str, Any]]:
-    """A new connection with dict rows; server-side prepares off so RDS Proxy / PgBouncer work."""
+def connect(dsn: str | None = None, *, autocommit: bool = False, connect_timeout_s: int | None = None,
+            bounded: bool = False) -> psycopg.Connection[dict[str, Any]]:
+    """A new connection with dict rows; server-side prepares off so RDS Proxy / PgBouncer work.
+
+    `bounded` (the functions' connections) gives the session the settings' statement_timeout and
+    lock_timeout, and a tcp_user_timeout: a network that silently drops packets of an established
+    connection (a black hole after connect) breaks it instead of holding the caller. Migrations and
+    the CLI's bulk loads connect unbounded.
+    """
     settings = get_settings()
+    bounds: dict[str, Any] = {}
+    if bounded:
+        bounds["tcp_user_timeout"] = settings.db_statement_timeout_ms
+        if settings.db_session_options:
+            bounds["options"] = (f"-c statement_timeout={settings.db_statement_timeout_ms}"
+                                 f" -c lock_timeout={settings.db_lock_timeout_ms}")
     try:
         return psycopg.connect(
             dsn or conninfo(settings),
             autocommit=autocommit,
             prepare_threshold=None,
             row_factory=dict_row,
-            connect_timeout=settings.db_connect_timeout_s,
+            connect_timeout=connect_timeout_s or settings.db_connect_timeout_s,
+            application_name="incident-loop",
+            **bounds,
         )
     except psycopg.OperationalError as exc:
         raise DatabaseUnavailable(str(exc)) from exc
+
+
+def alive(conn: psycopg.Connection[Any]) -> bool:
+    """False when an idle connection is gone: closed, broken, or ended by the server while idle.
+
+    An idle connection has nothing to read unless the server ended it (a killed backend, a restart,
+    a failover), so a readable socket is read to find out; a healthy one costs one poll, no round trip.
+    """
+    if conn.closed or conn.broken:
+        return False
+    try:
+        for _ in range(3):
+            if not select.select([conn.fileno()], [], [], 0)[0]:
+                return True
+            conn.pgconn.consume_input()
+    except (OSError, ValueError, psycopg.Error):
+        return False
+    return conn.pgconn.status == ConnStatus.OK
 
 
 _conn: psycopg.Connection[dict[str, Any]] | None = None
 
 
 def get_connection() -> psycopg.Connection[dict[str, Any]]:
-    """The container's connection, reopened if the previous one is closed or broken."""
+    """The container's connection, reopened if the previous one is closed, broken or ended by the server."""
     global _conn
-    if _conn is None or _conn.closed or _conn.broken:
-        _conn = connect()
+    if _conn is None or not alive(_conn):
+        reset_connection()
+        _conn = connect(bounded=True)
     return _conn
 
 
@@ -72,6 +117,43 @@ def reset_connection() -> None:
     _conn = None
 
 
+class ConnectionPool:
+    """Idle bounded connections for worker threads, reused across warm invocations, per database.
+
+    Each taker has its connection to itself for as long as it holds it; a connection the server
+    ended while it sat idle is dropped, never handed out.
+    """
+
+    def __init__(self, *, connect_timeout_s: int | None = None) -> None:
+        self._connect_timeout_s = connect_timeout_s
+        self._idle: dict[str, list[psycopg.Connection[Any]]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, dsn: str) -> psycopg.Connection[Any]:
+        with self._lock:
+            idle = self._idle.setdefault(dsn, [])
+            while idle:
+                conn = idle.pop()
+                if alive(conn):
+                    return conn
+                conn.close()
+        return connect(dsn, connect_timeout_s=self._connect_timeout_s, bounded=True)
+
+    def give_back(self, dsn: str, conn: psycopg.Connection[Any]) -> None:
+        if not alive(conn):
+            conn.close()
+            return
+        with self._lock:
+            self._idle.setdefault(dsn, []).append(conn)
+
+    def close(self) -> None:
+        with self._lock:
+            for conns in self._idle.values():
+                for conn in conns:
+                    conn.close()
+            self._idle.clear()
+
+
 def set_tenant(conn: psycopg.Connection[Any], tenant_id: str | None) -> None:
     """Scope the rest of the current transaction to one tenant (row-level security's app.tenant_id).
 
@@ -81,21 +163,47 @@ def set_tenant(conn: psycopg.Connection[Any], tenant_id: str | None) -> None:
     conn.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant_id or "",))
 
 
+def _scope(conn: psycopg.Connection[Any], tenant_id: str | None, statement_timeout_ms: int | None,
+           lock_timeout_ms: int | None) -> None:
+    """The tenant and the transaction's bounds, in one round trip (SET LOCAL semantics).
+
+    Set per transaction as well as at connect: a transaction-pooling proxy may drop startup options,
+    and a caller with a tighter budget (failure persistence) narrows them for its own transaction only.
+    """
+    settings = get_settings()
+    conn.execute(
+        "SELECT set_config('app.tenant_id', %(tenant)s, true), set_config('statement_timeout', %(st)s, true),"
+        " set_config('lock_timeout', %(lt)s, true)",
+        {"tenant": tenant_id or "", "st": str(statement_timeout_ms or settings.db_statement_timeout_ms),
+         "lt": str(lock_timeout_ms or settings.db_lock_timeout_ms)},
+    )
+
+
+def unavailable(exc: psycopg.OperationalError) -> DatabaseUnavailable:
+    """The domain error for a driver error: a timeout (cancelled statement, lock not granted) or unreachable."""
+    if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
+        return DatabaseTimeout(str(exc))
+    return DatabaseUnavailable(str(exc))
+
+
 @contextmanager
 def transaction(
-    conn: psycopg.Connection[Any] | None = None, *, tenant_id: str | None
+    conn: psycopg.Connection[Any] | None = None, *, tenant_id: str | None, statement_timeout_ms: int | None = None,
+    lock_timeout_ms: int | None = None,
 ) -> Iterator[psycopg.Connection[Any]]:
-    """A transaction on the given (or the container's) connection, scoped to `tenant_id`.
+    """A transaction on the given (or the container's) connection, scoped to `tenant_id` and bounded.
 
     The tenant is set in the same transaction (SET LOCAL semantics), so it ends with it and a
-    reused connection never carries one tenant's scope into the next. A broken connection is dropped.
+    reused connection never carries one tenant's scope into the next. Every statement is bounded by
+    the settings' statement_timeout and lock_timeout (or the tighter ones given); one that runs past
+    them raises DatabaseTimeout, a lost connection DatabaseUnavailable, and a broken connection is dropped.
     """
     conn = conn or get_connection()
     try:
         with conn.transaction():
-            set_tenant(conn, tenant_id)
+            _scope(conn, tenant_id, statement_timeout_ms, lock_timeout_ms)
             yield conn
     except psycopg.OperationalError as exc:
-        if conn is _conn:
+        if conn is _conn and (conn.broken or conn.closed):
             reset_connection()
-        raise DatabaseUnavailable(str(exc)) from exc
+        raise unavailable(exc) from exc

@@ -20,7 +20,14 @@ class Settings(BaseModel):
     db_secret_arn: str | None = None
     db_proxy_endpoint: str | None = None
     db_name: str = "incident_loop"
-    db_connect_timeout_s: int = 5
+    db_connect_timeout_s: int = Field(default=5, ge=2)  # libpq: whole seconds, at least 2
+    # Bounds on every statement of the container's connection, well under API Gateway's 29 s and the
+    # consumers' 30 s function timeout: a request blocked on a lock answers 503, a consumer fails its batch.
+    db_statement_timeout_ms: int = Field(default=5000, ge=100, le=20_000)
+    db_lock_timeout_ms: int = Field(default=2000, ge=100, le=20_000)
+    # Also sent as startup options; off behind a pooler that refuses them (PgBouncer without
+    # ignore_startup_parameters = options). Every transaction sets both bounds itself either way.
+    db_session_options: bool = True
     migrations_dir: str | None = None  # default: the repository's migrations/
 
     # DynamoDB

@@ -14,10 +14,11 @@ class PlanStep(BaseModel):
 
     skill: str = Field(min_length=1, max_length=128)
     model: str = Field(min_length=1, max_length=128)
-    tokens_in: int = Field(ge=0, le=10_000_000)
-    tokens_out: int = Field(ge=0, le=10_000_000)
-    retries: int = Field(default=0, ge=0, le=20)
-    cached_tokens_in: int = Field(default=0, ge=0, le=10_000_000)
+    # Counts are JSON integers: "1200" or 1200.0 is a client bug, not something to coerce.
+    tokens_in: int = Field(ge=0, le=10_000_000, strict=True)
+    tokens_out: int = Field(ge=0, le=10_000_000, strict=True)
+    retries: int = Field(default=0, ge=0, le=20, strict=True)
+    cached_tokens_in: int = Field(default=0, ge=0, le=10_000_000, strict=True)
 
 
 class Plan(BaseModel):

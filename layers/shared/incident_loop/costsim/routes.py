@@ -11,8 +11,10 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from incident_loop.costsim import service
+from incident_loop.http.resolver import PUBLIC
 
 router = Router()
+OPERATORS_ONLY = {403: {"description": "The caller's token has no operator role"}}
 
 
 class DisableRequest(BaseModel):
@@ -54,14 +56,14 @@ def get_status() -> dict[str, Any]:
     return service.status()
 
 
-@router.post("/costsim/breaker/disable", summary="Disable CostSim V2 (operators)")
+@router.post("/costsim/breaker/disable", summary="Disable CostSim V2 (operators)", responses=OPERATORS_ONLY)
 def post_disable(request: DisableRequest) -> dict[str, Any]:
     _tenant()
     _operator()
     return service.disable_v2(request.reason, request.by, request.until)
 
 
-@router.post("/costsim/breaker/enable", summary="Enable CostSim V2 again (operators)")
+@router.post("/costsim/breaker/enable", summary="Enable CostSim V2 again (operators)", responses=OPERATORS_ONLY)
 def post_enable(request: EnableRequest) -> dict[str, Any]:
     _tenant()
     _operator()
@@ -74,6 +76,15 @@ def get_canary_reports(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[
     return {"reports": service.reports(limit)}
 
 
-@router.get("/health", summary="Liveness, the database, and every breaker's state")
+HEALTH = {"application/json": {"schema": {
+    "type": "object", "required": ["status", "database", "breakers"],
+    "properties": {"status": {"type": "string"}, "database": {"type": "string"}, "breakers": {"type": "object"}}}}}
+
+
+@router.get("/health", summary="Liveness, the database, and every breaker's state", openapi_extensions=PUBLIC,
+            responses={200: {"description": "The service serves ('ok', or 'degraded' with a breaker unknown)",
+                             "content": HEALTH},
+                       503: {"description": "The catalog database does not answer; the body is the same report",
+                             "content": HEALTH}})
 def get_health() -> dict[str, Any]:
     return service.health()

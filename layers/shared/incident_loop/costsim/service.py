@@ -123,12 +123,17 @@ def enable_v2(by: str, reason: str | None = None) -> dict[str, Any]:
     return {"breaker": v2_guard().enable(by, reason).model_dump(mode="json")}
 
 
-def health() -> dict[str, Any]:
-    """Liveness: the database answers, and each breaker's state (unknown when DynamoDB does not answer)."""
+def health() -> tuple[dict[str, Any], int]:
+    """The service's health and the HTTP status a load balancer or uptime check reads from it.
+
+    503 when the catalog database does not answer (within its bounds): nothing works without it.
+    Breaker states are reported, "unknown" when DynamoDB does not answer; the breakers then fall back
+    to their fail modes and the service still serves, so that alone is "degraded", 200.
+    """
     from incident_loop.breaker_alerts import wired
 
     try:
-        with transaction(tenant_id=None) as conn:
+        with transaction(tenant_id=None, statement_timeout_ms=1000, lock_timeout_ms=1000) as conn:
             conn.execute("SELECT 1")
         database = "ok"
     except Exception as exc:  # noqa: BLE001 - health reports, it does not fail
@@ -139,4 +144,10 @@ def health() -> dict[str, Any]:
             breakers[name] = wired(name).status().state.value
         except Exception as exc:  # noqa: BLE001
             breakers[name] = f"unknown: {type(exc).__name__}"
-    return {"status": "ok" if database == "ok" else "degraded", "database": database, "breakers": breakers}
+    if database != "ok":
+        status = "unavailable"
+    elif any(state.startswith("unknown") for state in breakers.values()):
+        status = "degraded"
+    else:
+        status = "ok"
+    return {"status": status, "database": database, "breakers": breakers}, 503 if status == "unavailable" else 200

@@ -1,14 +1,22 @@
-"""Persisting every failure of an agent run: never blocks its caller past 2 s, never raises, never drops.
+"""Persisting every failure of an agent run: never blocks its caller past 2 s, never drops one.
 
-The write runs on a worker thread with a deadline (seed 002: 2 s). When the catalog-persist breaker
-is open, the write fails, or the deadline passes, the failure is parked on the retry queue and the
-caller goes on; the replay function lands it later. A write that finished after its deadline and is
-replayed too changes nothing: the row's id is the idempotency key.
+The write runs on a worker thread with a deadline (seed 002: 2 s), on one of a few connections the
+workers reuse across invocations, each write in its own transaction bounded a little past the deadline
+(SET LOCAL statement_timeout and lock_timeout). When the catalog-persist breaker is open, the write
+fails, or the deadline passes, the failure is parked on the retry queue and the caller goes on; the
+replay function lands it later. When it can be neither written nor parked, persist_failure raises
+FailureNotPersisted: the caller must not acknowledge it (an SQS record fails back to its queue, the
+API answers 503 and the client's retry is idempotent).
+
+A failure's id is derived from what it says (tenant, run, step, code, message, skill, context) unless
+the producer gave one, so a redelivered message, a producer's retry, a late write and its replay
+all land on the same row.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import uuid
 from datetime import UTC, datetime
 from functools import cache
@@ -22,12 +30,19 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from incident_loop.catalog.matching import Catalog
 from incident_loop.catalog.sync import load as load_catalog
-from incident_loop.db import connect, conninfo, set_tenant, transaction
+from incident_loop.db import ConnectionPool, DatabaseUnavailable, conninfo, transaction
 from incident_loop.failures.store import FailureRecord, insert
 from incident_loop.observability import logger, metrics
 from incident_loop.settings import get_settings
 
 PERSIST_TIMEOUT_S = 2.0
+# The server cancels a write soon after its caller gave up on it (the caller has parked it by then).
+WRITE_BOUND_MS = int(PERSIST_TIMEOUT_S * 1000) + 500
+FAILURE_ID_NAMESPACE = uuid.UUID("6f1c2e0a-9d4b-5c8e-a7f3-2b1d0c9e8a71")
+
+
+class FailureNotPersisted(DatabaseUnavailable):
+    """A failure could be neither written nor parked: it must not be acknowledged."""
 
 
 class FailureIn(BaseModel):
@@ -44,6 +59,14 @@ class FailureIn(BaseModel):
     context: dict[str, Any] | None = None
     failure_id: uuid.UUID | None = None
 
+    def derived_id(self) -> uuid.UUID:
+        """The producer's failure_id, or a UUIDv5 of everything the failure says: the same report, the same id."""
+        if self.failure_id is not None:
+            return self.failure_id
+        content = json.dumps(self.model_dump(mode="json", exclude={"failure_id"}), sort_keys=True,
+                             separators=(",", ":"), default=str)
+        return uuid.uuid5(FAILURE_ID_NAMESPACE, content)
+
 
 class PersistGuard(Protocol):
     """What persistence needs of the catalog-persist breaker."""
@@ -57,7 +80,7 @@ class PersistGuard(Protocol):
 
 class Outcome(BaseModel):
     failure_id: uuid.UUID
-    result: Literal["stored", "parked", "dropped"]
+    result: Literal["stored", "parked"]
     catalog_match: Literal["exact", "pattern", "miss"]
     reason: str | None = None
 
@@ -83,7 +106,11 @@ def _sqs() -> Any:
     return boto3.client("sqs")
 
 
-_pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="failure-persist")
+_workers = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="failure-persist")
+
+
+# The workers' connections, reused across warm invocations (at most one per worker, per database).
+connections = ConnectionPool(connect_timeout_s=max(2, int(PERSIST_TIMEOUT_S)))
 
 
 def to_record(failure: FailureIn, found: Catalog | None = None) -> FailureRecord:
@@ -91,7 +118,7 @@ def to_record(failure: FailureIn, found: Catalog | None = None) -> FailureRecord
     match = (found or catalog()).match(failure.error_code, failure.error_message)
     entry = match.entry
     return FailureRecord(
-        id=failure.failure_id or uuid.uuid4(), run_id=failure.run_id, tenant_id=failure.tenant_id,
+        id=failure.derived_id(), run_id=failure.run_id, tenant_id=failure.tenant_id,
         error_code=failure.error_code, error_message=failure.error_message, catalog_entry_id=match.catalog_entry_id,
         match_type=match.match_type, match_confidence=match.confidence,
         category=entry.category if entry else None, severity=entry.severity if entry else None,
@@ -102,28 +129,32 @@ def to_record(failure: FailureIn, found: Catalog | None = None) -> FailureRecord
 
 
 def _write(record: FailureRecord, dsn: str | None) -> None:
-    # Its own short-lived connection with server-side timeouts: a stalled database costs this
-    # thread, never the caller, and the statement is cancelled soon after the caller gave up.
-    with connect(dsn) as conn:
-        conn.execute("SELECT set_config('statement_timeout', %(ms)s, false)",
-                     {"ms": str(int(PERSIST_TIMEOUT_S * 1000) + 500)})
-        set_tenant(conn, record.tenant_id)  # this transaction's (committed just below)
-        insert(conn, record)
-        conn.commit()
+    # A stalled database costs this worker, never the caller, and the statement is cancelled by
+    # the server soon after the caller gave up (its transaction's own, tighter bounds).
+    dsn = dsn or conninfo()
+    conn = connections.take(dsn)
+    try:
+        with transaction(conn, tenant_id=record.tenant_id, statement_timeout_ms=WRITE_BOUND_MS,
+                         lock_timeout_ms=WRITE_BOUND_MS):
+            insert(conn, record)
+    finally:
+        connections.give_back(dsn, conn)
 
 
-def park(record: FailureRecord, reason: str) -> Literal["parked", "dropped"]:
-    """Put the record on the retry queue; 'dropped' only if the queue itself refused it."""
+def park(record: FailureRecord, reason: str) -> Literal["parked"]:
+    """Put the record on the retry queue; raises FailureNotPersisted when the queue refuses it too."""
     url = get_settings().failure_retry_queue_url
     try:
         if not url:
             raise RuntimeError("FAILURE_RETRY_QUEUE_URL is not configured")
         _sqs().send_message(QueueUrl=url, MessageBody=record.model_dump_json(),
                             MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:250]}})
-    except Exception as exc:  # noqa: BLE001 - the caller must never see this; it is counted and logged
-        metrics.add_metric(name="FailurePersistDropped", unit=MetricUnit.Count, value=1)
-        logger.error("failure dropped", failure_id=str(record.id), reason=reason, park_error=str(exc))
-        return "dropped"
+    except Exception as exc:
+        metrics.add_metric(name="FailurePersistRefused", unit=MetricUnit.Count, value=1)
+        logger.error("failure neither written nor parked, returned to the caller", failure_id=str(record.id),
+                     reason=reason, park_error=str(exc))
+        raise FailureNotPersisted(f"failure {record.id} could be neither written ({reason}) nor parked"
+                                  f" ({type(exc).__name__})") from exc
     metrics.add_metric(name="FailurePersistParked", unit=MetricUnit.Count, value=1)
     logger.warning("failure parked", failure_id=str(record.id), reason=reason)
     return "parked"
@@ -131,14 +162,17 @@ def park(record: FailureRecord, reason: str) -> Literal["parked", "dropped"]:
 
 def persist_failure(failure: FailureIn, guard: PersistGuard | None = None, *, dsn: str | None = None,
                     timeout_s: float = PERSIST_TIMEOUT_S) -> Outcome:
-    """Match and store a failure within `timeout_s`; park it instead when that cannot happen."""
+    """Match and store a failure within `timeout_s`; park it instead when that cannot happen.
+
+    Raises FailureNotPersisted when it can be neither written nor parked (never acknowledge it then).
+    """
     record = to_record(failure)
     hit = record.catalog_entry_id is not None
     metrics.add_metric(name="FailureMatchHits" if hit else "FailureMatchMisses", unit=MetricUnit.Count, value=1)
     outcome = {"failure_id": record.id, "catalog_match": record.match_type}
     if guard is not None and not guard.allow():
         return Outcome(**outcome, result=park(record, "breaker_open"), reason="breaker_open")
-    future = _pool.submit(_write, record, dsn)
+    future = _workers.submit(_write, record, dsn)
     try:
         future.result(timeout=timeout_s)
     except concurrent.futures.TimeoutError:

@@ -5,6 +5,11 @@ on, so finding the patterns to compare against is an index probe, never a scan, 
 pg_trgm (seed 000, issue 4). Similarity is computed here, in Python: the share of agreeing
 positions, as in Drain. A fuzzy join generalises the pattern's template where the two differ, and
 the joining message's signature becomes an alias of the pattern, so its next sibling is exact.
+
+Every decision to join carries a calibrated confidence (grouping/confidence.py): the probability
+that the message belongs with the pattern's members. What is tunable (the similarity threshold, the
+normaliser's Options) is one GroupingConfig for every system, chosen by the benchmark's
+leave-one-dataset-out procedure (`incident-loop bench grouping --loo`).
 """
 
 from __future__ import annotations
@@ -13,15 +18,39 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import eq
 from typing import Any, Protocol, overload
 
-from incident_loop.grouping.normalise import WILDCARD, clear_memo, signature, template
+from incident_loop.grouping.confidence import join_confidence
+from incident_loop.grouping.normalise import WILDCARD, Normaliser, Options, clear_memo, normaliser, signature
 
+# The seed's figure for an exact signature hit (seed 000: "exact hash, 0.95 confidence"). Bridge 1
+# reports it for exact hits, whose calibrated probability is at least this (docs/benchmarks.md).
 EXACT_CONFIDENCE = 0.95
-MAX_FUZZY_CONFIDENCE = 0.94  # a fuzzy join is never as sure as an exact one
 DEFAULT_THRESHOLD = 0.75
 # Patterns compared per candidate key at most, oldest first (as the PostgreSQL index hands them over).
 MAX_CANDIDATES = 100
+
+
+@dataclass(frozen=True)
+class GroupingConfig:
+    """What the grouping decides with: one configuration for every system."""
+
+    threshold: float = DEFAULT_THRESHOLD  # fuzzy join at this similarity or above
+    # A pattern with this many members has settled: a message whose constant words differ from its
+    # template's joins it no more (a word that held for that many messages is part of the event, not
+    # a value). 0: never settles.
+    settle: int = 10
+    options: Options = Options()  # the normaliser's
+    normaliser: Normaliser = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "normaliser", normaliser(self.options))
+
+
+# What `incident-loop bench grouping --fit-confidence` picks on all eight Loghub-2k systems (the same
+# procedure, run on seven, picks each leave-one-dataset-out fold's configuration).
+CONFIG = GroupingConfig(threshold=0.75, settle=10, options=Options(mask_quoted=True, mask_keyed=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +60,7 @@ class PatternCandidate:
     pattern_id: str
     template: str
     tokens: tuple[str, ...] = field(default=(), compare=False)
+    count: int = field(default=0, compare=False)  # its members (occurrences) so far
 
     def template_tokens(self) -> tuple[str, ...]:
         return self.tokens or _split(self.template)
@@ -39,8 +69,8 @@ class PatternCandidate:
 class PatternIndex(Protocol):
     """Where Bridge 1 looks patterns up: PostgreSQL in the loop, memory in benchmarks and tests."""
 
-    def by_signature(self, tenant_id: str, signature: str) -> str | None:
-        """The pattern a signature belongs to (its own, or one it was joined to), or None."""
+    def by_signature(self, tenant_id: str, signature: str) -> PatternCandidate | None:
+        """The pattern a signature belongs to (its own, or one it was joined to) as it is now, or None."""
         ...
 
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> Sequence[PatternCandidate]:
@@ -52,11 +82,12 @@ class MatchDecision:
     """What the matcher decided for one message; `pattern_id` is None for a new pattern."""
 
     __slots__ = ("match_type", "pattern_id", "confidence", "signature", "template", "merged_template",
-                 "error_type", "message", "new_alias", "_tokens")
+                 "error_type", "message", "new_alias", "_tokens", "similarity", "differing", "generalised")
 
     def __init__(self, match_type: str, pattern_id: str | None, confidence: float, signature: str,
                  template: str, merged_template: str, error_type: str, message: str,
-                 toks: tuple[str, ...] | None = None, new_alias: bool | None = None) -> None:
+                 toks: tuple[str, ...] | None = None, new_alias: bool | None = None,
+                 similarity: float = 1.0, differing: int = 0, generalised: int = 0) -> None:
         self.match_type = match_type  # exact | fuzzy | new
         self.pattern_id = pattern_id
         self.confidence = confidence
@@ -68,6 +99,12 @@ class MatchDecision:
         # Whether recording it makes the signature an alias of the pattern.
         self.new_alias = match_type == "fuzzy" if new_alias is None else new_alias
         self._tokens = toks
+        # The confidence's inputs (kept for the benchmark's calibration): a fuzzy join's similarity
+        # to the pattern, the constant words that disagreed, and the constant words of this message
+        # that the pattern's template has generalised to <*>.
+        self.similarity = similarity
+        self.differing = differing
+        self.generalised = generalised
 
     # Derived on demand: an exact hit (the common case) needs none of them.
     @property
@@ -100,10 +137,12 @@ def _split(template_text: str) -> tuple[str, ...]:
 
 
 def candidate_key(template_tokens: Sequence[str]) -> str:
-    """Token count and the first two constant tokens (Drain's prefix tree, flattened into one key):
-    siblings share it, so it is what the PostgreSQL index is on."""
-    lead = [t for t in template_tokens[:8] if t != WILDCARD][:2]
-    return f"{len(template_tokens)}:{' '.join(lead) or WILDCARD}"
+    """Token count and the first token, or <*> when it holds a variable (the first two levels of
+    Drain's prefix tree, flattened into one key): siblings share it, so it is what the PostgreSQL
+    index is on. Only the first token: a word further on may be a variable that holds no digit (a
+    host or a user name in a header), and siblings must still meet."""
+    first = template_tokens[0] if template_tokens else WILDCARD
+    return f"{len(template_tokens)}:{WILDCARD if WILDCARD in first else first}"
 
 
 def similarity(a: Sequence[str], b: Sequence[str]) -> float:
@@ -112,20 +151,36 @@ def similarity(a: Sequence[str], b: Sequence[str]) -> float:
     Positions variable on both sides say nothing, so they are left out (otherwise two messages
     made mostly of ids look alike). A constant facing a wildcard counts half.
     """
-    if len(a) != len(b) or not a:
-        return 0.0
-    same = 0.0
-    counted = 0
-    for x, y in zip(a, b, strict=True):
-        if x == y:
-            if x != WILDCARD:
-                same += 1
-                counted += 1
-        else:
-            counted += 1
-            if x == WILDCARD or y == WILDCARD:
-                same += 0.5
-    return same / counted if counted else 1.0
+    return compare(a, b)[0]
+
+
+def differing(a: Sequence[str], b: Sequence[str]) -> int:
+    """Positions where both sides hold a different constant word."""
+    return compare(a, b)[1]
+
+
+def compare(a: Sequence[str], b: Sequence[str], a_constants: Sequence[str | None] | None = None
+            ) -> tuple[float, int]:
+    """(similarity, differing constant words) of two templates' tokens, in C-level passes: the work
+    is linear in the length, whatever the tokens. `a_constants` is `a` with None for its wildcards
+    (constants(a)), when the caller compares `a` with many."""
+    n = len(a)
+    if n != len(b) or not n:
+        return 0.0, 0
+    equal = sum(map(eq, a, b))
+    wild_a, wild_b = a.count(WILDCARD), b.count(WILDCARD)
+    both = 0
+    if wild_a and wild_b:
+        both = equal - sum(map(eq, constants(a) if a_constants is None else a_constants, b))
+    one_sided = wild_a + wild_b - 2 * both  # a constant facing a wildcard
+    counted = n - both
+    same = equal - both + 0.5 * one_sided
+    return (same / counted if counted else 1.0), n - equal - one_sided
+
+
+def constants(tokens: Sequence[str]) -> tuple[str | None, ...]:
+    """The tokens with None for each wildcard (None equals no token)."""
+    return tuple(None if t == WILDCARD else t for t in tokens)
 
 
 def merge(a: Sequence[str], b: Sequence[str]) -> list[str]:
@@ -158,53 +213,108 @@ def classify(error_type: str, message: str) -> tuple[str, str]:
     return "error", "unknown"
 
 
-# (error type, template) -> signature. Memoising a pure function: templates recur (that is the point),
-# and a dictionary lookup is cheaper than sha256. Bounded; the result never depends on it.
-_SIGNATURES: dict[tuple[str, str], str] = {}
+# (error type, template) -> (signature, confidence of an exact hit). Memoising pure functions:
+# templates recur (that is the point), and a dictionary lookup is cheaper than sha256. Bounded; the
+# result never depends on it.
+_SIGNATURES: dict[tuple[str, str], tuple[str, float]] = {}
 _MAX_SIGNATURES = 50_000
+# (this template, the pattern's) -> (confidence of an exact hit, constant words generalised away).
+_GENERALISED: dict[tuple[str, str], tuple[float, int]] = {}
 
 
-def _signature(error_type: str, text: str) -> str:
-    sig = signature(error_type, text)
+def _signature(error_type: str, text: str) -> tuple[str, float]:
+    found = (signature(error_type, text), join_confidence(_split(text)))
     if len(_SIGNATURES) >= _MAX_SIGNATURES:
         _SIGNATURES.clear()
-    _SIGNATURES[(error_type, text)] = sig
-    return sig
+    _SIGNATURES[(error_type, text)] = found
+    return found
+
+
+def generalised(tokens: Sequence[str], pattern_tokens: Sequence[str]) -> int:
+    """Constant words of a message that the pattern's template holds as <*> (it generalised them)."""
+    if len(tokens) != len(pattern_tokens):
+        return 0
+    return sum(1 for x, y in zip(tokens, pattern_tokens, strict=True) if y == WILDCARD and x != WILDCARD)
+
+
+def _exact_on_generalised(text: str, pattern_template: str) -> tuple[float, int]:
+    found = _GENERALISED.get((text, pattern_template))
+    if found is None:
+        toks = _split(text)
+        count = generalised(toks, _split(pattern_template))
+        found = (join_confidence(toks, generalised=count), count)
+        if len(_GENERALISED) >= _MAX_SIGNATURES:
+            _GENERALISED.clear()
+        _GENERALISED[(text, pattern_template)] = found
+    return found
+
+
+def exact_confidence(template_text: str, pattern_template: str | None = None) -> float:
+    """The calibrated confidence of an exact hit of this template on a pattern (whose template, if it
+    was generalised since, is `pattern_template`)."""
+    toks = _split(template_text)
+    count = 0 if pattern_template is None else generalised(toks, _split(pattern_template))
+    return join_confidence(toks, generalised=count)
 
 
 def clear_memos() -> None:
     """Forget the memoised verdicts and signatures (benchmarks start cold; results never depend on them)."""
     clear_memo()
     _SIGNATURES.clear()
+    _GENERALISED.clear()
 
 
-def decide(message: str, error_type: str, tenant_id: str, index: PatternIndex,
-           threshold: float = DEFAULT_THRESHOLD) -> MatchDecision:
-    """Exact signature hit (0.95), else the most similar candidate at or above `threshold`, else new.
+def decide(message: str, error_type: str, tenant_id: str, index: PatternIndex, threshold: float | None = None,
+           config: GroupingConfig = CONFIG) -> MatchDecision:
+    """Exact signature hit, else the most similar candidate at or above the threshold (the config's
+    unless given), else new; a join carries its calibrated confidence, a new pattern 0.
 
     Pure apart from reading `index`: applying the decision is the caller's (record_match, or
     MemoryPatternIndex.record).
     """
-    text = template(message)
-    sig = _SIGNATURES.get((error_type, text)) or _signature(error_type, text)
-    found = index.by_signature(tenant_id, sig)
-    if found is not None:
-        return MatchDecision("exact", found, EXACT_CONFIDENCE, sig, text, text, error_type, message)
+    text = config.normaliser.template(message)
+    sig, sure = _SIGNATURES.get((error_type, text)) or _signature(error_type, text)
+    hit = index.by_signature(tenant_id, sig)
+    if hit is not None and hit.template == text:  # the common case, inline: an exact hit on the template
+        return MatchDecision("exact", hit.pattern_id, sure, sig, text, text, error_type, message)
+    return _decide(text, message, error_type, tenant_id, index, threshold, config, sig, sure, hit)
+
+
+def decide_template(text: str, message: str, error_type: str, tenant_id: str, index: PatternIndex,
+                    threshold: float | None = None, config: GroupingConfig = CONFIG) -> MatchDecision:
+    """decide() for a message already normalised under the config's options (`text` is its template)."""
+    sig, sure = _SIGNATURES.get((error_type, text)) or _signature(error_type, text)
+    hit = index.by_signature(tenant_id, sig)
+    if hit is not None and hit.template == text:
+        return MatchDecision("exact", hit.pattern_id, sure, sig, text, text, error_type, message)
+    return _decide(text, message, error_type, tenant_id, index, threshold, config, sig, sure, hit)
+
+
+def _decide(text: str, message: str, error_type: str, tenant_id: str, index: PatternIndex, threshold: float | None,
+            config: GroupingConfig, sig: str, sure: float, hit: PatternCandidate | None) -> MatchDecision:
+    if hit is not None:  # a signature the pattern absorbed, or its own, on a template generalised since
+        sure, count = _exact_on_generalised(text, hit.template)
+        return MatchDecision("exact", hit.pattern_id, sure, sig, text, text, error_type, message, generalised=count)
     toks = _split(text)
-    best_score, best = 0.0, None
+    floor = config.threshold if threshold is None else threshold
+    best_score, best_unlike, best = 0.0, 0, None
+    mine = constants(toks) if WILDCARD in toks else toks
     for candidate in index.candidates(tenant_id, error_type, candidate_key(toks)):
-        score = similarity(toks, candidate.template_tokens())
+        score, unlike = compare(toks, candidate.template_tokens(), mine)
+        if score < floor or (unlike and config.settle and candidate.count >= config.settle):
+            continue
         # Ties go to the smaller template: the same choice whichever index (and id scheme) answers.
-        if score > best_score or (score == best_score and best is not None and score > 0
-                                  and candidate.template < best.template):
-            best_score, best = score, candidate
+        if best is None or score > best_score or (score == best_score and candidate.template < best.template):
+            best_score, best_unlike, best = score, unlike, candidate
     if best is not None and best.template == text:  # the pattern's template itself: exact, and worth an alias
-        return MatchDecision("exact", best.pattern_id, EXACT_CONFIDENCE, sig, text, text, error_type, message, toks,
+        return MatchDecision("exact", best.pattern_id, sure, sig, text, text, error_type, message, toks,
                              new_alias=True)
-    if best is not None and best_score >= threshold:
-        merged = " ".join(merge(toks, best.template_tokens()))
-        return MatchDecision("fuzzy", best.pattern_id, round(min(best_score, MAX_FUZZY_CONFIDENCE), 4), sig,
-                             text, merged, error_type, message, toks)
+    if best is not None:
+        other = best.template_tokens()
+        count = generalised(toks, other)
+        return MatchDecision("fuzzy", best.pattern_id, join_confidence(toks, True, best_score, best_unlike, count),
+                             sig, text, " ".join(merge(toks, other)), error_type, message, toks,
+                             similarity=best_score, differing=best_unlike, generalised=count)
     return MatchDecision("new", None, 0.0, sig, text, text, error_type, message, toks)
 
 
@@ -223,22 +333,26 @@ class MemoryPatternIndex:
     """An in-memory PatternIndex with the same semantics as the PostgreSQL one."""
 
     def __init__(self) -> None:
-        self._signatures: dict[tuple[str, str], str] = {}
-        self._by_key: dict[tuple[str, str, str], list[PatternCandidate]] = {}
-        self._where: dict[str, tuple[list[PatternCandidate], int]] = {}
+        # Each pattern lives in a cell, a one-item list holding it as it is now: every signature of the
+        # pattern and its candidate key point at the cell, so a merge updates them all at once.
+        self._signatures: dict[tuple[str, str], list[PatternCandidate]] = {}
+        self._by_key: dict[tuple[str, str, str], list[list[PatternCandidate]]] = {}
+        self._cells: dict[str, list[PatternCandidate]] = {}
         self.counts: defaultdict[str, int] = defaultdict(int)
         self._next = 0
 
-    def by_signature(self, tenant_id: str, signature: str) -> str | None:
-        return self._signatures.get((tenant_id, signature))
+    def by_signature(self, tenant_id: str, signature: str) -> PatternCandidate | None:
+        cell = self._signatures.get((tenant_id, signature))
+        return None if cell is None else cell[0]
 
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> Sequence[PatternCandidate]:
-        found = self._by_key.get((tenant_id, error_type, candidate_key), ())
-        return found if len(found) <= MAX_CANDIDATES else found[:MAX_CANDIDATES]  # oldest first
+        cells = self._by_key.get((tenant_id, error_type, candidate_key), ())
+        counts = self.counts
+        return [PatternCandidate(c.pattern_id, c.template, c.tokens, counts[c.pattern_id])
+                for c, in cells[:MAX_CANDIDATES]]  # oldest first
 
     def template(self, pattern_id: str) -> str:
-        siblings, at = self._where[pattern_id]
-        return siblings[at].template
+        return self._cells[pattern_id][0].template
 
     @overload
     def record(self, tenant_id: str, decision: MatchDecision, /) -> str: ...
@@ -256,23 +370,24 @@ class MemoryPatternIndex:
         if decision.match_type == "exact" and pattern_id is not None:  # the common case: only the count
             self.counts[pattern_id] += 1
             if decision.new_alias:
-                self._signatures.setdefault((tenant_id, decision.signature), pattern_id)
+                self._signatures.setdefault((tenant_id, decision.signature), self._cells[pattern_id])
             return pattern_id
         if pattern_id is None:
             known = self._signatures.get((tenant_id, decision.signature))
             if known is not None:  # recorded since the decision was made: join it, as record_match does
-                return self.record(tenant_id, MatchDecision("exact", known, EXACT_CONFIDENCE, decision.signature,
+                return self.record(tenant_id, MatchDecision("exact", known[0].pattern_id,
+                                                            exact_confidence(decision.template), decision.signature,
                                                             decision.template, decision.template,
                                                             decision.error_type, decision.message))
             self._next += 1
             pattern_id = f"pat_{self._next:016x}"
-            siblings = self._by_key.setdefault((tenant_id, decision.error_type, decision.candidate_key), [])
-            self._where[pattern_id] = (siblings, len(siblings))
-            siblings.append(PatternCandidate(pattern_id, decision.template, decision.tokens))
-        elif decision.match_type == "fuzzy":  # generalise against the template as it is now
-            siblings, at = self._where[pattern_id]
-            merged = tuple(merge(decision.tokens, siblings[at].template_tokens()))
-            siblings[at] = PatternCandidate(pattern_id, " ".join(merged), merged)
-        self._signatures.setdefault((tenant_id, decision.signature), pattern_id)
+            cell = self._cells[pattern_id] = [PatternCandidate(pattern_id, decision.template, decision.tokens)]
+            self._by_key.setdefault((tenant_id, decision.error_type, decision.candidate_key), []).append(cell)
+        else:  # fuzzy: generalise against the template as it is now
+            cell = self._cells[pattern_id]
+            if decision.match_type == "fuzzy":
+                merged = tuple(merge(decision.tokens, cell[0].template_tokens()))
+                cell[0] = PatternCandidate(pattern_id, " ".join(merged), merged)
+        self._signatures.setdefault((tenant_id, decision.signature), cell)
         self.counts[pattern_id] += 1
         return pattern_id

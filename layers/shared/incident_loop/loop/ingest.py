@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from uuid import uuid4
+from uuid import UUID, uuid4, uuid5
 
 from psycopg import Connection
 
@@ -18,6 +18,9 @@ from incident_loop.stores.incidents import insert_incident
 from incident_loop.stores.loop_store import lock_incident, record_stage, start_trace
 from incident_loop.stores.queues import SqsStageQueues, StageQueues
 
+# One failure per incident: its failure_matches id is derived from the tenant and the incident.
+INCIDENT_FAILURES = UUID("0b6a4c1e-3f2d-5a7b-9c8e-1d2f3a4b5c6d")
+
 
 def ingest_incident(
     incident: IncidentIn,
@@ -26,10 +29,11 @@ def ingest_incident(
     conn: Connection[Any] | None = None,
     queues: StageQueues | None = None,
 ) -> IncidentAccepted:
-    """Record the incident (idempotent on its key) and enqueue Bridge 1.
+    """Record the incident (idempotent on its key), its failure, and enqueue Bridge 1.
 
     A repeated report returns the first incident and re-sends its Bridge 1 message: if the first
-    attempt committed but never reached the queue, the retry is what gets the loop going.
+    attempt committed but never reached the queue, the retry is what gets the loop going. Raises
+    DatabaseUnavailable (FailureNotPersisted included) when it cannot store what it must: retry it.
     """
     conn = conn or get_connection()
     with transaction(conn, tenant_id=tenant_id):
@@ -53,14 +57,18 @@ def ingest_incident(
         )
     logger.set_correlation_id(incident_id)
     logger.info("incident accepted", incident_id=incident_id, duplicate=not created)
-    if created:
-        # Every failure also lands in the failure catalog (seed 002): bounded at 2 s, never raises.
-        persist_failure(
-            FailureIn(run_id=incident.run_id, tenant_id=tenant_id, error_code=incident.error_type,
-                      error_message=incident.error_message, skill_id=incident.skill_id,
-                      context={**incident.context, "incident_id": incident_id}),
-            persist_guard(),
-        )
+    # Every failure also lands in the failure catalog (seed 002), bounded at 2 s: written or parked.
+    # A repeated report persists it again, under the same id (a no-op once it landed): the first
+    # attempt may have stored the incident and then found the failure could be neither written nor
+    # parked, in which case persist_failure raised, the caller was told to retry (503, or the SQS
+    # record failed back to its queue), and this is that retry.
+    persist_failure(
+        FailureIn(run_id=incident.run_id, tenant_id=tenant_id, error_code=incident.error_type,
+                  error_message=incident.error_message, skill_id=incident.skill_id,
+                  context={**incident.context, "incident_id": incident_id},
+                  failure_id=uuid5(INCIDENT_FAILURES, f"{tenant_id}/{incident_id}")),
+        persist_guard(),
+    )
     (queues or SqsStageQueues()).send(
         Envelope(
             incident_id=incident_id,

@@ -7,7 +7,7 @@ from uuid import uuid4
 
 from psycopg import Connection
 
-from incident_loop.grouping.matcher import decide
+from incident_loop.grouping.matcher import MatchDecision, decide, exact_confidence
 from incident_loop.loop.errors import NotReady
 from incident_loop.loop.stage import StageOutcome, hand_off
 from incident_loop.schemas.envelope import Envelope
@@ -54,9 +54,7 @@ def match_pattern(conn: Connection[Any], env: Envelope) -> StageOutcome:
     pattern_id, occurrences, is_new = record_match(
         conn, env.tenant_id, env.incident_id, incident["error_type"], decision
     )
-    confidence = NEW_PATTERN_CONFIDENCE if is_new else (
-        ConfidenceCalculator.EXACT_MATCH_CONFIDENCE if decision.match_type == "exact" else decision.confidence
-    )
+    confidence = NEW_PATTERN_CONFIDENCE if is_new else match_confidence(decision)
     result = PatternMatchResult.from_match(
         incident_id=env.incident_id,
         pattern_id=pattern_id,
@@ -65,6 +63,7 @@ def match_pattern(conn: Connection[Any], env: Envelope) -> StageOutcome:
         is_new_pattern=is_new,
         match_details={
             "match_type": "new" if is_new else decision.match_type,
+            "calibrated_confidence": None if is_new else decision.confidence or exact_confidence(decision.template),
             "template": decision.template,
             "pattern_type": decision.pattern_type,
             "category": decision.category,
@@ -82,6 +81,16 @@ def match_pattern(conn: Connection[Any], env: Envelope) -> StageOutcome:
     return StageOutcome(
         details, [env.next(LoopStage.RECOVERY_SUGGESTED, pattern_id=pattern_id, occurrence_count=occurrences)]
     )
+
+
+def match_confidence(decision: MatchDecision) -> float:
+    """The seed's 0.95 for an exact hash hit on the pattern's template (seed 000: "exact hash, 0.95
+    confidence"; its calibrated probability is at least that, docs/benchmarks.md); otherwise (a hit on
+    words the pattern has generalised, a fuzzy join) the calibrated probability that the incident
+    belongs with the pattern's members."""
+    if decision.match_type != "fuzzy" and not decision.generalised:  # "new": another worker created it first
+        return ConfidenceCalculator.EXACT_MATCH_CONFIDENCE
+    return decision.confidence
 
 
 def _apply_policy(conn: Connection[Any], env: Envelope, decision: Any) -> StageOutcome | None:
@@ -111,7 +120,7 @@ def _apply_policy(conn: Connection[Any], env: Envelope, decision: Any) -> StageO
     result = PatternMatchResult.from_match(
         incident_id=env.incident_id,
         pattern_id=decision.pattern_id,
-        confidence=decision.confidence,
+        confidence=match_confidence(decision),
         signature_hash=decision.signature,
         match_details={"match_type": decision.match_type, "template": decision.template,
                        "prevented_by": policy.policy_id, "prevention_id": prevention_id},

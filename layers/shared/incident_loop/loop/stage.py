@@ -4,7 +4,8 @@ Three layers keep a redelivered or out-of-order message from changing anything t
 Powertools idempotency on DynamoDB (keyed on incident and stage), a per-incident advisory
 lock for the transaction, and unique keys in PostgreSQL. A stage that already recorded its
 event replays the stored outcome (re-sending the next envelope, which is itself idempotent),
-so a crash between commit and send never strands a loop.
+so a crash between commit and send never strands a loop. A stage whose predecessor has not
+completed yet raises NotReady and waits for redelivery: an early message never skips the loop ahead.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -23,12 +24,14 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from psycopg import Connection
 
+from incident_loop.batch import LoggingBatchProcessor, log_context
 from incident_loop.db import get_connection, transaction
+from incident_loop.loop.errors import NotReady
 from incident_loop.observability import logger, metrics
 from incident_loop.schemas.envelope import Envelope, EnvelopeRecord
 from incident_loop.schemas.loop_events import LoopStage
 from incident_loop.settings import get_settings
-from incident_loop.stores.loop_store import lock_incident, stage_result
+from incident_loop.stores.loop_store import lock_incident, stage_result, stages_completed
 from incident_loop.stores.queues import SqsStageQueues, StageQueues
 
 
@@ -60,13 +63,12 @@ def hand_off(stage: LoopStage | None, **payload: Any) -> dict[str, Any] | None:
     return None if stage is None else {"stage": stage.value, "payload": payload}
 
 
-def _log_context(incident_id: str | None, tenant_id: str | None, stage: str | None) -> None:
-    """The incident is the correlation id of every log line about it."""
-    logger.set_correlation_id(incident_id)
-    if incident_id is None:
-        logger.remove_keys(["incident_id", "tenant_id", "stage"])
-    else:
-        logger.append_keys(incident_id=incident_id, tenant_id=tenant_id, stage=stage)
+def _require_predecessor(conn: Connection[Any], envelope: Envelope, stage: LoopStage) -> None:
+    """A stage runs only after the one before it completed; an early message waits (SQS redelivers it)."""
+    order = LoopStage.ordered()
+    before = order[order.index(stage) - 1]
+    if before.value not in stages_completed(conn, envelope.tenant_id, envelope.incident_id):
+        raise NotReady(f"{stage.value} of incident {envelope.incident_id} waits for {before.value}")
 
 
 def process_stage(
@@ -78,7 +80,7 @@ def process_stage(
     queues: StageQueues | None = None,
 ) -> dict[str, Any]:
     """Perform `stage` for the envelope inside one transaction, then hand off to the next stage."""
-    _log_context(envelope.incident_id, envelope.tenant_id, stage.value)
+    log_context(envelope.incident_id, envelope.tenant_id, stage.value)
     if envelope.stage != stage:
         raise WrongStage(f"this function performs {stage.value}, the message asks for {envelope.stage.value}")
     conn = conn or get_connection()
@@ -91,6 +93,7 @@ def process_stage(
             logger.info("stage already recorded, replaying its hand-off")
             outcome = StageOutcome(stored, next_from_result(envelope, stored))
         else:
+            _require_predecessor(conn, envelope, stage)
             outcome = bridge(conn, envelope)
     sender = queues or SqsStageQueues()
     for nxt in outcome.next:
@@ -132,30 +135,6 @@ def run_idempotent_stage(envelope: Envelope, bridge: Bridge, stage: LoopStage) -
     # The function name is part of the idempotency key: keep it per stage.
     _once.__qualname__ = f"stage_{stage.value}"
     return _once(envelope=envelope)
-
-
-class LoggingBatchProcessor(BatchProcessor):
-    """A batch processor that logs why each failed record failed (poison messages reach the DLQ)."""
-
-    def failure_handler(self, record: Any, exception: Any) -> Any:
-        exc_type, exc_value, _ = exception
-        # Log under the failed record's own incident (never the previous record's keys).
-        if isinstance(record, EnvelopeRecord):
-            _log_context(record.body.incident_id, record.body.tenant_id, record.body.stage.value)
-        else:
-            _log_context(None, None, None)
-        # A parsed record is a model, a record that failed parsing is Powertools' SQSRecord.
-        raw = getattr(record, "raw_event", None) or (record if isinstance(record, dict) else record.model_dump())
-        message_id = raw.get("messageId")
-        receives = (raw.get("attributes") or {}).get("ApproximateReceiveCount")
-        logger.error(
-            "record failed",
-            message_id=message_id,
-            receive_count=receives,
-            reason=f"{getattr(exc_type, '__name__', exc_type)}: {exc_value}",
-        )
-        metrics.add_metric(name="LoopRecordFailed", unit=MetricUnit.Count, value=1)
-        return super().failure_handler(record, exception)
 
 
 def sqs_processor() -> LoggingBatchProcessor:

@@ -34,4 +34,4 @@ class KpiReport(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kpi: float = Field(ge=0, le=1)
+    kpi: float = Field(ge=0, le=1, strict=True)  # a number: false or "0.5" is a client bug

@@ -22,7 +22,12 @@ class Severity(str, Enum):
 
 
 class IncidentIn(BaseModel):
-    """A failure of one agent run. The tenant comes from the caller's identity, not from here."""
+    """A failure of one agent run. The tenant comes from the caller's identity, not from here.
+
+    Every bound is at most what storage keeps, so what the API accepts is stored whole: skill_id
+    and error_message as failure_matches keeps them (VARCHAR(100), the catalog's 8000), the ids within
+    the failure record's 255 (run_id, error_code <- error_type).
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -30,7 +35,7 @@ class IncidentIn(BaseModel):
     run_id: str = Field(min_length=1, max_length=128)
     error_type: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:\-]+$")
     error_message: str = Field(min_length=1, max_length=8000)
-    skill_id: str | None = Field(default=None, max_length=128)
+    skill_id: str | None = Field(default=None, max_length=100)
     severity: Severity = Severity.MEDIUM
     context: dict[str, Any] = Field(default_factory=dict)
     incident_key: str | None = Field(default=None, min_length=1, max_length=128)

@@ -79,8 +79,9 @@ def record_stage(
         LoopFailureState.PREVENTED,
     )
     conn.execute(
+        # A complete loop stays complete: a late or replayed event never moves it back.
         """UPDATE loop_traces SET
-               current_stage = %(stage)s,
+               current_stage = CASE WHEN is_complete THEN current_stage ELSE %(stage)s END,
                stages_completed = CASE WHEN %(completed)s AND NOT stages_completed ? %(stage)s
                                        THEN stages_completed || to_jsonb(%(stage)s::text)
                                        ELSE stages_completed END,
@@ -91,8 +92,8 @@ def record_stage(
                pending_checkpoints = %(pending)s,
                is_blocked = %(blocked)s,
                failure_state = %(failure_state)s,
-               is_complete = %(loop_complete)s,
-               completed_at = CASE WHEN %(loop_complete)s THEN now() ELSE completed_at END,
+               is_complete = is_complete OR %(loop_complete)s,
+               completed_at = CASE WHEN NOT is_complete AND %(loop_complete)s THEN now() ELSE completed_at END,
                updated_at = now()
            WHERE tenant_id = %(tenant_id)s AND incident_id = %(incident_id)s""",
         {
@@ -109,6 +110,15 @@ def record_stage(
         },
     )
     return True
+
+
+def stages_completed(conn: Connection[Any], tenant_id: str, incident_id: str) -> list[str]:
+    """The stages the tenant's incident has completed, in order ([] when it has no trace)."""
+    row = conn.execute(
+        "SELECT stages_completed FROM loop_traces WHERE tenant_id = %(tenant)s AND incident_id = %(id)s",
+        {"tenant": tenant_id, "id": incident_id},
+    ).fetchone()
+    return [] if row is None else list(row["stages_completed"])
 
 
 def get_trace(conn: Connection[Any], tenant_id: str, incident_id: str) -> dict[str, Any] | None:

@@ -14,18 +14,24 @@ from psycopg import Connection
 from psycopg.rows import dict_row, tuple_row
 
 from incident_loop.grouping.matcher import (
-    EXACT_CONFIDENCE,
     MAX_CANDIDATES,
     MatchDecision,
     PatternCandidate,
     decision_arg,
+    exact_confidence,
     merge,
 )
 
-BY_SIGNATURE_SQL = "SELECT pattern_id FROM pattern_signatures WHERE tenant_id = %(t)s AND signature = %(s)s"
+# The pattern as it is now (its template) comes with the hit: the confidence of an exact hit depends
+# on whether the pattern has generalised the message's words since.
+BY_SIGNATURE_SQL = (
+    "SELECT s.pattern_id, p.template FROM pattern_signatures s"
+    " JOIN failure_patterns p ON p.tenant_id = s.tenant_id AND p.id = s.pattern_id"
+    " WHERE s.tenant_id = %(t)s AND s.signature = %(s)s"
+)
 # Oldest first, as the index hands them over: no sort, however many patterns share the key.
 CANDIDATES_SQL = (
-    "SELECT id, template FROM failure_patterns"
+    "SELECT id, template, occurrence_count FROM failure_patterns"
     " WHERE tenant_id = %(t)s AND error_type = %(e)s AND candidate_key = %(k)s"
     " ORDER BY first_seen_at, id LIMIT %(n)s"
 )
@@ -41,17 +47,17 @@ class PostgresPatternIndex:
     def __init__(self, conn: Connection[Any]) -> None:
         self._conn = conn
 
-    def by_signature(self, tenant_id: str, signature: str) -> str | None:
+    def by_signature(self, tenant_id: str, signature: str) -> PatternCandidate | None:
         with self._conn.cursor(row_factory=tuple_row) as cur:
             row = cur.execute(BY_SIGNATURE_SQL, {"t": tenant_id, "s": signature}).fetchone()
-        return None if row is None else str(row[0])
+        return None if row is None else PatternCandidate(str(row[0]), str(row[1]))
 
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> list[PatternCandidate]:
         with self._conn.cursor(row_factory=tuple_row) as cur:
             rows = cur.execute(
                 CANDIDATES_SQL, {"t": tenant_id, "e": error_type, "k": candidate_key, "n": MAX_CANDIDATES}
             ).fetchall()
-        return [PatternCandidate(str(pid), str(tpl)) for pid, tpl in rows]
+        return [PatternCandidate(str(pid), str(tpl), count=int(n)) for pid, tpl, n in rows]
 
 
 def get_pattern(conn: Connection[Any], tenant_id: str, pattern_id: str) -> dict[str, Any] | None:
@@ -90,7 +96,7 @@ def record_match(conn: Connection[Any], tenant_id: str, incident_id: str, *args:
         if pattern_id is None:
             pattern_id, created = _create(cur, tenant_id, incident_id, decision)
             if not created:  # another worker recorded the signature first: this is an exact hit on it
-                match_type, confidence = "exact", EXACT_CONFIDENCE
+                match_type, confidence = "exact", exact_confidence(decision.template)
         else:
             if match_type == "fuzzy":
                 _generalise(cur, tenant_id, pattern_id, decision)

@@ -6,6 +6,7 @@ from functools import cache
 from typing import Any, Protocol
 
 import boto3
+from botocore.exceptions import BotoCoreError, ClientError
 
 from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.loop_events import LoopStage
@@ -14,6 +15,10 @@ from incident_loop.settings import Settings, get_settings
 
 class QueueUnconfigured(RuntimeError):
     """No queue URL is configured for the stage a message must go to."""
+
+
+class QueueUnavailable(RuntimeError):
+    """The stage's queue did not take the message: it does not exist, or SQS could not be reached."""
 
 
 class StageQueues(Protocol):
@@ -47,11 +52,16 @@ class SqsStageQueues:
         self._client = client
 
     def send(self, envelope: Envelope) -> None:
+        """Send to the stage's queue; QueueUnavailable when SQS refuses or cannot be reached."""
         client = self._client or _sqs()
-        client.send_message(
-            QueueUrl=queue_url_for(envelope.stage, self._settings),
-            MessageBody=envelope.model_dump_json(),
-        )
+        url = queue_url_for(envelope.stage, self._settings)
+        try:
+            client.send_message(QueueUrl=url, MessageBody=envelope.model_dump_json())
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "ClientError")
+            raise QueueUnavailable(f"queue {url} refused the message ({code})") from exc
+        except BotoCoreError as exc:  # endpoint unreachable, timeouts, credentials
+            raise QueueUnavailable(f"queue {url} is unreachable ({type(exc).__name__})") from exc
 
 
 class MemoryStageQueues:

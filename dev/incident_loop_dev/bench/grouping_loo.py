@@ -1,0 +1,280 @@
+"""Leave-one-dataset-out: every tunable of the grouping decided on seven systems, scored on the eighth.
+
+What is tunable is a GroupingConfig: the similarity threshold of a fuzzy join and the normaliser's
+Options (whether a quoted value, and the value of key=value, are variables whatever they look like).
+The selection procedure, run once per held-out dataset:
+
+1. group each of the other seven datasets under every configuration of GRID (and, for the
+   robustness of the choice, each of them under every perturbation of grouping_perturb);
+2. pick the configuration with the highest mean GA over those runs (ties: the earlier in GRID, which
+   lists what assumes least first: masking fewer values, never settling, a lower threshold);
+3. fit the confidence model (grouping/confidence.py) on the join decisions of those seven datasets
+   under the picked configuration;
+4. score the held-out dataset: GA with the picked configuration, and the calibration of its
+   decisions' confidences under the model fitted without it.
+
+The shipped configuration (matcher.CONFIG) and coefficients (confidence.COEFFICIENTS) are what the
+same procedure picks and fits on all eight datasets.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import multiprocessing
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from incident_loop.grouping.confidence import FEATURES, features, probability
+from incident_loop.grouping.matcher import GroupingConfig, MemoryPatternIndex, clear_memos, decide_template
+from incident_loop.grouping.normalise import Options
+from incident_loop_dev.bench.grouping_perturb import PERTURBATIONS, perturb
+from incident_loop_dev.bench.grouping_scores import (
+    grouping_accuracy,
+    join_outcomes,
+    parsing_accuracy,
+    template_accuracy,
+)
+
+TENANT, ERROR_TYPE = "bench", "LogLine"
+THRESHOLDS = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
+SETTLE = (0, 3, 10, 30)
+# In the order ties are broken: what assumes least first (masking less, never settling).
+GRID: tuple[GroupingConfig, ...] = tuple(
+    GroupingConfig(threshold, settle, Options(quoted, keyed))
+    for quoted in (False, True) for keyed in (False, True) for settle in SETTLE for threshold in THRESHOLDS
+)
+ORIGINAL = "original"
+VARIANTS = (ORIGINAL, *PERTURBATIONS, "all")
+TOP_SHARE = 0.8  # precision is measured on this share of the most confident join decisions
+BINS = 10  # expected calibration error over this many equal-width bins
+
+
+@dataclass
+class Dataset:
+    """One labelled log: its messages, event ids and event templates, in order."""
+
+    name: str
+    messages: list[str]
+    events: list[str]
+    templates: list[str]
+    variants: dict[str, list[str]] = field(default_factory=dict)
+
+    def variant(self, name: str) -> list[str]:
+        """The messages as they are, or under a perturbation (computed once)."""
+        if name == ORIGINAL:
+            return self.messages
+        if name not in self.variants:
+            self.variants[name] = perturb(name, self.name, self.messages, self.events, self.templates)
+        return self.variants[name]
+
+
+def load(path: Path) -> Dataset:
+    """A Loghub *_structured.csv file."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return Dataset(path.name.split("_")[0], [r["Content"] for r in rows], [r["EventId"] for r in rows],
+                   [r["EventTemplate"] for r in rows])
+
+
+@dataclass
+class Run:
+    """One grouping of one stream: a group per message, the group's final template, and each decision
+    as (match_type, joined pattern or None, the confidence model's inputs or None, confidence)."""
+
+    groups: list[str]
+    templates: list[str]
+    decisions: list[tuple[str, str | None, tuple[float, ...] | None, float]]
+
+
+def run(messages: Sequence[str], config: GroupingConfig, templates: Sequence[str] | None = None) -> Run:
+    """The messages through Bridge 1's decision, applied to an in-memory index, under `config`
+    (`templates`: the messages already normalised under its options)."""
+    clear_memos()
+    index = MemoryPatternIndex()
+    groups, decisions = [], []
+    if templates is None:
+        templates = [config.normaliser.template(m) for m in messages]
+    for message, text in zip(messages, templates, strict=True):
+        decision = decide_template(text, message, ERROR_TYPE, TENANT, index, config=config)
+        joined = decision.pattern_id
+        x = None if joined is None else features(decision.tokens, decision.match_type == "fuzzy",
+                                                 decision.similarity, decision.differing, decision.generalised)
+        decisions.append((decision.match_type, joined, x, decision.confidence))
+        groups.append(index.record(TENANT, decision))
+    return Run(groups, [index.template(g) for g in groups], decisions)
+
+
+def scores(result: Run, dataset: Dataset) -> dict[str, float]:
+    """GA, PA and FTA of a run of the dataset's original messages."""
+    return {"ga": grouping_accuracy(result.groups, dataset.events),
+            "pa": parsing_accuracy(result.templates, dataset.templates),
+            "fta": template_accuracy(result.groups, result.templates, dataset.events, dataset.templates)}
+
+
+# --- the confidence model: fitted on join decisions, measured on others ------------------------
+
+def samples(result: Run, events: Sequence[str]) -> list[tuple[tuple[float, ...], bool]]:
+    """(inputs, whether the message belongs with the pattern's members) of every join decision."""
+    outcomes = join_outcomes([(kind, joined) for kind, joined, _, _ in result.decisions], result.groups, events)
+    return [(x, ok) for (_, _, x, _), ok in zip(result.decisions, outcomes, strict=True)
+            if x is not None and ok is not None]
+
+
+def fit(data: Iterable[tuple[tuple[float, ...], bool]], l2: float = 1e-2, steps: int = 50) -> tuple[float, ...]:
+    """Logistic regression (Newton's method, a light L2 penalty off the bias) on (inputs, outcome).
+    Identical inputs are counted once with their weight, so it costs what the distinct inputs do."""
+    counts: Counter[tuple[tuple[float, ...], bool]] = Counter(data)
+    rows = [(x, ok, n) for (x, ok), n in counts.items()]
+    if not rows:
+        return tuple(0.0 for _ in FEATURES)
+    d = len(rows[0][0])
+    w = [0.0] * d
+    for _ in range(steps):
+        grad = [0.0] * d
+        hess = [[0.0] * d for _ in range(d)]
+        for x, ok, n in rows:
+            p = probability(x, w)
+            r, s = n * (p - float(ok)), n * p * (1 - p)
+            for i in range(d):
+                grad[i] += r * x[i]
+                row = hess[i]
+                for j in range(i, d):
+                    row[j] += s * x[i] * x[j]
+        for i in range(d):
+            for j in range(i):
+                hess[i][j] = hess[j][i]
+            if i:  # no penalty on the bias
+                grad[i] += l2 * w[i]
+                hess[i][i] += l2
+            hess[i][i] += 1e-9
+        step = _solve(hess, grad)
+        w = [wi - si for wi, si in zip(w, step, strict=True)]
+        if max(abs(si) for si in step) < 1e-9:
+            break
+    return tuple(round(wi, 4) for wi in w)
+
+
+def _solve(a: list[list[float]], b: list[float]) -> list[float]:
+    """x with a x = b (Gaussian elimination with partial pivoting; a is small)."""
+    n = len(b)
+    m = [row[:] + [b[i]] for i, row in enumerate(a)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(m[r][col]))
+        m[col], m[pivot] = m[pivot], m[col]
+        for r in range(n):
+            if r != col and m[r][col]:
+                f = m[r][col] / m[col][col]
+                m[r] = [vr - f * vc for vr, vc in zip(m[r], m[col], strict=True)]
+    return [m[i][n] / m[i][i] for i in range(n)]
+
+
+def calibration(pairs: Sequence[tuple[float, bool]]) -> dict[str, Any]:
+    """Expected calibration error, precision on the TOP_SHARE most confident, and the mean confidence
+    beside the share correct, of (confidence, belongs) pairs."""
+    if not pairs:
+        return {"decisions": 0}
+    bins: list[list[tuple[float, bool]]] = [[] for _ in range(BINS)]
+    for p, ok in pairs:
+        bins[min(int(p * BINS), BINS - 1)].append((p, ok))
+    ece = sum(abs(statistics.mean(p for p, _ in b) - statistics.mean(float(ok) for _, ok in b)) * len(b)
+              for b in bins if b) / len(pairs)
+    ranked = sorted(pairs, key=lambda pair: -pair[0])  # stable: ties keep the stream's order
+    top = ranked[: math.ceil(TOP_SHARE * len(ranked))]
+    return {"decisions": len(pairs), "ece": round(ece, 4),
+            "top80_precision": round(sum(ok for _, ok in top) / len(top), 4),
+            "top80_min_confidence": round(top[-1][0], 4),
+            "mean_confidence": round(statistics.mean(p for p, _ in pairs), 4),
+            "accuracy": round(sum(ok for _, ok in pairs) / len(pairs), 4)}
+
+
+# --- the protocol --------------------------------------------------------------------------------
+
+# What the worker processes read (forked: inherited, not pickled): the datasets, and every variant's
+# messages normalised under each Options of the grid (the normaliser's work is done once, not per
+# configuration).
+_SHARED: list[Dataset] = []
+_TEMPLATES: dict[tuple[Options, str, str], list[str]] = {}
+
+
+def _measure_config(task: tuple[int, GroupingConfig, tuple[str, ...]]) -> dict[tuple[int, str, str], float]:
+    c, config, variants = task
+    return {(c, d.name, v): grouping_accuracy(
+        run(d.variant(v), config, _TEMPLATES.get((config.options, d.name, v))).groups, d.events)
+        for d in _SHARED for v in variants}
+
+
+@dataclass
+class Protocol:
+    """Every run the selection needs, done once: GA of each (configuration, dataset, variant)."""
+
+    datasets: list[Dataset]
+    grid: Sequence[GroupingConfig] = GRID
+    variants: Sequence[str] = VARIANTS
+    ga: dict[tuple[int, str, str], float] = field(default_factory=dict)
+    runs: dict[tuple[int, str], Run] = field(default_factory=dict)  # originals of the picked configurations
+
+    def measure(self, jobs: int = 1) -> None:
+        """GA of every configuration on every dataset and variant (in `jobs` processes)."""
+        for dataset in self.datasets:  # perturbed and normalised once, before the workers fork
+            for variant in self.variants:
+                messages = dataset.variant(variant)
+                for options in {config.options for config in self.grid}:
+                    normaliser = GroupingConfig(options=options).normaliser
+                    normaliser.clear()
+                    _TEMPLATES[(options, dataset.name, variant)] = [normaliser.template(m) for m in messages]
+        _SHARED[:] = self.datasets
+        tasks = [(c, config, tuple(self.variants)) for c, config in enumerate(self.grid)]
+        if jobs > 1:
+            context = multiprocessing.get_context("fork")
+            with context.Pool(jobs) as pool:
+                for found in pool.imap_unordered(_measure_config, tasks):
+                    self.ga.update(found)
+        else:
+            for task in tasks:
+                self.ga.update(_measure_config(task))
+
+    def result(self, c: int, dataset: Dataset) -> Run:
+        """The run of a dataset's original messages under configuration c (done once)."""
+        if (c, dataset.name) not in self.runs:
+            self.runs[(c, dataset.name)] = run(dataset.messages, self.grid[c])
+        return self.runs[(c, dataset.name)]
+
+    def objective(self, c: int, training: Sequence[str]) -> float:
+        """Mean GA over the training datasets and their variants."""
+        return statistics.mean(self.ga[(c, name, v)] for name in training for v in self.variants)
+
+    def select(self, training: Sequence[str]) -> int:
+        """The index in the grid of the best configuration on `training` (ties: the earliest)."""
+        return max(range(len(self.grid)), key=lambda c: (round(self.objective(c, training), 6), -c))
+
+    def fit(self, c: int, training: Sequence[Dataset]) -> tuple[float, ...]:
+        """The confidence model fitted on the join decisions of `training` under configuration c."""
+        return fit(s for d in training for s in samples(self.result(c, d), d.events))
+
+    def fold(self, held_out: Dataset) -> dict[str, Any]:
+        """Decide on the others, score on `held_out`."""
+        training = [d for d in self.datasets if d is not held_out]
+        c = self.select([d.name for d in training])
+        coefficients = self.fit(c, training)
+        result = self.result(c, held_out)
+        pairs = [(probability(x, coefficients), ok) for x, ok in samples(result, held_out.events)]
+        return {"dataset": held_out.name, "config": describe(self.grid[c]),
+                "loo_ga": round(self.ga[(c, held_out.name, ORIGINAL)], 4),
+                **{f"loo_{k}": round(v, 4) for k, v in scores(result, held_out).items() if k != "ga"},
+                "coefficients": coefficients, "pairs": pairs}
+
+    def shipped(self) -> tuple[int, tuple[float, ...]]:
+        """The configuration and coefficients the procedure picks and fits on every dataset."""
+        c = self.select([d.name for d in self.datasets])
+        return c, self.fit(c, self.datasets)
+
+
+def describe(config: GroupingConfig) -> dict[str, Any]:
+    """A configuration as JSON."""
+    return {"threshold": config.threshold, "settle": config.settle, "mask_quoted": config.options.mask_quoted,
+            "mask_keyed": config.options.mask_keyed}

@@ -1,0 +1,92 @@
+"""The batch processor every SQS consumer uses: partial failures, every failure logged, and a bounded batch.
+
+A consumer must fail its batch well before its function timeout, so the records go back to SQS
+instead of the invocation dying with them. Two rules give that bound:
+
+* once a record finds the database unavailable or stalled (DatabaseUnavailable, DatabaseTimeout),
+  the rest of the batch fails without being tried: each try would only wait out the same bound;
+* no record starts once the invocation has less left than one record's worst case (a connect plus
+  a statement, from the settings).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import BatchProcessor
+
+from incident_loop.db import DatabaseUnavailable
+from incident_loop.observability import logger, metrics
+from incident_loop.schemas.envelope import EnvelopeRecord
+from incident_loop.settings import get_settings
+
+
+class NotAttempted(RuntimeError):
+    """A record of a batch that was failed without being tried (SQS delivers it again)."""
+
+
+def log_context(incident_id: str | None, tenant_id: str | None, stage: str | None) -> None:
+    """The incident is the correlation id of every log line about it."""
+    logger.set_correlation_id(incident_id)
+    if incident_id is None:
+        logger.remove_keys(["incident_id", "tenant_id", "stage"])
+    else:
+        logger.append_keys(incident_id=incident_id, tenant_id=tenant_id, stage=stage)
+
+
+def record_reserve_ms() -> int:
+    """One record's worst case against a stalled database: a connect and a statement, each at its bound."""
+    settings = get_settings()
+    return settings.db_connect_timeout_s * 1000 + settings.db_statement_timeout_ms
+
+
+class LoggingBatchProcessor(BatchProcessor):
+    """A batch processor that logs why each failed record failed (poison messages reach the DLQ),
+    and fails the rest of a batch once the database is unavailable or time runs short."""
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        self._unavailable: DatabaseUnavailable | None = None
+
+    def __call__(self, records: list[dict[str, Any]], handler: Callable[..., Any],
+                 lambda_context: Any = None) -> LoggingBatchProcessor:
+        return super().__call__(records, self._bounded(handler), lambda_context)
+
+    def _bounded(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(handler)  # keeps the signature Powertools inspects for lambda_context
+        def bounded(record: Any, **kwargs: Any) -> Any:
+            if self._unavailable is not None:
+                raise NotAttempted(f"the database is unavailable ({self._unavailable}); left for redelivery")
+            context = getattr(self, "lambda_context", None)
+            if context is not None and context.get_remaining_time_in_millis() < record_reserve_ms():
+                raise NotAttempted("too little time left in this invocation; left for redelivery")
+            try:
+                return handler(record=record, **kwargs)
+            except DatabaseUnavailable as exc:
+                self._unavailable = exc
+                raise
+
+        return bounded
+
+    def failure_handler(self, record: Any, exception: Any) -> Any:
+        exc_type, exc_value, _ = exception
+        # Log under the failed record's own incident (never the previous record's keys).
+        if isinstance(record, EnvelopeRecord):
+            log_context(record.body.incident_id, record.body.tenant_id, record.body.stage.value)
+        else:
+            log_context(None, None, None)
+        # A parsed record is a model, a record that failed parsing is Powertools' SQSRecord.
+        raw = getattr(record, "raw_event", None) or (record if isinstance(record, dict) else record.model_dump())
+        message_id = raw.get("messageId")
+        receives = (raw.get("attributes") or {}).get("ApproximateReceiveCount")
+        logger.error(
+            "record failed",
+            message_id=message_id,
+            receive_count=receives,
+            reason=f"{getattr(exc_type, '__name__', exc_type)}: {exc_value}",
+        )
+        metrics.add_metric(name="LoopRecordFailed", unit=MetricUnit.Count, value=1)
+        return super().failure_handler(record, exception)

@@ -1,0 +1,159 @@
+"""The grouping benchmark's scorers, perturbations and leave-one-dataset-out protocol."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+
+from incident_loop.grouping.confidence import probability
+from incident_loop.grouping.matcher import GroupingConfig
+from incident_loop_dev.bench.grouping_loo import Dataset, Protocol, calibration, fit, run, samples
+from incident_loop_dev.bench.grouping_perturb import PERTURBATIONS, align, perturb
+from incident_loop_dev.bench.grouping_scores import (
+    canonical,
+    grouping_accuracy,
+    join_outcomes,
+    parsing_accuracy,
+    template_accuracy,
+)
+
+# --- scores ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ours", "truth"),
+    [
+        ("Deleting block <*> file <*>", "Deleting block blk_<*> file /<*>/blk_<*>"),  # glued and path variables
+        ("<*> Served block <*> to <*>", "<*>:<*> Served block blk_<*> to /<*>"),
+        ("onExtend:<*> <*>", "onExtend:<*> <*> <*> <*>"),  # a run of variables is one
+        ("logname= uid=<*> user=root", "logname= uid=0 user=root"),  # digits are variables
+        ("time: <*>", "time: <*>.<*>"),
+    ],
+)
+def test_templates_that_differ_only_in_how_variables_are_written_are_the_same(ours: str, truth: str) -> None:
+    assert canonical(ours) == canonical(truth)
+
+
+@pytest.mark.parametrize(
+    ("ours", "truth"),
+    [("user=<*>", "user=root"), ("stored as <*> in memory", "stored as bytes in memory"),
+     ("Thread eventHandlingThread <*> main", "Thread[eventHandlingThread,<*>,main]")],
+)
+def test_templates_that_differ_in_words_or_punctuation_are_not(ours: str, truth: str) -> None:
+    assert canonical(ours) != canonical(truth)
+
+
+def test_pa_counts_messages_and_fta_counts_templates_whose_group_is_exact() -> None:
+    truth, true_templates = ["a", "a", "a", "b"], ["x <*>", "x <*>", "x <*>", "y"]
+    groups, templates = ["1", "1", "1", "2"], ["x <*>", "x <*>", "x <*>", "z"]
+    assert grouping_accuracy(groups, truth) == 1.0
+    assert parsing_accuracy(templates, true_templates) == 0.75
+    assert template_accuracy(groups, templates, truth, true_templates) == pytest.approx(0.5)  # 1 of 2 right
+    # A right text on an impure group does not count.
+    assert template_accuracy(["1", "1", "1", "1"], ["x <*>"] * 4, truth, true_templates) == 0.0
+
+
+def test_a_join_belongs_when_the_message_is_of_its_patterns_commonest_event() -> None:
+    decisions = [("new", None), ("exact", "p"), ("fuzzy", "p"), ("exact", "p")]
+    assert join_outcomes(decisions, ["p", "p", "p", "p"], ["a", "a", "b", "a"]) == [None, True, False, True]
+
+
+# --- the confidence model --------------------------------------------------------------------------
+
+
+def test_calibration_reports_ece_and_precision_on_the_most_confident_80_percent() -> None:
+    pairs = [(0.95, True)] * 80 + [(0.6, True)] * 10 + [(0.6, False)] * 10
+    found = calibration(pairs)
+    assert found["decisions"] == 100 and found["top80_precision"] == 1.0
+    # Bin 0.9-1.0: confidence 0.95, all right (0.05 off, 80 of 100); bin 0.6: 0.6 vs 0.5 (0.1 off, 20 of 100).
+    assert found["ece"] == pytest.approx(0.05 * 0.8 + 0.1 * 0.2)
+
+
+def test_fit_recovers_the_direction_of_a_known_logistic_model() -> None:
+    rng = random.Random(3)
+    truth = (2.0, -3.0)
+    data = []
+    for _ in range(4000):
+        x = (1.0, float(rng.randrange(3)))
+        data.append((x, rng.random() < probability(x, truth)))
+    w = fit(data, l2=0.0)
+    assert w == pytest.approx(truth, abs=0.3)
+
+
+# --- perturbations ---------------------------------------------------------------------------------
+
+TEMPLATES = ["Received block <*> of size <*> from <*>", "user <*> logged in; state=<*>", "Fan speeds ( <*> )"]
+MESSAGES = [
+    ("Received block blk_123 of size 67108864 from 10.0.0.1", 0),
+    ("Received block blk_-99 of size 12 from 10.0.0.7:50010", 0),
+    ("user alice logged in; state=OK", 1),
+    ("user bob logged in; state=FAILED", 1),
+    ("Fan speeds ( 3552 3534 )", 2),
+    ("a message its template does not fit", 0),
+]
+
+
+def _dataset() -> tuple[list[str], list[str], list[str]]:
+    return ([m for m, _ in MESSAGES], [f"E{t}" for _, t in MESSAGES], [TEMPLATES[t] for _, t in MESSAGES])
+
+
+def test_alignment_tells_constant_text_from_values() -> None:
+    segments = align("Received block blk_123 of size 67108864 from 10.0.0.1", TEMPLATES[0])
+    assert segments is not None
+    assert [text for is_var, text in segments if is_var] == ["blk_123", "67108864", "10.0.0.1"]
+    assert align("something else", TEMPLATES[0]) is None
+
+
+@pytest.mark.parametrize("name", [*PERTURBATIONS, "all"])
+def test_perturbations_are_deterministic_and_leave_unaligned_messages_alone(name: str) -> None:
+    messages, events, templates = _dataset()
+    once, again = perturb(name, "D", messages, events, templates), perturb(name, "D", messages, events, templates)
+    assert once == again and once[-1] == messages[-1]
+    assert once[:-1] != messages[:-1]
+
+
+def test_value_perturbations_keep_every_constant_word_of_the_event() -> None:
+    messages, events, templates = _dataset()
+    for name in ("id / hex / path / URL / IP styles", "timestamp and number formats"):
+        for message, template in zip(perturb(name, "D", messages, events, templates)[:-1], templates[:-1],
+                                     strict=True):
+            for word in template.replace("<*>", " ").split():
+                assert word in message, (name, word, message)
+
+
+def test_form_perturbations_write_every_message_of_an_event_the_same_way() -> None:
+    messages, events, templates = _dataset()
+    out = perturb("casing and punctuation", "D", messages, events, templates)
+    assert out[0].split()[0] == out[1].split()[0] and out[2].split()[0] == out[3].split()[0]
+
+
+# --- leave-one-dataset-out -------------------------------------------------------------------------
+
+
+def _toy(name: str) -> Dataset:
+    messages, events, templates = _dataset()
+    return Dataset(name, messages[:-1], events[:-1], templates[:-1])
+
+
+def test_selection_reads_only_the_training_datasets() -> None:
+    grid = (GroupingConfig(0.6), GroupingConfig(0.9))
+    protocol = Protocol([_toy("A"), _toy("B"), _toy("C")], grid=grid, variants=("original",))
+    protocol.ga = {(0, "A", "original"): 0.9, (0, "B", "original"): 0.9, (0, "C", "original"): 0.1,
+                   (1, "A", "original"): 0.8, (1, "B", "original"): 0.8, (1, "C", "original"): 1.0}
+    assert protocol.select(["A", "B"]) == 0  # C, held out, would have picked 1
+    assert protocol.select(["A", "B", "C"]) == 1
+    protocol.ga.update({(1, "A", "original"): 0.9, (1, "B", "original"): 0.9})
+    assert protocol.select(["A", "B"]) == 0  # a tie goes to the earlier configuration
+
+
+def test_a_fold_scores_the_held_out_dataset_with_a_model_fitted_on_the_others() -> None:
+    datasets = [_toy("A"), _toy("B"), _toy("C")]
+    protocol = Protocol(datasets, grid=(GroupingConfig(0.75),), variants=("original",))
+    protocol.measure()
+    fold = protocol.fold(datasets[2])
+    held_out = run(datasets[2].messages, GroupingConfig(0.75))
+    assert fold["dataset"] == "C" and fold["loo_ga"] == round(grouping_accuracy(held_out.groups, datasets[2].events), 4)
+    assert len(fold["pairs"]) == len(samples(held_out, datasets[2].events))
+    assert all(0.0 <= p <= 1.0 and not math.isnan(p) for p, _ in fold["pairs"])
