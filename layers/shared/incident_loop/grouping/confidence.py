@@ -49,7 +49,7 @@ def features(tokens: Sequence[str], fuzzy: bool, similarity: float, differing: i
 
 def probability(x: Sequence[float], coefficients: Sequence[float] = COEFFICIENTS) -> float:
     """The logistic model's probability for inputs x."""
-    z = math.fsum(map(operator.mul, coefficients, x))
+    z = sum(map(operator.mul, coefficients, x))
     if z >= 0:
         return 1.0 / (1.0 + math.exp(-z))
     e = math.exp(z)

@@ -15,8 +15,7 @@ leave-one-dataset-out procedure (`incident-loop bench grouping --loo`).
 from __future__ import annotations
 
 import re
-from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from operator import eq
 from typing import Any, Protocol, overload
@@ -43,9 +42,11 @@ class GroupingConfig:
     settle: int = 10
     options: Options = Options()  # the normaliser's
     normaliser: Normaliser = field(init=False, repr=False, compare=False)
+    template: Callable[[str], str] = field(init=False, repr=False, compare=False)  # the normaliser's
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "normaliser", normaliser(self.options))
+        object.__setattr__(self, "template", self.normaliser.template)
 
 
 # What `incident-loop bench grouping --fit-confidence` picks on all eight Loghub-2k systems (the same
@@ -53,14 +54,14 @@ class GroupingConfig:
 CONFIG = GroupingConfig(threshold=0.75, settle=10, options=Options(mask_quoted=True, mask_keyed=False))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PatternCandidate:
-    """A stored pattern the matcher may compare a message with."""
+    """A stored pattern the matcher may compare a message with (the matcher only reads it)."""
 
     pattern_id: str
     template: str
     tokens: tuple[str, ...] = field(default=(), compare=False)
-    count: int = field(default=0, compare=False)  # its members (occurrences) so far
+    count: int = field(default=0, compare=False)  # its members (occurrences) so far; live in memory
 
     def template_tokens(self) -> tuple[str, ...]:
         return self.tokens or _split(self.template)
@@ -272,7 +273,7 @@ def decide(message: str, error_type: str, tenant_id: str, index: PatternIndex, t
     Pure apart from reading `index`: applying the decision is the caller's (record_match, or
     MemoryPatternIndex.record).
     """
-    text = config.normaliser.template(message)
+    text = config.template(message)
     sig, sure = _SIGNATURES.get((error_type, text)) or _signature(error_type, text)
     hit = index.by_signature(tenant_id, sig)
     if hit is not None and hit.template == text:  # the common case, inline: an exact hit on the template
@@ -333,12 +334,12 @@ class MemoryPatternIndex:
     """An in-memory PatternIndex with the same semantics as the PostgreSQL one."""
 
     def __init__(self) -> None:
-        # Each pattern lives in a cell, a one-item list holding it as it is now: every signature of the
-        # pattern and its candidate key point at the cell, so a merge updates them all at once.
+        # Each pattern lives in a cell, a one-item list holding it as it is now (its count kept up to
+        # date): every signature of the pattern and its candidate key point at the cell, so a merge
+        # updates them all at once.
         self._signatures: dict[tuple[str, str], list[PatternCandidate]] = {}
         self._by_key: dict[tuple[str, str, str], list[list[PatternCandidate]]] = {}
         self._cells: dict[str, list[PatternCandidate]] = {}
-        self.counts: defaultdict[str, int] = defaultdict(int)
         self._next = 0
 
     def by_signature(self, tenant_id: str, signature: str) -> PatternCandidate | None:
@@ -347,12 +348,14 @@ class MemoryPatternIndex:
 
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> Sequence[PatternCandidate]:
         cells = self._by_key.get((tenant_id, error_type, candidate_key), ())
-        counts = self.counts
-        return [PatternCandidate(c.pattern_id, c.template, c.tokens, counts[c.pattern_id])
-                for c, in cells[:MAX_CANDIDATES]]  # oldest first
+        return [c for c, in cells[:MAX_CANDIDATES]]  # oldest first
 
     def template(self, pattern_id: str) -> str:
         return self._cells[pattern_id][0].template
+
+    def count(self, pattern_id: str) -> int:
+        """The pattern's members so far."""
+        return self._cells[pattern_id][0].count
 
     @overload
     def record(self, tenant_id: str, decision: MatchDecision, /) -> str: ...
@@ -368,9 +371,10 @@ class MemoryPatternIndex:
             decision = decision_arg((decision, legacy))
         pattern_id = decision.pattern_id
         if decision.match_type == "exact" and pattern_id is not None:  # the common case: only the count
-            self.counts[pattern_id] += 1
+            cell = self._cells[pattern_id]
+            cell[0].count += 1
             if decision.new_alias:
-                self._signatures.setdefault((tenant_id, decision.signature), self._cells[pattern_id])
+                self._signatures.setdefault((tenant_id, decision.signature), cell)
             return pattern_id
         if pattern_id is None:
             known = self._signatures.get((tenant_id, decision.signature))
@@ -387,7 +391,7 @@ class MemoryPatternIndex:
             cell = self._cells[pattern_id]
             if decision.match_type == "fuzzy":
                 merged = tuple(merge(decision.tokens, cell[0].template_tokens()))
-                cell[0] = PatternCandidate(pattern_id, " ".join(merged), merged)
+                cell[0] = PatternCandidate(pattern_id, " ".join(merged), merged, cell[0].count)
         self._signatures.setdefault((tenant_id, decision.signature), cell)
-        self.counts[pattern_id] += 1
+        cell[0].count += 1
         return pattern_id

@@ -38,8 +38,11 @@ _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s\"'<>]*[^\s\"'<>.,;:)\]}]
 _WINDOWS_PATH = re.compile(r"(?<![A-Za-z])[A-Za-z]:\\[^\s,;()\[\]{}|\"']*|\\\\[^\s,;()\[\]{}|\"']+")
 # A quoted value. An apostrophe inside a word ("can't") does not open or close one, and a quoted
 # string followed by ":" is a key ({"field": ...}), which is kept.
-_QUOTED = re.compile(
-    r"""(?<!\w)(')[^'\n]{1,200}'(?![\w:]|\s+:)|(?<!\w)(")[^"\n]{1,200}"(?![\w:]|\s+:)|(`)[^`\n]{1,200}`"""
+# (One pattern per quote, each led by its quote, so the scan skips to quotes; a fixed replacement.)
+_QUOTED = (
+    ('"', re.compile(r'"(?<!\w")[^"\n]{1,200}"(?![\w:]|\s+:)'), '"<*>"'),
+    ("'", re.compile(r"'(?<!\w')[^'\n]{1,200}'(?![\w:]|\s+:)"), "'<*>'"),
+    ("`", re.compile(r"`[^`\n]{1,200}`"), "`<*>`"),
 )
 # Separators that cut a raw token into pieces (kept in the template).
 _CUT = re.compile(r"([,;()\[\]{}|=:]+)")
@@ -63,6 +66,7 @@ _OUTER = _HEAD + _TAIL
 _EMPTY = frozenset(("()", "[]", "{}", "''", '""'))
 
 _DIGITS = frozenset("0123456789")
+_ZEROS = bytes.maketrans(b"123456789", b"000000000")
 _HEX = frozenset("0123456789abcdefABCDEF")
 # Common top-level domains: a dotted lowercase name ending in one is a host name, not a word
 # (mapred.task.id, os.path stay words).
@@ -137,6 +141,13 @@ def _word(raw: str, keyed_value: bool = False) -> str:
     return raw
 
 
+def _masked(raw: str) -> str:
+    """_word of a piece holding a digit: <*>, the punctuation around it kept."""
+    core = raw.lstrip(_HEAD).rstrip(_TAIL)
+    start = len(raw) - len(raw.lstrip(_HEAD))
+    return f"{raw[:start]}{WILDCARD}{raw[start + len(core):]}"
+
+
 class _Verdicts(dict[str, str]):
     """Raw token -> its verdict. Memoising a pure function, so results never depend on it: the
     constant words that recur in nearly every message are judged once. Bounded: ids rarely recur."""
@@ -158,15 +169,12 @@ class _Verdicts(dict[str, str]):
         if raw.isalpha():
             verdict = _word(raw)
         elif digit and _CUT_OR_PATH.search(raw) is None:
-            verdict = WILDCARD if raw[0].isalnum() and raw[-1].isalnum() else _word(raw)
+            verdict = WILDCARD if raw[0].isalnum() and raw[-1].isalnum() else _masked(raw)
         elif digit and _NUMERIC.fullmatch(raw) is not None:
             verdict = WILDCARD
         elif (around := _AROUND.fullmatch(raw)) is not None and around.group(3).count(":") < 2:
             head, core, tail = around.groups()
-            if digit and core[0].isalnum() and core[-1].isalnum():
-                verdict = f"{head}{WILDCARD}{tail}"
-            else:
-                verdict = f"{head}{_word(core)}{tail}"
+            verdict = f"{head}{_masked(core) if digit else _word(core)}{tail}"
         elif digit and (keyed := _KEY_VALUE.fullmatch(raw)) is not None:
             verdict = _key_value(*keyed.groups(), self._mask_keyed)
         else:
@@ -222,8 +230,17 @@ class Normaliser:
 
     def template(self, message: str) -> str:
         """The message's template: its tokens, variables masked, joined by single spaces."""
-        if self.options.mask_quoted and ("'" in message or '"' in message or "`" in message):
-            message = _QUOTED.sub(_quoted, message)
+        # No digit ever reaches a template (a token holding one is, or holds, a variable), and no
+        # rule depends on which digit it is: with every digit written 0, ids and numbers that differ
+        # only in their digits are one token to the memo, judged once (the template is the same).
+        if message.isascii():
+            message = message.encode("ascii").translate(_ZEROS).decode("ascii")
+        else:
+            message = message.encode().translate(_ZEROS).decode()
+        if self.options.mask_quoted:
+            for quote, pattern, masked in _QUOTED:
+                if quote in message:
+                    message = pattern.sub(masked, message)
         text = " ".join(map(self._verdict, message.split()))
         return self._joined.get(text) or self._join(text)
 
@@ -233,9 +250,9 @@ class Normaliser:
         final = text
         if _UNIT in final:
             final = _UNIT_AFTER_NUMBER.sub(WILDCARD, final).replace(_UNIT, "")
-        if _CAL in final:
+        if _CAL in final:  # runs of variables and calendar words, in one pass
             final = _TIMESTAMP.sub(_timestamp, final).replace(_CAL, "")
-        if _ADJACENT.search(final) is not None:
+        elif _ADJACENT.search(final) is not None:
             final = _RUN.sub(_run, final)
         if len(self._joined) >= _MAX_VERDICTS:
             self._joined.clear()
@@ -252,11 +269,6 @@ def _key_value(key: str, sep: str, value: str, mask_keyed: bool) -> str:
     return _JOINED.sub(WILDCARD, text) if WILDCARD in text else text
 
 
-def _quoted(match: re.Match[str]) -> str:
-    quote = match.group(1) or match.group(2) or match.group(3)
-    return f"{quote}{WILDCARD}{quote}"
-
-
 def _run(match: re.Match[str]) -> str:
     """A run of variable tokens is one <*>."""
     text = match.group(0)
@@ -264,9 +276,10 @@ def _run(match: re.Match[str]) -> str:
 
 
 def _timestamp(match: re.Match[str]) -> str:
-    """Calendar words next to numbers are one written-out timestamp: one <*>."""
+    """A run of variables and calendar words is one <*> (a written-out timestamp, or a plain run);
+    calendar words with no variable among them stay words ("May not be empty on Monday")."""
     text = match.group(0)
-    if WILDCARD not in text or _CAL not in text:
+    if WILDCARD not in text:
         return text
     return _one(text[: text.index(" ")].replace(_CAL, "<*>", 1), text[text.rindex(" ") + 1:].replace(_CAL, "<*>", 1))
 
@@ -279,11 +292,13 @@ def _one(first: str, last: str) -> str:
     the last is kept (a bracketed list stays bracketed), one opened and closed inside the run is not
     (an optional "(1.16 KB)" after a number leaves no trace); the last token's separator is kept."""
     start, end = first.index(WILDCARD), last.rindex(WILDCARD) + 3
+    tail = last[end:]
+    if not start:  # nothing opened before the run: only the last token's closing separator stays
+        return WILDCARD + tail[len(tail.rstrip(",;:.")):]
     opened = list(first[:start])
     for c in first[first.rindex(WILDCARD) + 3:]:  # closed again inside the first token
         if opened and _CLOSES.get(c) == opened[-1]:
             opened.pop()
-    tail = last[end:]
     closers = tail.rstrip(",;:.")
     own = [c for c in last[: last.index(WILDCARD)] if c in "([{\"'`"]
     head, kept = "", ""

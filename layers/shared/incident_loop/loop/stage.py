@@ -67,7 +67,10 @@ def _require_predecessor(conn: Connection[Any], envelope: Envelope, stage: LoopS
     """A stage runs only after the one before it completed; an early message waits (SQS redelivers it)."""
     order = LoopStage.ordered()
     before = order[order.index(stage) - 1]
-    if before.value not in stages_completed(conn, envelope.tenant_id, envelope.incident_id):
+    done = stages_completed(conn, envelope.tenant_id, envelope.incident_id)
+    if done is None:  # not stored yet, or not this tenant's: retried, then dead-lettered
+        raise NotReady(f"incident {envelope.incident_id} of tenant {envelope.tenant_id} is not stored yet")
+    if before.value not in done:
         raise NotReady(f"{stage.value} of incident {envelope.incident_id} waits for {before.value}")
 
 

@@ -112,13 +112,13 @@ def record_stage(
     return True
 
 
-def stages_completed(conn: Connection[Any], tenant_id: str, incident_id: str) -> list[str]:
-    """The stages the tenant's incident has completed, in order ([] when it has no trace)."""
+def stages_completed(conn: Connection[Any], tenant_id: str, incident_id: str) -> list[str] | None:
+    """The stages the tenant's incident has completed, in order (None when it has no loop trace)."""
     row = conn.execute(
         "SELECT stages_completed FROM loop_traces WHERE tenant_id = %(tenant)s AND incident_id = %(id)s",
         {"tenant": tenant_id, "id": incident_id},
     ).fetchone()
-    return [] if row is None else list(row["stages_completed"])
+    return None if row is None else list(row["stages_completed"])
 
 
 def get_trace(conn: Connection[Any], tenant_id: str, incident_id: str) -> dict[str, Any] | None:
