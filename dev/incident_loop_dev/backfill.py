@@ -21,9 +21,10 @@ import ijson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from tqdm import tqdm
 
-from incident_loop.costsim.models import Plan, drift
-from incident_loop.costsim.provenance import insert_batch, stored
+from incident_loop.costsim.models import drift
 from incident_loop.db import connect
+from incident_loop.schemas.costsim import Plan
+from incident_loop.stores.costsim import insert_batch, stored
 
 SUFFIXES = (".json", ".jsonl", ".ndjson")
 

@@ -64,7 +64,7 @@ def _backfill(args: argparse.Namespace) -> int:
 
 
 def _sync_catalog(args: argparse.Namespace) -> int:
-    from incident_loop.catalog.matching import Catalog
+    from incident_loop.catalog.lookup import Catalog
     from incident_loop.catalog.sync import sync
     from incident_loop.db import connect
 

@@ -17,9 +17,11 @@ from typing import Any, Literal
 
 from tqdm import tqdm
 
-from incident_loop.catalog.matching import Catalog
+from incident_loop.catalog.lookup import Catalog
 from incident_loop.db import connect, transaction
-from incident_loop.failures.persist import FailureIn, catalog, persist_failure
+from incident_loop.failures.persist import catalog, persist_failure
+from incident_loop.schemas.failures import FailureIn
+from incident_loop.stores.failures import matches_of, migrated
 
 # Messages a runtime really produces, per catalog entry: they must match that entry's patterns.
 MESSAGES = {
@@ -72,8 +74,8 @@ def run(count: int, tenants: int, *, validate: bool, dsn: str | None = None, wor
         progress: bool = True) -> dict[str, Any]:
     """Send the failures through persist_failure (concurrently) and, with validate, check every one."""
     with connect(dsn) as conn:
-        found = conn.execute("SELECT to_regclass('failure_matches') AS t").fetchone()
-    if not found or found["t"] is None:
+        ready = migrated(conn)
+    if not ready:
         raise SystemExit("failure_matches does not exist in this database: run `incident-loop migrate` first")
     items = generate(count, tenants)
     started = time.perf_counter()
@@ -103,10 +105,7 @@ def _validate(items: list[Synthetic], dsn: str | None) -> dict[str, Any]:
     with connect(dsn) as conn:
         for tenant, ids in by_tenant.items():  # each tenant's rows under its own scope
             with transaction(conn, tenant_id=tenant):
-                rows += conn.execute(
-                    "SELECT id, match_type, catalog_entry_id FROM failure_matches"
-                    " WHERE tenant_id = %(t)s AND id = ANY(%(ids)s)", {"t": tenant, "ids": ids}
-                ).fetchall()
+                rows += matches_of(conn, tenant, ids)
     stored = {r["id"]: r for r in rows}
     problems = []
     for s in items:

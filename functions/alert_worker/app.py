@@ -8,7 +8,7 @@ from aws_lambda_powertools.utilities.batch import EventType, process_partial_res
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from incident_loop.alerts import deliver
-from incident_loop.loop.stage import LoggingBatchProcessor
+from incident_loop.batch import LoggingBatchProcessor
 from incident_loop.observability import logger, metrics, tracer
 from incident_loop.schemas.alerts import AlertRecord
 

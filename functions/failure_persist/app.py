@@ -7,9 +7,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from incident_loop.failures.breaker_guard import persist_guard
-from incident_loop.failures.persist import persist_failure
-from incident_loop.loop.stage import LoggingBatchProcessor
+from incident_loop.batch import LoggingBatchProcessor
+from incident_loop.failures.persist import persist
 from incident_loop.observability import logger, metrics, tracer
 from incident_loop.schemas.failures import FailureInRecord
 
@@ -17,7 +16,7 @@ processor = LoggingBatchProcessor(event_type=EventType.SQS, model=FailureInRecor
 
 
 def record_handler(record: FailureInRecord) -> dict[str, Any]:
-    return persist_failure(record.body, persist_guard()).model_dump(mode="json")
+    return persist(record.body).model_dump(mode="json")
 
 
 @logger.inject_lambda_context(clear_state=True)

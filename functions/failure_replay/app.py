@@ -7,8 +7,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from incident_loop.batch import LoggingBatchProcessor
 from incident_loop.failures.persist import replay
-from incident_loop.loop.stage import LoggingBatchProcessor
 from incident_loop.observability import logger, metrics, tracer
 from incident_loop.schemas.failures import ParkedFailureRecord
 

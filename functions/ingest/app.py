@@ -8,8 +8,8 @@ from aws_lambda_powertools.utilities.batch import EventType, process_partial_res
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from incident_loop.api import app
+from incident_loop.batch import LoggingBatchProcessor
 from incident_loop.loop.ingest import ingest_incident
-from incident_loop.loop.stage import LoggingBatchProcessor
 from incident_loop.observability import logger, metrics, tracer
 from incident_loop.schemas.incident import IncidentRecord
 

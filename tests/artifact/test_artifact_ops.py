@@ -9,7 +9,7 @@ import pytest
 from artifact_support import Artifact, Recorder
 
 from incident_loop.costsim.canary import CANARY_P95_THRESHOLD, CORPUS
-from incident_loop.costsim.models import Plan
+from incident_loop.schemas.costsim import Plan
 
 
 def body(response: dict[str, Any]) -> Any:

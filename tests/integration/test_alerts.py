@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from incident_loop.alerts import Alert, AlertDeliveryFailed, active_alerts, deliver
+from incident_loop.alerts import AlertDeliveryFailed, active_alerts, deliver
+from incident_loop.schemas.alerts import Alert
 from incident_loop_dev.local.runner import LocalApp
 
 

@@ -16,6 +16,7 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
+from incident_loop.aws import DYNAMODB_CONFIG
 from incident_loop.breaker import (
     Breaker,
     BreakerConfig,
@@ -23,12 +24,10 @@ from incident_loop.breaker import (
     ConsecutiveFailures,
     DynamoBreakerStore,
     FailMode,
-    PostgresHistory,
     Transition,
     ensure_table,
 )
-from incident_loop.breaker.history import recent
-from incident_loop.breaker.store import CLIENT_CONFIG
+from incident_loop.stores.breaker_history import PostgresHistory, recent
 from incident_loop_dev.local.services import free_port, moto_server
 
 TABLE = "breakers-integration"
@@ -142,7 +141,7 @@ def test_a_retried_history_write_is_idempotent(db_url: str) -> None:
 @pytest.mark.parametrize(("mode", "allowed"), [(FailMode.OPEN, True), (FailMode.CLOSED, False)])
 def test_dynamodb_unreachable_over_http_answers_with_the_fail_mode(mode: FailMode, allowed: bool) -> None:
     client = boto3.client("dynamodb", endpoint_url=f"http://127.0.0.1:{free_port()}", region_name="us-east-1",
-                          config=CLIENT_CONFIG)
+                          config=DYNAMODB_CONFIG)
     breaker = Breaker("costsim-v2", BreakerConfig(fail_mode=mode), store=DynamoBreakerStore(TABLE, client),
                       history=PostgresHistory("postgresql://unused@127.0.0.1:1/none"))
     started = time.monotonic()

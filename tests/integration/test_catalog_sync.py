@@ -10,7 +10,7 @@ import psycopg
 import yaml
 from psycopg.rows import dict_row
 
-from incident_loop.catalog.matching import CATALOG_FILE, Catalog
+from incident_loop.catalog.lookup import CATALOG_FILE, Catalog
 from incident_loop.catalog.sync import load
 
 

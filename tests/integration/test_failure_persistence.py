@@ -12,8 +12,9 @@ import psycopg
 import pytest
 
 from incident_loop.db import transaction
-from incident_loop.failures.persist import FailureIn, persist_failure
+from incident_loop.failures.persist import persist_failure
 from incident_loop.observability import metrics
+from incident_loop.schemas.failures import FailureIn
 from incident_loop_dev.local.services import free_port
 
 

@@ -8,7 +8,8 @@ from typing import Any
 
 from incident_loop.db import transaction
 from incident_loop.failures.retention import purge_failures
-from incident_loop.failures.store import FailureRecord, insert
+from incident_loop.schemas.failures import FailureRecord
+from incident_loop.stores.failures import insert
 
 
 def test_old_failures_are_deleted_in_batches_and_recent_ones_kept(local_app: Any, tenant: str) -> None:

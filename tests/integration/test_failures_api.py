@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from incident_loop.db import get_connection, set_tenant, transaction
-from incident_loop.failures.store import FailureRecord, insert
+from incident_loop.schemas.failures import FailureRecord
+from incident_loop.stores.failures import insert
 
 NOW = datetime.now(UTC)
 
@@ -109,7 +110,7 @@ def test_list_stats_and_unrecovered_queries_use_the_seed_indexes(loop_env: str, 
             " now() - make_interval(mins => g % 20000) FROM generate_series(1, 100000) g")
         admin_conn.execute("ANALYZE failure_matches")
     set_tenant(conn, tenant)  # the functions' role, under row-level security
-    from incident_loop.failures import store
+    from incident_loop.stores import failures as store
 
     plans = {}
     for name, call in {

@@ -15,7 +15,7 @@ import pytest
 from fault_support import database_at, failed_records, queue_deleted, reconfigure
 
 from incident_loop import db
-from incident_loop.failures.persist import FailureIn
+from incident_loop.schemas.failures import FailureIn
 from incident_loop_dev.faults import (
     BOUND_S,
     LockWatcher,

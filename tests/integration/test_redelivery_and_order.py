@@ -12,9 +12,10 @@ from typing import Any
 from fault_support import failed_records, invoke_batch
 
 from incident_loop.db import transaction
-from incident_loop.failures.persist import FailureIn
 from incident_loop.schemas.envelope import Envelope
-from incident_loop.schemas.loop_events import LoopEvent, LoopStage
+from incident_loop.schemas.failures import FailureIn
+from incident_loop.schemas.loop.enums import LoopStage
+from incident_loop.schemas.loop.events import LoopEvent
 from incident_loop.stores.loop_store import get_trace, record_stage
 from incident_loop_dev.faults import tenant_rows
 from incident_loop_dev.local.runner import sqs_record

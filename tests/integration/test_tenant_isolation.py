@@ -14,8 +14,9 @@ from psycopg.rows import dict_row
 
 from incident_loop.db import transaction
 from incident_loop.failures.retention import purge_failures
-from incident_loop.failures.store import FailureRecord, insert
 from incident_loop.schemas.envelope import Envelope
+from incident_loop.schemas.failures import FailureRecord
+from incident_loop.stores.failures import insert
 
 # Tables that hold no tenant's data, so no row-level security: a new table belongs here or gets a policy.
 GLOBAL_TABLES = {"breaker_history", "costsim_canary_reports", "costsim_incidents", "error_catalog",

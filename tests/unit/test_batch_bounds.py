@@ -11,8 +11,7 @@ from aws_lambda_powertools.utilities.batch import EventType, process_partial_res
 
 from incident_loop.batch import LoggingBatchProcessor, record_reserve_ms
 from incident_loop.db import DatabaseTimeout
-from incident_loop.failures.persist import FailureIn
-from incident_loop.schemas.failures import FailureInRecord
+from incident_loop.schemas.failures import FailureIn, FailureInRecord
 
 
 class Context:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from incident_loop.catalog.matching import Catalog
+from incident_loop.catalog.lookup import Catalog
 
 CATALOG = Catalog.from_file()
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from incident_loop.costsim.models import Plan, drift
+from incident_loop.costsim.models import drift
 from incident_loop.costsim.simulators import V1_VERSION, V2_VERSION, simulate_v1, simulate_v2
+from incident_loop.schemas.costsim import Plan
 
 PLAN = Plan.model_validate({"steps": [
     {"skill": "llm_invoke", "model": "claude-sonnet", "tokens_in": 3000, "tokens_out": 800, "retries": 1,

@@ -18,10 +18,12 @@ from incident_loop import api
 from incident_loop.db import DatabaseUnavailable
 from incident_loop.http.boundary import MAX_DEPTH, check_depth, parse_json, text_errors
 from incident_loop.http.errors import RETRY_AFTER_S, BadRequest
+from incident_loop.loop.wiring import stage_queues
+from incident_loop.routes import loop as loop_routes
 from incident_loop.schemas.envelope import Envelope
-from incident_loop.schemas.loop_events import LoopStage
+from incident_loop.schemas.loop.enums import LoopStage
 from incident_loop.settings import Settings
-from incident_loop.stores.queues import QueueUnavailable, SqsStageQueues
+from incident_loop.stores.queues import QueueUnavailable
 from incident_loop_dev.local.runner import FakeContext
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
@@ -68,8 +70,8 @@ def assert_shape(body: Any) -> None:
 def no_domain(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The routes' domain calls, recorded and never run: a boundary rejection must not reach them."""
     reached: list[Any] = []
-    monkeypatch.setattr(api, "ingest_incident", lambda *a, **k: reached.append(a))
-    monkeypatch.setattr(api, "report_kpi", lambda *a, **k: reached.append(a) or {})
+    monkeypatch.setattr(loop_routes, "ingest_incident", lambda *a, **k: reached.append(a))
+    monkeypatch.setattr(loop_routes, "report_kpi", lambda *a, **k: reached.append(a) or {})
     return reached
 
 
@@ -133,7 +135,7 @@ def test_json_content_types_and_none_are_taken(no_domain: list[Any], content_typ
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from incident_loop.schemas.incident import IncidentAccepted
 
-    monkeypatch.setattr(api, "ingest_incident", lambda *a, **k: IncidentAccepted(
+    monkeypatch.setattr(loop_routes, "ingest_incident", lambda *a, **k: IncidentAccepted(
         incident_id="inc_1", loop_id="loop_1", duplicate=False, status_url="/loops/inc_1"))
     assert call(event(body=json.dumps(good_incident()), content_type=content_type))[0] == 202
 
@@ -168,7 +170,7 @@ def test_an_unavailable_dependency_is_a_503_with_retry_after(monkeypatch: pytest
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise error
 
-    monkeypatch.setattr(api, "ingest_incident", fail)
+    monkeypatch.setattr(loop_routes, "ingest_incident", fail)
     status, headers, body = call(event(body=json.dumps(good_incident())))
     assert status == 503 and headers["Retry-After"] == str(RETRY_AFTER_S)
     assert_shape(body)
@@ -186,7 +188,7 @@ def test_an_unexpected_error_is_a_500_in_the_error_shape_not_a_502(monkeypatch: 
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("a bug")
 
-    monkeypatch.setattr(api, "ingest_incident", fail)
+    monkeypatch.setattr(loop_routes, "ingest_incident", fail)
     status, _, body = call(event(body=json.dumps(good_incident())))
     assert status == 500 and body == {"message": "internal error"}
 
@@ -208,7 +210,7 @@ def test_sqs_refusing_or_unreachable_is_queue_unavailable(error: Exception) -> N
         def send_message(self, **kwargs: Any) -> None:
             raise error
 
-    queues = SqsStageQueues(Settings(pattern_queue_url="https://sqs.invalid/1/q"), client=Client())
+    queues = stage_queues(Settings(pattern_queue_url="https://sqs.invalid/1/q"), client=Client())
     envelope = Envelope(incident_id="inc_1", tenant_id="t", loop_id="loop_1", stage=LoopStage.PATTERN_MATCHED,
                         correlation_id="inc_1")
     with pytest.raises(QueueUnavailable) as raised:

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from incident_loop.schemas.envelope import Envelope, EnvelopeRecord
 from incident_loop.schemas.incident import IncidentIn, IncidentRecord
-from incident_loop.schemas.loop_events import LoopStage
+from incident_loop.schemas.loop.enums import LoopStage
 
 VALID = {"agent_id": "a", "run_id": "r", "error_type": "SkillTimeoutError", "error_message": "timed out"}
 

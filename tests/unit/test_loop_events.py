@@ -11,24 +11,20 @@ from typing import Any
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from incident_loop.schemas.loop_events import (
+from incident_loop.schemas.loop.base import ensure_json_serializable
+from incident_loop.schemas.loop.confidence import ConfidenceBand, ConfidenceCalculator
+from incident_loop.schemas.loop.enums import (
     LOOP_MECHANICS_FROZEN_AT,
     LOOP_MECHANICS_VERSION,
-    ConfidenceBand,
-    ConfidenceCalculator,
-    HumanCheckpoint,
     HumanCheckpointType,
-    LoopEvent,
     LoopFailureState,
     LoopStage,
-    LoopStatus,
-    PatternMatchResult,
     PolicyMode,
-    PolicyRule,
-    RecoverySuggestion,
-    RoutingAdjustment,
-    ensure_json_serializable,
 )
+from incident_loop.schemas.loop.events import HumanCheckpoint, LoopEvent
+from incident_loop.schemas.loop.policy import PolicyRule, RoutingAdjustment
+from incident_loop.schemas.loop.results import PatternMatchResult, RecoverySuggestion
+from incident_loop.schemas.loop.status import LoopStatus
 
 # --- helpers -----------------------------------------------------------------------------------
 

@@ -257,3 +257,17 @@ def test_grouping_accuracy_counts_only_exactly_recovered_groups() -> None:
     assert bench.grouping_accuracy(["1", "1", "2", "2", "3"], truth) == 1.0
     assert bench.grouping_accuracy(["1", "1", "1", "1", "3"], truth) == pytest.approx(1 / 5)
     assert bench.grouping_accuracy(["1", "2", "3", "3", "4"], truth) == pytest.approx(3 / 5)
+
+
+def test_bridge_1_reports_the_seeds_095_for_an_exact_hash_hit_and_the_calibrated_figure_otherwise() -> None:
+    from incident_loop.loop.match_pattern import match_confidence
+
+    index = MemoryPatternIndex()
+    index.record(T, decide("lease lost by worker alpha", E, T, index))
+    exact = decide("lease lost by worker alpha", E, T, index)
+    near = decide("lease lost by worker beta", E, T, index)
+    index.record(T, near)  # "alpha" is generalised away: a hit on it is less sure than the seed's 0.95
+    on_generalised = decide("lease lost by worker alpha", E, T, index)
+    assert match_confidence(exact) == EXACT_CONFIDENCE <= exact.confidence
+    assert match_confidence(near) == near.confidence
+    assert match_confidence(on_generalised) == on_generalised.confidence < exact.confidence

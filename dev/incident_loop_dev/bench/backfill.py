@@ -19,9 +19,10 @@ from typing import Any
 
 import psycopg
 
-from incident_loop.costsim.models import Plan, drift
-from incident_loop.costsim.provenance import COLUMNS
+from incident_loop.costsim.models import drift
 from incident_loop.costsim.simulators import simulate_v1, simulate_v2
+from incident_loop.schemas.costsim import Plan
+from incident_loop.stores.costsim import COLUMNS
 from incident_loop_dev import backfill
 from incident_loop_dev.bench.docs import machine, replace_section
 from incident_loop_dev.bench.scratch import scratch_database

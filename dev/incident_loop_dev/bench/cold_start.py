@@ -16,7 +16,7 @@ listing sys.modules. What the function pays beyond the floor is its own: its mod
 and resolvers they build at import, and any other library (PyYAML, PyJWT). A narrow floor, the four
 packages and the Powertools modules only, is measured beside it: against it pydantic's model
 machinery and the X-Ray SDK count as the function's. Function and floors run in rotating order,
-round after round; figures are medians, a ratio is median init / median floor.
+round after round; times are medians, a ratio the median over rounds of init / floor in the round.
 
 By default the environment is a deployed function's: the template's variables, POWERTOOLS_TRACE_DISABLED
 unset, so every function whose handler uses the tracer traces (the template's `Tracing: Active`; the rule
@@ -130,8 +130,10 @@ def narrow_floor(floor: list[str]) -> list[str]:
     return [name for name in floor if name in BASE or name.startswith("aws_lambda_powertools.")]
 
 
-def _medians(runs: list[dict[str, float]]) -> tuple[float, float]:
-    return statistics.median(r["wall_ms"] for r in runs), statistics.median(r["cpu_ms"] for r in runs)
+def _paired(runs: dict[str, list[dict[str, float]]], side: str, key: str) -> float:
+    """The median over rounds of init / `side`, each round's pair measured within moments of each other
+    (a ratio of medians would compare runs minutes apart, under whatever else the machine was doing)."""
+    return statistics.median(i[key] / f[key] for i, f in zip(runs["init"], runs[side], strict=True))
 
 
 @contextmanager
@@ -183,12 +185,16 @@ def _measure(root: Path, rounds: int, *, trace_disabled: bool, only: list[str] |
                 entry["runs"][side].append(run_child(entry["fn"], entry["env"], modules, attr=name))
     result: dict[str, Any] = {"functions": {}}
     for logical_id, entry in plan.items():
-        (init, init_cpu), (floor, floor_cpu), (narrow, _) = (_medians(entry["runs"][side]) for side in entry["runs"])
+        runs = entry["runs"]
+        median = {(side, key): round(statistics.median(r[key] for r in runs[side]), 1)
+                  for side in runs for key in ("wall_ms", "cpu_ms")}
         result["functions"][logical_id] = {
-            "init_ms": round(init, 1), "floor_ms": round(floor, 1), "ratio": round(init / floor, 3),
-            "init_cpu_ms": round(init_cpu, 1), "floor_cpu_ms": round(floor_cpu, 1),
-            "cpu_ratio": round(init_cpu / floor_cpu, 3),
-            "narrow_floor_ms": round(narrow, 1), "narrow_ratio": round(init / narrow, 3),
+            "init_ms": median["init", "wall_ms"], "floor_ms": median["floor", "wall_ms"],
+            "ratio": round(_paired(runs, "floor", "wall_ms"), 3),
+            "init_cpu_ms": median["init", "cpu_ms"], "floor_cpu_ms": median["floor", "cpu_ms"],
+            "cpu_ratio": round(_paired(runs, "floor", "cpu_ms"), 3),
+            "narrow_floor_ms": median["narrow", "wall_ms"],
+            "narrow_ratio": round(_paired(runs, "narrow", "wall_ms"), 3),
             "tracing": entry["tracing"], "floor_modules": entry["sides"]["floor"][0],
         }
     measured = result["functions"].values()
@@ -268,8 +274,9 @@ def _write_docs(r: dict[str, Any]) -> None:
         " its models need. What is above the floor is the function's own: its modules, the models and resolvers"
         " they build, other libraries. The narrow floor keeps only the four packages and the Powertools modules"
         " (pydantic as far as `import pydantic` goes, which loads no BaseModel; no X-Ray SDK)."
-        f" Median of {r['rounds']} rounds, the function and its floors in rotating order; ratio = median init /"
-        " median floor, wall clock (CPU ratio: process time).", width=110)
+        f" {r['rounds']} rounds, the function and its floors one after the other in rotating order; ms are"
+        " medians, a ratio is the median over rounds of init / floor within the round (wall clock; CPU ratio:"
+        " process time).", width=110, break_on_hyphens=False, break_long_words=False)
     section = (
         f"## Cold start beside the floor, tracing {tracing}\n\n{text}\n\n"
         "| function | init ms | floor ms | ratio | CPU ratio | narrow floor ms | narrow ratio | floor utilities |\n"

@@ -40,6 +40,7 @@ from incident_loop.settings import DEFAULT_DATABASE_URL, get_settings
 from incident_loop_dev.bench.docs import replace_section
 from incident_loop_dev.bench.grouping_loo import (
     ERROR_TYPE,
+    KINDS,
     ORIGINAL,
     TENANT,
     VARIANTS,
@@ -59,12 +60,6 @@ from incident_loop_dev.bench.grouping_scores import (
 from incident_loop_dev.bench.scratch import scratch_database
 
 REPEAT = 5
-
-
-def read_dataset(path: Path) -> tuple[list[str], list[str]]:
-    """(messages, true group labels) of one Loghub CSV."""
-    dataset = load(path)
-    return dataset.messages, dataset.events
 
 
 # --- the groupers: messages in, one group id per message out ----------------------------------
@@ -148,16 +143,24 @@ def measure(path: Path, db_url: str | None = None, repeat: int = REPEAT, dataset
     return result
 
 
-def robustness(datasets: list[Dataset]) -> list[dict[str, Any]]:
-    """GA of the shipped configuration and of Drain3 under each perturbation, per dataset."""
+def robustness(datasets: list[Dataset], repeat: int = 3) -> list[dict[str, Any]]:
+    """GA of the shipped configuration and of Drain3 under each perturbation, per dataset; on the
+    copies with every perturbation, throughput beside Drain3 too (as measure() times it)."""
     rows = []
     for variant in VARIANTS:
         per = {}
         for dataset in datasets:
             messages = dataset.variant(variant)
-            clear_memos()
-            per[dataset.name] = {"ga": round(grouping_accuracy(group_in_memory(messages), dataset.events), 4),
-                                 "drain3_ga": round(grouping_accuracy(group_with_drain3(messages), dataset.events), 4)}
+            if variant == "all":
+                groups, rates = _rates({"ours": _cold(group_in_memory), "drain3": group_with_drain3}, messages, repeat)
+                ours, theirs = groups["ours"], groups["drain3"]
+            else:
+                clear_memos()
+                ours, theirs = group_in_memory(messages), group_with_drain3(messages)
+            per[dataset.name] = {"ga": round(grouping_accuracy(ours, dataset.events), 4),
+                                 "drain3_ga": round(grouping_accuracy(theirs, dataset.events), 4)}
+            if variant == "all":
+                per[dataset.name]["throughput_ratio"] = round(rates["ours"] / rates["drain3"], 2)
         rows.append({"perturbation": variant, "ga": round(statistics.mean(x["ga"] for x in per.values()), 4),
                      "drain3_ga": round(statistics.mean(x["drain3_ga"] for x in per.values()), 4),
                      "datasets": per})
@@ -173,9 +176,11 @@ def leave_one_out(datasets: list[Dataset], jobs: int) -> dict[str, Any]:
     c, coefficients = protocol.shipped()
     picked = protocol.grid[c]
     return {
-        "folds": [{k: v for k, v in f.items() if k != "pairs"} | {"calibration": calibration(f["pairs"])}
+        "folds": [{k: v for k, v in f.items() if k not in ("pairs", "kinds")} | {"calibration": calibration(f["pairs"])}
                   for f in folds],
         "calibration": calibration([p for f in folds for p in f["pairs"]]),
+        "by_kind": {k: calibration([p for f in folds for p, what in zip(f["pairs"], f["kinds"], strict=True)
+                                    if what == k]) for k in KINDS},
         "selected": describe(picked), "fitted": coefficients,
         "shipped": describe(CONFIG), "shipped_coefficients": confidence.COEFFICIENTS,
         "shipped_is_selected": picked == CONFIG and tuple(coefficients) == tuple(confidence.COEFFICIENTS),

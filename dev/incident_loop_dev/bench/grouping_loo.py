@@ -10,7 +10,7 @@ The selection procedure, run once per held-out dataset:
    lists what assumes least first: masking fewer values, never settling, a lower threshold);
 3. fit the confidence model (grouping/confidence.py) on the join decisions of those seven datasets
    under the picked configuration, its L2 penalty picked the same way within the seven (the lowest
-   expected calibration error, each of the seven held out in turn);
+   log loss, each of the seven held out in turn);
 4. score the held-out dataset: GA with the picked configuration, and the calibration of its
    decisions' confidences under the model fitted without it.
 
@@ -127,9 +127,15 @@ def samples(result: Run, events: Sequence[str]) -> list[tuple[tuple[float, ...],
             if x is not None and ok is not None]
 
 
+# Inputs the L2 penalty leaves alone: the intercept and what kind of join it is (fuzzy; an exact hit on
+# words the pattern generalised). Fuzzy joins are few, and a penalty on their indicator would pull
+# their confidence towards the exact hits'.
+UNPENALISED = tuple(FEATURES.index(name) for name in ("bias", "fuzzy", "generalised"))
+
+
 def fit(data: Iterable[tuple[tuple[float, ...], bool]], l2: float = 1e-2, steps: int = 50) -> tuple[float, ...]:
-    """Logistic regression (Newton's method, a light L2 penalty off the bias) on (inputs, outcome).
-    Identical inputs are counted once with their weight, so it costs what the distinct inputs do."""
+    """Logistic regression (Newton's method, an L2 penalty off the UNPENALISED inputs) on (inputs,
+    outcome). Identical inputs are counted once with their weight: it costs what distinct inputs do."""
     counts: Counter[tuple[tuple[float, ...], bool]] = Counter(data)
     rows = [(x, ok, n) for (x, ok), n in counts.items()]
     if not rows:
@@ -150,10 +156,10 @@ def fit(data: Iterable[tuple[tuple[float, ...], bool]], l2: float = 1e-2, steps:
         for i in range(d):
             for j in range(i):
                 hess[i][j] = hess[j][i]
-            if i:  # no penalty on the bias
+            if i not in UNPENALISED:
                 grad[i] += l2 * w[i]
                 hess[i][i] += l2
-            hess[i][i] += 1e-9
+            hess[i][i] += 1e-6
         step = _solve(hess, grad)
         w = [wi - si for wi, si in zip(w, step, strict=True)]
         if max(abs(si) for si in step) < 1e-9:
@@ -175,6 +181,13 @@ def _solve(a: list[list[float]], b: list[float]) -> list[float]:
     return [m[i][n] / m[i][i] for i in range(n)]
 
 
+def log_loss(pairs: Sequence[tuple[float, bool]]) -> float:
+    """Mean negative log-likelihood of the outcomes under the confidences (a proper scoring rule)."""
+    if not pairs:
+        return 0.0
+    return -sum(math.log(max(p if ok else 1.0 - p, 1e-12)) for p, ok in pairs) / len(pairs)
+
+
 def calibration(pairs: Sequence[tuple[float, bool]]) -> dict[str, Any]:
     """Expected calibration error, precision on the TOP_SHARE most confident, and the mean confidence
     beside the share correct, of (confidence, belongs) pairs."""
@@ -189,8 +202,8 @@ def calibration(pairs: Sequence[tuple[float, bool]]) -> dict[str, Any]:
     top = ranked[: math.ceil(TOP_SHARE * len(ranked))]
     return {"decisions": len(pairs), "ece": round(ece, 4),
             "top80_precision": round(sum(ok for _, ok in top) / len(top), 4),
-            "top80_min_confidence": round(top[-1][0], 4),
-            "mean_confidence": round(statistics.mean(p for p, _ in pairs), 4),
+            "top80_min_confidence": round(top[-1][0], 4), "min_confidence": round(ranked[-1][0], 4),
+            "mean_confidence": round(statistics.mean(p for p, _ in pairs), 4), "log_loss": round(log_loss(pairs), 4),
             "accuracy": round(sum(ok for _, ok in pairs) / len(pairs), 4)}
 
 
@@ -256,17 +269,17 @@ class Protocol:
 
     def fit(self, c: int, training: Sequence[Dataset]) -> tuple[float, ...]:
         """The confidence model fitted on the join decisions of `training` under configuration c, its
-        penalty picked by leave-one-dataset-out within `training` (the lowest pooled ECE)."""
+        penalty picked by leave-one-dataset-out within `training` (the lowest log loss)."""
         data = {d.name: samples(self.result(c, d), d.events) for d in training}
 
-        def inner_ece(l2: float) -> float:
+        def inner_loss(l2: float) -> float:
             pairs = []
             for name, held in data.items():
                 w = fit((x for other, rows in data.items() if other != name for x in rows), l2=l2)
                 pairs += [(probability(x, w), ok) for x, ok in held]
-            return calibration(pairs).get("ece", 0.0)
+            return log_loss(pairs)
 
-        l2 = min(PENALTIES, key=inner_ece) if len(data) > 2 else PENALTIES[0]
+        l2 = min(PENALTIES, key=inner_loss) if len(data) > 2 else PENALTIES[0]
         return fit((x for rows in data.values() for x in rows), l2=l2)
 
     def fold(self, held_out: Dataset) -> dict[str, Any]:
@@ -275,16 +288,26 @@ class Protocol:
         c = self.select([d.name for d in training])
         coefficients = self.fit(c, training)
         result = self.result(c, held_out)
-        pairs = [(probability(x, coefficients), ok) for x, ok in samples(result, held_out.events)]
+        found = samples(result, held_out.events)
+        pairs = [(probability(x, coefficients), ok) for x, ok in found]
         return {"dataset": held_out.name, "config": describe(self.grid[c]),
                 "loo_ga": round(self.ga[(c, held_out.name, ORIGINAL)], 4),
                 **{f"loo_{k}": round(v, 4) for k, v in scores(result, held_out).items() if k != "ga"},
-                "coefficients": coefficients, "pairs": pairs}
+                "coefficients": coefficients, "pairs": pairs, "kinds": [kind(x) for x, _ in found]}
 
     def shipped(self) -> tuple[int, tuple[float, ...]]:
         """The configuration and coefficients the procedure picks and fits on every dataset."""
         c = self.select([d.name for d in self.datasets])
         return c, self.fit(c, self.datasets)
+
+
+KINDS = ("exact", "exact, words generalised", "fuzzy")
+
+
+def kind(x: tuple[float, ...]) -> str:
+    """What kind of join the model's inputs describe: an exact hit on the pattern's template (the
+    seed's "exact hash"), an exact hit on words the pattern has generalised since, a fuzzy join."""
+    return KINDS[2] if x[1] else KINDS[1] if x[4] else KINDS[0]
 
 
 def describe(config: GroupingConfig) -> dict[str, Any]:

@@ -8,8 +8,10 @@ the labels stay valid. Deterministic: every choice comes from a random generator
 perturbation, the dataset, the event and the value's position (or the message's line), never by
 Python's hash().
 
-Choices made per event (a format, a style, a layout) mimic one system writing its events one way;
-choices made per message (a value, a host, a thread) mimic what varies between its lines.
+Choices made per dataset (a header layout, a casing and punctuation style) mimic one system's way of
+writing; per event and position (a number or id format) one log statement's; per message (a value,
+a host, a thread) what varies between lines. A form chosen per event would tell events apart that
+the original text does not, and flatter the grouping: only a level (one of three) is.
 """
 
 from __future__ import annotations
@@ -165,9 +167,10 @@ def _formats_value(value: str, slot_rng: random.Random, rng: random.Random) -> s
 
 
 def timestamps_numbers(segments: Segments, event: str, line: int, dataset: str, name: str) -> Segments:
-    """Numbers and times in other formats (per event and position), and a timestamp field appended."""
+    """Numbers and times in other formats (per event and position), and a timestamp field appended
+    (in the dataset's format)."""
     out = _each_value(_formats_value)(segments, event, line, dataset, name)
-    fmt = _rng(name, dataset, event, "ts").choice(_TIMESTAMP_FORMATS)
+    fmt = _rng(name, dataset, "ts").choice(_TIMESTAMP_FORMATS)
     return [*out, (False, " at "), (True, _timestamp(_rng(name, dataset, line, "ts"), fmt))]
 
 
@@ -176,13 +179,14 @@ ids_paths_addresses = _each_value(_restyle)
 
 def payloads(segments: Segments, event: str, line: int, dataset: str, name: str) -> Segments:
     """key=value pairs written as JSON-ish "key": "value", "key: value" as key=value, and a JSON
-    payload appended (its keys per event; its values, a readable user name among them, per message)."""
+    payload appended (its keys the dataset's; its values, a readable user name among them, the
+    message's)."""
     text = _join(segments)
     if "=" in text:
         text = _KEY_VALUE.sub(lambda m: f'"{m.group(1)}": "{m.group(2)}"', text)
     else:
         text = _KEY_COLON.sub(lambda m: f"{m.group(1)}={m.group(2)}", text)
-    keys = _rng(name, dataset, event).sample(["request_id", "attempt", "user", "region", "trace"], 3)
+    keys = _rng(name, dataset).sample(["request_id", "attempt", "user", "region", "trace"], 3)
     rng = _rng(name, dataset, line)
     values = {"request_id": f'"{_id(rng, 0, 0)}"', "attempt": str(rng.randrange(1, 9)),
               "user": f'"{rng.choice(_NAMES)}"', "region": f'"{rng.choice(_NAMES)}-{rng.randrange(1, 4)}"',
@@ -192,15 +196,17 @@ def payloads(segments: Segments, event: str, line: int, dataset: str, name: str)
 
 def headers(segments: Segments, event: str, line: int, dataset: str, name: str) -> Segments:
     """Header fields the message did not have: a timestamp, a level, a host, a thread and a component,
-    in an order and place (before or after the message) that is the dataset's; the level and
-    component are the event's, the rest the message's (host names without digits among them)."""
+    in an order and place (before or after the message) that is the dataset's. The component is the
+    dataset's; the level the event's, one of three (so it tells events apart no more than a real
+    level does); time, host (a name without digits) and thread the message's."""
     layout = _rng(name, dataset)
     fields = layout.sample(["time", "level", "host", "thread", "component"], layout.randrange(3, 6))
     before = layout.random() < 0.7
-    fmt = layout.choice(_TIMESTAMP_FORMATS)
+    fmt, component = layout.choice(_TIMESTAMP_FORMATS), layout.choice(_COMPONENTS) + ":"
+    levels = _LEVELS[:3] if layout.random() < 0.5 else _LEVELS[5:]
     per_event, rng = _rng(name, dataset, event), _rng(name, dataset, line)
-    values = {"time": _timestamp(rng, fmt), "level": per_event.choice(_LEVELS), "host": rng.choice(_NAMES),
-              "thread": f"[worker-{rng.randrange(1, 64)}]", "component": per_event.choice(_COMPONENTS) + ":"}
+    values = {"time": _timestamp(rng, fmt), "level": per_event.choice(levels), "host": rng.choice(_NAMES),
+              "thread": f"[worker-{rng.randrange(1, 64)}]", "component": component}
     head = " ".join(values[f] for f in fields)
     return [(False, f"{head} {_join(segments)}" if before else f"{_join(segments)} ({head})")]
 
@@ -210,9 +216,10 @@ _PUNCTUATION = ((": ", " - "), (", ", "; "), ("(", "["), (" ", "  "))
 
 
 def casing_punctuation(segments: Segments, event: str, line: int, dataset: str, name: str) -> Segments:
-    """The event's text in another casing and punctuation (one choice per event)."""
-    rng = _rng(name, dataset, event)
-    text = _CASINGS[rng.randrange(len(_CASINGS))](_join(segments))
+    """Every message in another casing and punctuation: the dataset's style, the same for all its
+    events (a style chosen per event would tell events apart and flatter the grouping)."""
+    rng = _rng(name, dataset)
+    text = _CASINGS[rng.randrange(len(_CASINGS) - 1)](_join(segments))  # never as-is
     old, new = _PUNCTUATION[rng.randrange(len(_PUNCTUATION))]
     text = text.replace(old, new).replace(")", "]") if old == "(" else text.replace(old, new)
     return [(False, text + "." if rng.random() < 0.5 and not text.endswith(".") else text)]

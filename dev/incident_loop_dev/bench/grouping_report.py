@@ -51,6 +51,8 @@ def render(report: dict[str, Any]) -> str:
         lines += _loo(loo, results)
     if report.get("robustness"):
         lines += _robustness(report["robustness"], [r["dataset"] for r in results])
+    if loo:
+        lines += _goals(results, loo)
     if report.get("latency"):
         lines += _latency(report["latency"])
     return "\n".join(lines) + "\n\n"  # a blank line before the next section
@@ -79,6 +81,14 @@ def _loo(loo: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
                      f" {cal['top80_precision']:.4f} |")
     lines.append(f"| pooled | | | | | | | | {pooled['decisions']:,} | {pooled['ece']:.4f} |"
                  f" {pooled['top80_precision']:.4f} |")
+    lines += ["", "By kind of join, pooled over the folds (Bridge 1 reports the seed's 0.95 for an exact hit on the",
+              "pattern's template, the calibrated probability for the others; both are in its match details):", "",
+              "| join | decisions | share that belongs | mean confidence | lowest confidence | ECE |",
+              "|---|---|---|---|---|---|"]
+    for name, cal in loo.get("by_kind", {}).items():
+        if cal.get("decisions"):
+            lines.append(f"| {name} | {cal['decisions']:,} | {cal['accuracy']:.4f} | {cal['mean_confidence']:.4f} |"
+                         f" {cal['min_confidence']:.4f} | {cal['ece']:.4f} |")
     s, loo_mean = loo["selected"], sum(r["loo_ga"] for r in results) / len(results)
     lines += ["", f"LOO mean GA {loo_mean:.3f} beside the in-sample mean"
               f" {sum(r['ga'] for r in results) / len(results):.3f}. On all eight the procedure picks threshold"
@@ -93,16 +103,72 @@ def _loo(loo: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
 def _robustness(rows: list[dict[str, Any]], names: list[str]) -> list[str]:
     lines = [
         "", "### Robustness: GA on perturbed copies that mimic an unseen system", "",
-        "Each message is aligned with its event's template; values are rewritten by their kind, or the",
-        "message's form is rewritten the same way for every message of an event, so the labels stay valid",
-        "(`bench/grouping_perturb.py`, seeded). The shipped configuration beside Drain3, same messages.", "",
+        "Each message is aligned with its event's template; values are rewritten by their kind (their format",
+        "chosen per event and position, as one log statement writes it), or the message's form is rewritten",
+        "in one style for the whole dataset (a header layout, JSON-ish payloads, casing and punctuation),",
+        "so the labels stay valid and no event is told apart by its perturbation (only a header's level,",
+        "one of three, is per event). Seeded (`bench/grouping_perturb.py`); the selection above sees these",
+        "variants of the seven training datasets. The shipped configuration beside Drain3, same messages.", "",
         "| perturbation | GA | Drain3 GA | " + " | ".join(names) + " |",
         "|---|---|---|" + "---|" * len(names),
     ]
     for row in rows:
         per = " | ".join(_f(row["datasets"][n]["ga"]) for n in names)
         lines.append(f"| {row['perturbation']} | {_f(row['ga'])} | {_f(row['drain3_ga'])} | {per} |")
+    speed = next((row for row in rows if row["perturbation"] == "all"), None)
+    if speed is not None and "throughput_ratio" in speed["datasets"][names[0]]:
+        per = " | ".join(f"{speed['datasets'][n]['throughput_ratio']}x" for n in names)
+        lines.append(f"| all: throughput / Drain3's | | | {per} |")
+    worst = min(((row["datasets"][n]["ga"], row["perturbation"], n) for row in rows[1:] for n in names),
+                default=None)
+    if worst is not None:
+        lines += ["", f"The weakest cell: {worst[1]} on {worst[2]} ({worst[0]:.3f}). A header can put a word",
+                  "without a digit that changes from line to line (a host name) in front of a message of few",
+                  "words: more than a fuzzy join at the threshold absorbs, and a settled pattern takes none.",
+                  "Throughput on the copies with every perturbation falls below Drain3's: each line has ids",
+                  "that differ in more than their digits and words that vary (hosts, users), so few tokens",
+                  "and templates are seen twice, and nearly every line takes the fuzzy path; the memos that",
+                  "make the real logs fast pay little here. Linear still, but where an unseen system looks",
+                  "like this, it is slower than Drain3."]
     return lines
+
+
+def _goals(results: list[dict[str, Any]], loo: dict[str, Any]) -> list[str]:
+    """Issue 14's goals, checked on these figures, and what they cannot show."""
+    loo_mean = sum(r["loo_ga"] for r in results) / len(results)
+    ties = [r["dataset"] for r in results if r["loo_ga"] == r["drain3_ga"]]
+    below = [r["dataset"] for r in results if r["loo_ga"] < r["drain3_ga"]]
+    slow = [r["dataset"] for r in results if r["throughput_ratio"] < 1.0]
+    worst = min(results, key=lambda r: r["calibration"]["top80_precision"])
+    return [
+        "", "### Against the goals of issue 14", "",
+        f"* LOO mean GA {loo_mean:.3f} (goal 0.95); at or above Drain3 on "
+        + ("every dataset" if not below else f"all but {', '.join(below)}")
+        + (f" ({', '.join(ties)} equal to it)" if ties else "") + ".",
+        f"* Throughput {min(r['throughput_ratio'] for r in results)}x Drain3 at the lowest"
+        + (f" (below 1.0x: {', '.join(slow)})" if slow else "") + _perturbed_speed(results)
+        + "; the work per message is linear in its length (tests/unit/test_grouping_cost.py).",
+        f"* Precision on the 80% most confident join decisions {loo['calibration']['top80_precision']:.4f} pooled"
+        f" over the folds (goal 0.99), {worst['calibration']['top80_precision']:.4f} at the lowest"
+        f" ({worst['dataset']}); ECE {loo['calibration']['ece']:.4f}.",
+        "* What these cannot show: the eight unseen systems are not here, and the rules were written by",
+        "  people who had seen these eight. LOO decides every tunable on seven and scores the eighth, and",
+        "  the perturbed copies stand in for other systems' formats, but a log unlike all eight (free text",
+        "  with variables that are plain words, long messages of many values) may still group worse.",
+        "  What is left wrong here is mostly events the labels split on one constant word the first time",
+        "  it is seen (`stored as bytes` / `stored as values`), which no online grouping can tell from a",
+        "  value. PA is lowest where the labels keep what Bridge 1's template folds into the variable",
+        "  before it, a bracketed value or a unit (Linux's `connection from <*> (<*>) at`, Proxifier's",
+        "  `<*> bytes<*>sent`): the price of one template for a value with or without its optional part.",
+    ]
+
+
+def _perturbed_speed(results: list[dict[str, Any]]) -> str:
+    ratios = [r["robustness"]["all"]["throughput_ratio"] for r in results
+              if "throughput_ratio" in r.get("robustness", {}).get("all", {})]
+    if not ratios:
+        return ""
+    return f", but {min(ratios)}x to {max(ratios)}x on the copies with every perturbation (above)"
 
 
 def _latency(latency: list[dict[str, Any]]) -> list[str]:

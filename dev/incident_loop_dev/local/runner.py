@@ -320,13 +320,11 @@ class LocalApp:
         return found.get("Messages", [])
 
 
-# Everything a warm container caches that depends on the environment: settings, clients, breakers.
+# Everything a warm container caches that depends on the environment, beside its AWS clients (aws.reset):
+# settings, the idempotency layer, breakers.
 CONTAINER_CACHES = [
     ("incident_loop.settings", "get_settings"), ("incident_loop.loop.stage", "idempotency_config"),
-    ("incident_loop.loop.stage", "_persistence"), ("incident_loop.stores.queues", "_sqs"),
-    ("incident_loop.alerts", "_sqs"), ("incident_loop.breaker_alerts", "_sqs"),
-    ("incident_loop.failures.persist", "_sqs"),
-    ("incident_loop.breaker.breaker", "get_breaker"), ("incident_loop.breaker.store", "dynamodb_client"),
+    ("incident_loop.loop.stage", "_persistence"), ("incident_loop.breakers", "named"),
 ]
 
 
@@ -336,9 +334,10 @@ def reset_container_caches() -> None:
 
     for module, name in CONTAINER_CACHES:
         getattr(importlib.import_module(module), name).cache_clear()
-    from incident_loop import db
+    from incident_loop import aws, db
     from incident_loop.failures import persist
 
+    aws.reset()
     db.reset_connection()
     persist.connections.close()
 

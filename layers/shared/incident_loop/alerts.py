@@ -12,63 +12,18 @@ import json
 import time
 import urllib.error
 import urllib.request
-from datetime import UTC, datetime
-from functools import cache
-from typing import Any, Literal
+from typing import Any
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict, Field
 
+from incident_loop import aws
 from incident_loop.observability import logger, metrics
+from incident_loop.schemas.alerts import Alert
 from incident_loop.settings import get_settings
-
-SERVICE = "incident-loop"
 
 
 class AlertDeliveryFailed(RuntimeError):
     """Alertmanager did not accept the alert after every attempt."""
-
-
-class Alert(BaseModel):
-    """One alert, firing (no ends_at) or resolved (ends_at set)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: str = Field(min_length=1, max_length=128)
-    severity: Literal["P1", "P2", "P3"]
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
-    starts_at: datetime
-    ends_at: datetime | None = None
-    generator_url: str = "https://console.aws.amazon.com/cloudwatch/home#alarmsV2:"
-
-    @classmethod
-    def firing(cls, name: str, severity: Literal["P1", "P2", "P3"], summary: str, **labels: str) -> Alert:
-        return cls(name=name, severity=severity, labels=labels, annotations={"summary": summary},
-                   starts_at=datetime.now(UTC))
-
-    def resolved(self, summary: str | None = None, at: datetime | None = None) -> Alert:
-        """The same alert, resolved (Alertmanager matches it by its labels)."""
-        annotations = {**self.annotations, **({"summary": summary} if summary else {})}
-        return self.model_copy(update={"ends_at": at or datetime.now(UTC), "annotations": annotations})
-
-    def to_alertmanager(self) -> dict[str, Any]:
-        """The alert as Alertmanager's API v2 (`POST /api/v2/alerts`) takes it."""
-        body: dict[str, Any] = {
-            "labels": {"alertname": self.name, "severity": self.severity, "service": SERVICE, **self.labels},
-            "annotations": self.annotations,
-            "startsAt": self.starts_at.isoformat(),
-            "generatorURL": self.generator_url,
-        }
-        if self.ends_at is not None:
-            body["endsAt"] = self.ends_at.isoformat()
-        return body
-
-
-@cache
-def _sqs() -> Any:
-    return boto3.client("sqs")
 
 
 def enqueue(alert: Alert, queue_url: str | None = None) -> None:
@@ -76,7 +31,7 @@ def enqueue(alert: Alert, queue_url: str | None = None) -> None:
     url = queue_url or get_settings().alert_queue_url
     if not url:
         raise RuntimeError("ALERT_QUEUE_URL is not configured")
-    _sqs().send_message(QueueUrl=url, MessageBody=alert.model_dump_json())
+    aws.sqs().send_message(QueueUrl=url, MessageBody=alert.model_dump_json())
     logger.info("alert queued", alert=alert.name, resolved=alert.ends_at is not None)
 
 

@@ -9,26 +9,26 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from functools import cache
 from typing import Any
 from uuid import uuid4
 
-import boto3
 from aws_lambda_powertools.metrics import MetricUnit
 
-from incident_loop.alerts import Alert, enqueue
-from incident_loop.breaker import Breaker, BreakerState, Transition, get_breaker
+from incident_loop import aws
+from incident_loop.alerts import enqueue
+from incident_loop.breaker import COSTSIM_V2, BreakerState, Transition
 from incident_loop.db import transaction
 from incident_loop.observability import logger, metrics
+from incident_loop.schemas.alerts import Alert
 from incident_loop.settings import get_settings
+from incident_loop.stores import costsim as store
 
 DOWN = (BreakerState.OPEN, BreakerState.DISABLED)
-COSTSIM = "costsim-v2"
 
 
 def alert_for(t: Transition, started: datetime | None = None) -> Alert:
     """The alert of a breaker being open (firing) — the same labels resolve it."""
-    name = "CostSimV2CircuitBreakerOpen" if t.breaker == COSTSIM else "CircuitBreakerOpen"
+    name = "CostSimV2CircuitBreakerOpen" if t.breaker == COSTSIM_V2 else "CircuitBreakerOpen"
     return Alert(name=name, severity="P1", labels={"breaker": t.breaker},
                  annotations={"summary": f"{t.breaker} is {t.to_state.value}: {t.reason or 'no reason given'}"},
                  starts_at=started or t.at)
@@ -39,14 +39,14 @@ def on_transition(t: Transition) -> None:
     # A trip is leaving CLOSED; a failed half-open probe re-opens an outage already alerted and filed.
     tripped = t.to_state in DOWN and t.from_state == BreakerState.CLOSED
     recovered = t.to_state == BreakerState.CLOSED and t.from_state != BreakerState.CLOSED
-    if t.breaker == COSTSIM:
+    if t.breaker == COSTSIM_V2:
         _costsim_metrics(t, tripped, recovered)
     if tripped:
-        if t.breaker == COSTSIM:
+        if t.breaker == COSTSIM_V2:
             _open_costsim_incident(t)
         enqueue(alert_for(t))
     elif recovered:
-        started = _resolve_costsim_incident(t) if t.breaker == COSTSIM else None
+        started = _resolve_costsim_incident(t) if t.breaker == COSTSIM_V2 else None
         enqueue(alert_for(t, started).resolved(f"{t.breaker} closed again ({t.reason or 'recovered'})", t.at))
 
 
@@ -62,25 +62,16 @@ def _costsim_metrics(t: Transition, tripped: bool, recovered: bool) -> None:
             metrics.add_metric(name="CostSimAutoRecoveries", unit=MetricUnit.Count, value=1)
 
 
-@cache
-def _sqs() -> Any:
-    return boto3.client("sqs")
-
-
 def _open_costsim_incident(t: Transition) -> None:
     key = f"{t.breaker}:trip:{t.version}"
     drift_p95 = t.details.get("drift_p95")
     settings = get_settings()
     # costsim_incidents is global; CostSim's incidents belong to the ops tenant.
     with transaction(tenant_id=settings.ops_tenant_id) as conn:
-        created = conn.execute(
-            "INSERT INTO costsim_incidents (id, breaker_name, breaker_version, reason, drift_p95, loop_incident_key,"
-            " opened_at) VALUES (%(id)s, %(b)s, %(v)s, %(r)s, %(d)s, %(k)s, %(at)s)"
-            " ON CONFLICT (breaker_name, breaker_version) DO NOTHING RETURNING id",
-            {"id": f"csi_{uuid4().hex[:16]}", "b": t.breaker, "v": t.version, "r": t.reason or "tripped",
-             "d": drift_p95, "k": key, "at": t.at},
-        ).fetchone()
-    if created is None:
+        created = store.open_incident(conn, incident_id=f"csi_{uuid4().hex[:16]}", breaker=t.breaker,
+                                      version=t.version, reason=t.reason or "tripped", drift_p95=drift_p95,
+                                      loop_incident_key=key, opened_at=t.at)
+    if not created:
         return
     metrics.add_metric(name="CostSimIncidents", unit=MetricUnit.Count, value=1)
     if not settings.incident_queue_url:
@@ -94,30 +85,17 @@ def _open_costsim_incident(t: Transition) -> None:
         "context": {"breaker": t.breaker, "version": t.version, **{k: v for k, v in t.details.items()
                                                                     if isinstance(v, (int, float, str))}},
     }
-    _sqs().send_message(QueueUrl=settings.incident_queue_url, MessageBody=json.dumps(message))
+    aws.sqs().send_message(QueueUrl=settings.incident_queue_url, MessageBody=json.dumps(message))
     logger.info("costsim incident opened", key=key)
 
 
 def _resolve_costsim_incident(t: Transition) -> datetime | None:
     with transaction(tenant_id=get_settings().ops_tenant_id) as conn:
-        row = conn.execute(
-            "UPDATE costsim_incidents SET resolved_at = %(at)s WHERE breaker_name = %(b)s AND resolved_at IS NULL"
-            " RETURNING opened_at", {"at": t.at, "b": t.breaker},
-        ).fetchall()
-    return min((r["opened_at"] for r in row), default=None)
-
-
-def wired(name: str) -> Breaker:
-    """The container's breaker of that name, with the alert (and CostSim incident) hook attached once."""
-    breaker = get_breaker(name)
-    if on_transition not in breaker.on_transition:
-        breaker.on_transition.append(on_transition)
-    return breaker
+        opened = store.resolve_incidents(conn, t.breaker, t.at)
+    return min(opened, default=None)
 
 
 def last_costsim_incident() -> dict[str, Any] | None:
+    """CostSim V2's latest incident, open or resolved."""
     with transaction(tenant_id=get_settings().ops_tenant_id) as conn:
-        return conn.execute(
-            "SELECT id, breaker_version, reason, drift_p95, loop_incident_key, opened_at, resolved_at"
-            " FROM costsim_incidents WHERE breaker_name = %(b)s ORDER BY opened_at DESC LIMIT 1", {"b": COSTSIM},
-        ).fetchone()
+        return store.last_incident(conn, COSTSIM_V2)

@@ -1,7 +1,7 @@
 """One Logger, Metrics and Tracer for the whole package (Powertools).
 
 Tracing is on when both hold, and only then is `tracer` a Powertools `Tracer` (which imports the
-X-Ray SDK and patches boto3 and the other libraries it supports):
+X-Ray SDK and patches botocore, so every AWS call is a subsegment):
 
 * the code runs in Lambda: `LAMBDA_TASK_ROOT` is set and `AWS_SAM_LOCAL` is not;
 * `POWERTOOLS_TRACE_DISABLED` is not true ("1", "true", "yes", "on", ...).
@@ -31,7 +31,7 @@ _TRUTHY = ("1", "y", "yes", "t", "true", "on")
 
 
 def tracing_enabled() -> bool:
-    """Whether this process traces (the rule of the module docstring); read once, at import."""
+    """Whether this process traces (the rule of the module docstring); asked once, when `tracer` is built."""
     if os.environ.get("POWERTOOLS_TRACE_DISABLED", "false").strip().lower() in _TRUTHY:
         return False
     return bool(os.environ.get("LAMBDA_TASK_ROOT")) and not os.environ.get("AWS_SAM_LOCAL")

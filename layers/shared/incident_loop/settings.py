@@ -48,7 +48,7 @@ class Settings(BaseModel):
     alertmanager_url: str = "http://127.0.0.1:9093"
 
     # The loop's rules
-    fuzzy_threshold: float = Field(default=0.75, ge=0, le=1)
+    fuzzy_threshold: float | None = Field(default=None, ge=0, le=1)  # None: grouping.matcher.CONFIG's
     policy_regret_threshold: int = Field(default=3, ge=1)
     policy_confirmations_required: int = Field(default=1, ge=1)
     routing_max_delta: float = Field(default=0.2, gt=0, le=1)

@@ -1,8 +1,10 @@
-"""Circuit breakers, one mechanism (DESIGN.md): state in DynamoDB, conditional transitions, history in PostgreSQL.
+"""Circuit breakers, one mechanism (DESIGN.md): state in DynamoDB, conditional transitions, pluggable history.
 
-    from incident_loop.breaker import get_breaker
+The container's named breakers, wired with their history and hooks, come from `incident_loop.breakers`:
 
-    breaker = get_breaker("catalog-persist")
+    from incident_loop import breakers
+
+    breaker = breakers.named(breakers.CATALOG_PERSIST)
     if breaker.allow():
         try:
             write()
@@ -12,29 +14,16 @@
             breaker.record_success()
 """
 
-from incident_loop.breaker.breaker import Breaker, get_breaker
-from incident_loop.breaker.history import HistoryWriter, MemoryHistory, PostgresHistory
-from incident_loop.breaker.rules import AnyOf, ConsecutiveFailures, Drift, Trip, TripRule, p95
-from incident_loop.breaker.state import (
-    BreakerConfig,
-    BreakerRecord,
-    BreakerState,
-    BreakerStatus,
-    FailMode,
-    Transition,
-    config_for,
-)
-from incident_loop.breaker.store import (
-    BreakerStore,
-    DynamoBreakerStore,
-    StoreUnavailable,
-    dynamodb_client,
-    ensure_table,
-)
+from incident_loop.breaker.breaker import Breaker
+from incident_loop.breaker.config import CATALOG_PERSIST, COSTSIM_V2, BreakerConfig, FailMode, config_for
+from incident_loop.breaker.history import HistoryWriter, MemoryHistory
+from incident_loop.breaker.rules import AnyOf, ConsecutiveFailures, Drift, Trip, TripRule
+from incident_loop.breaker.state import BreakerRecord, BreakerState, BreakerStatus, Transition, p95
+from incident_loop.breaker.store import BreakerStore, DynamoBreakerStore, StoreUnavailable, ensure_table
 
 __all__ = [
-    "AnyOf", "Breaker", "BreakerConfig", "BreakerRecord", "BreakerState", "BreakerStatus", "BreakerStore",
-    "ConsecutiveFailures", "Drift", "DynamoBreakerStore", "FailMode", "HistoryWriter", "MemoryHistory",
-    "PostgresHistory", "StoreUnavailable", "Transition", "Trip", "TripRule", "config_for", "dynamodb_client",
-    "ensure_table", "get_breaker", "p95",
+    "CATALOG_PERSIST", "COSTSIM_V2", "AnyOf", "Breaker", "BreakerConfig", "BreakerRecord", "BreakerState",
+    "BreakerStatus", "BreakerStore", "ConsecutiveFailures", "Drift", "DynamoBreakerStore", "FailMode",
+    "HistoryWriter", "MemoryHistory", "StoreUnavailable", "Transition", "Trip", "TripRule", "config_for",
+    "ensure_table", "p95",
 ]

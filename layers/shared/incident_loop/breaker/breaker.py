@@ -15,12 +15,12 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
-from incident_loop.breaker.history import HistoryWriter, PostgresHistory, announce, metrics_lock
+from incident_loop.breaker.config import BreakerConfig, FailMode
+from incident_loop.breaker.history import HistoryWriter, announce, metrics_lock
 from incident_loop.breaker.rules import Trip
 from incident_loop.breaker.state import (
     CLOSED,
@@ -28,13 +28,10 @@ from incident_loop.breaker.state import (
     HALF_OPEN,
     OPEN,
     RESET,
-    BreakerConfig,
     BreakerRecord,
     BreakerState,
     BreakerStatus,
-    FailMode,
     Transition,
-    config_for,
 )
 from incident_loop.breaker.store import BreakerStore, CachedRecord, DynamoBreakerStore, StoreUnavailable
 from incident_loop.observability import logger, metrics
@@ -43,16 +40,15 @@ ATTEMPTS = 10  # re-reads after lost races before giving up on one call; each lo
 
 
 class Breaker:
-    """One named breaker as seen from this process (a warm Lambda keeps it in get_breaker's cache)."""
+    """One named breaker as seen from this process (`incident_loop.breakers` builds the container's own)."""
 
     def __init__(self, name: str, config: BreakerConfig | None = None, *, store: BreakerStore | None = None,
-                 history: HistoryWriter | None = None,
-                 on_transition: Iterable[Callable[[Transition], None]] = (),
+                 history: HistoryWriter, on_transition: Iterable[Callable[[Transition], None]] = (),
                  clock: Callable[[], float] = time.time, worker: str | None = None) -> None:
         self.name = name
-        self.config = config or config_for(name)
+        self.config = config or BreakerConfig()
         self.store: BreakerStore = store if store is not None else DynamoBreakerStore()
-        self.history: HistoryWriter = history if history is not None else PostgresHistory()
+        self.history = history
         self.on_transition: list[Callable[[Transition], None]] = list(on_transition)
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self._clock = clock
@@ -251,9 +247,3 @@ class Breaker:
         self._record.remember(new)
         announce(Transition.between(record, new), self.history, self.on_transition)
         return True, new
-
-
-@cache
-def get_breaker(name: str) -> Breaker:
-    """The container's breaker of that name (DynamoDB state, PostgreSQL history, config_for(name))."""
-    return Breaker(name)

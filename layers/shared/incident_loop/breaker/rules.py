@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from incident_loop.breaker.state import BreakerRecord
+from incident_loop.breaker.state import BreakerRecord, p95
 
 
 @dataclass(frozen=True)
@@ -32,14 +29,6 @@ class TripRule(Protocol):
         ...
 
     def should_trip(self, record: BreakerRecord) -> Trip | None: ...
-
-
-def p95(values: Sequence[float]) -> float:
-    """95th percentile, nearest rank (the value at or below which 95% of the samples fall)."""
-    if not values:
-        return 0.0
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,14 @@
-"""Breaker models: states, the DynamoDB item (`BreakerRecord`), per-breaker config, transitions, status."""
+"""Breaker models: states, the DynamoDB item (`BreakerRecord`), its drift p95, transitions, status."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-
-from incident_loop.breaker.rules import AnyOf, ConsecutiveFailures, Drift, TripRule, p95
 
 
 class BreakerState(str, Enum):
@@ -27,38 +26,12 @@ RESET: dict[str, Any] = {"consecutive_failures": 0, "consecutive_drift_failures"
                          "disabled_until": None, "probes_admitted": 0, "probes_succeeded": 0}
 
 
-class FailMode(str, Enum):
-    """What allow() answers when DynamoDB cannot be reached."""
-
-    OPEN = "open"  # let calls through (seed 001's choice for CostSim: no false-positive disables)
-    CLOSED = "closed"  # refuse calls
-
-
-@dataclass(frozen=True)
-class BreakerConfig:
-    """How one breaker behaves. Times in seconds."""
-
-    rule: TripRule = field(default_factory=ConsecutiveFailures)
-    cooldown_s: float = 60.0
-    half_open_probes: int = 1
-    probe_timeout_s: float = 30.0  # a HALF_OPEN probe that never reports is presumed lost after this
-    cache_ttl_s: float = 1.0
-    fail_mode: FailMode = FailMode.OPEN
-
-
-# The breakers the loop uses. CostSim's cooldown is this project's choice (the seed does not state one).
-KNOWN: dict[str, BreakerConfig] = {
-    "costsim-v2": BreakerConfig(rule=AnyOf((Drift(), ConsecutiveFailures(5, None))), cooldown_s=300.0),
-    "catalog-persist": BreakerConfig(rule=ConsecutiveFailures(5, 60.0), cooldown_s=60.0),
-}
-SKILL_DEFAULT = BreakerConfig(rule=ConsecutiveFailures(5, 60.0), cooldown_s=60.0)  # seed 004, per target
-
-
-def config_for(name: str) -> BreakerConfig:
-    """The configuration of a breaker by name (`skill:<target>` breakers share seed 004's)."""
-    if name in KNOWN:
-        return KNOWN[name]
-    return SKILL_DEFAULT if name.startswith("skill:") else BreakerConfig()
+def p95(values: Sequence[float]) -> float:
+    """95th percentile, nearest rank (the value at or below which 95% of the samples fall)."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(0.95 * len(ordered)) - 1)]
 
 
 def _num(value: int | float) -> str:

@@ -13,23 +13,14 @@ import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Protocol
 
-import boto3
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from incident_loop import aws
 from incident_loop.breaker.state import BreakerRecord
 from incident_loop.settings import get_settings
 
-# Candidate settings (not yet in Settings): the breaker sits on hot paths, so a DynamoDB that does not
-# answer must cost little before the breaker's fail mode decides: 1 s to connect, 2 s to read, 2 attempts.
-CONNECT_TIMEOUT_S = 1.0
-READ_TIMEOUT_S = 2.0
-MAX_ATTEMPTS = 2
-CLIENT_CONFIG = Config(connect_timeout=CONNECT_TIMEOUT_S, read_timeout=READ_TIMEOUT_S,
-                       retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"})
 CONFLICT = "ConditionalCheckFailedException"
 
 
@@ -66,22 +57,16 @@ class BreakerStore(Protocol):
                     consecutive_drift_failures: int) -> WriteResult: ...
 
 
-@cache
-def dynamodb_client() -> Any:
-    """The container's DynamoDB client (AWS_ENDPOINT_URL in the environment points it at moto locally)."""
-    return boto3.client("dynamodb", config=CLIENT_CONFIG)
-
-
 def _n(value: int) -> dict[str, str]:
     return {"N": str(value)}
 
 
 class DynamoBreakerStore:
-    """BreakerStore on the breakers table (partition key `name`, string)."""
+    """BreakerStore on the breakers table (partition key `name`, string); the container's client by default."""
 
     def __init__(self, table: str | None = None, client: Any | None = None) -> None:
         self.table = table or get_settings().breakers_table
-        self.client = client if client is not None else dynamodb_client()
+        self.client = client if client is not None else aws.dynamodb()
 
     def _call(self, operation: str, **kwargs: Any) -> WriteResult | dict[str, Any]:
         try:

@@ -8,11 +8,12 @@ from uuid import uuid4
 
 from aws_lambda_powertools.metrics import MetricUnit
 from psycopg import Connection
-from psycopg.types.json import Jsonb
 
-from incident_loop.costsim.models import Plan, drift
+from incident_loop.costsim.models import drift
 from incident_loop.costsim.simulators import V1_VERSION, V2_VERSION, simulate_v1, simulate_v2
 from incident_loop.observability import logger, metrics
+from incident_loop.schemas.costsim import Plan
+from incident_loop.stores import costsim as store
 
 # Seed 001: drift p95 above 0.2 is the P1 line; the canary fails at the same line.
 CANARY_P95_THRESHOLD = 0.2
@@ -51,21 +52,12 @@ def run_canary(conn: Connection[Any], threshold: float | None = None) -> dict[st
         "drift_p50": statistics.median(drifts), "drift_p95": p95, "drift_max": drifts[-1],
         "passed": p95 <= threshold, "threshold": threshold,
     }
-    created = conn.execute(
-        "INSERT INTO costsim_canary_reports (id, v1_version, v2_version, plans, drift_p50, drift_p95, drift_max,"
-        " passed, threshold, details) VALUES (%(id)s, %(v1_version)s, %(v2_version)s, %(plans)s, %(drift_p50)s,"
-        " %(drift_p95)s, %(drift_max)s, %(passed)s, %(threshold)s, %(details)s) RETURNING created_at",
-        {**report, "details": Jsonb({"plans": rows})},
-    ).fetchone()
+    created = store.insert_canary_report(conn, report, rows)
     metrics.add_metric(name="CostSimCanaryFailed", unit=MetricUnit.Count, value=0 if report["passed"] else 1)
     logger.info("canary run", **{k: v for k, v in report.items() if k != "id"}, report_id=report["id"])
-    return {**report, "created_at": created["created_at"].isoformat() if created else None, "details": rows}
+    return {**report, "created_at": created.isoformat() if created else None, "details": rows}
 
 
 def canary_reports(conn: Connection[Any], limit: int = 20) -> list[dict[str, Any]]:
-    rows = conn.execute(
-        "SELECT id, v1_version, v2_version, plans, drift_p50, drift_p95, drift_max, passed, threshold, details,"
-        " created_at FROM costsim_canary_reports ORDER BY created_at DESC, id LIMIT %(n)s",
-        {"n": limit},
-    ).fetchall()
-    return [{**r, "created_at": r["created_at"].isoformat(), "details": r["details"]["plans"]} for r in rows]
+    """The latest stored reports, newest first."""
+    return [{**r, "created_at": r["created_at"].isoformat()} for r in store.canary_reports(conn, limit)]

@@ -1,38 +1,8 @@
-"""An agent plan and what a simulator says it costs."""
+"""What a simulator says a plan costs, and how far V2 drifts from V1 (the plan itself is schemas.costsim's)."""
 
 from __future__ import annotations
 
-import hashlib
-
-from pydantic import BaseModel, ConfigDict, Field
-
-
-class PlanStep(BaseModel):
-    """One step of a plan: a skill run on a model, with its expected tokens and retries."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    skill: str = Field(min_length=1, max_length=128)
-    model: str = Field(min_length=1, max_length=128)
-    # Counts are JSON integers: "1200" or 1200.0 is a client bug, not something to coerce.
-    tokens_in: int = Field(ge=0, le=10_000_000, strict=True)
-    tokens_out: int = Field(ge=0, le=10_000_000, strict=True)
-    retries: int = Field(default=0, ge=0, le=20, strict=True)
-    cached_tokens_in: int = Field(default=0, ge=0, le=10_000_000, strict=True)
-
-
-class Plan(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    steps: list[PlanStep] = Field(min_length=1, max_length=500)
-
-    def canonical_json(self) -> str:
-        """The plan as compact JSON, fields in model order (pinned by a test): what the hash is taken of."""
-        return self.model_dump_json()
-
-    def input_hash(self, canonical: str | None = None) -> str:
-        """sha256 of the canonical JSON of the plan: the key provenance is deduplicated on."""
-        return hashlib.sha256((canonical or self.canonical_json()).encode()).hexdigest()
+from pydantic import BaseModel, ConfigDict
 
 
 class SimResult(BaseModel):

@@ -2,77 +2,50 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.exceptions import ForbiddenError
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from pydantic import BaseModel, ConfigDict, Field
 
 from incident_loop.costsim import service
+from incident_loop.http.identity import require_operator, tenant_id
 from incident_loop.http.resolver import PUBLIC
+from incident_loop.schemas.costsim import DisableRequest, EnableRequest, SimulateRequest
 
 router = Router()
 OPERATORS_ONLY = {403: {"description": "The caller's token has no operator role"}}
-
-
-class DisableRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    reason: str = Field(min_length=1, max_length=500)
-    by: str = Field(min_length=1, max_length=128)
-    until: datetime | None = Field(default=None, description="When the disable expires (UTC); none: until enabled")
-
-
-class EnableRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-    by: str = Field(min_length=1, max_length=128)
-    reason: str | None = Field(default=None, max_length=500)
-
-
-def _operator() -> None:
-    """Breakers are shared by every tenant: only an operator may switch them."""
-    authorizer = (router.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
-    if authorizer.get("role") != "operator":
-        raise ForbiddenError("only an operator may disable or enable a circuit breaker")
-
-
-def _tenant() -> str:
-    from incident_loop.api import tenant_id
-
-    return tenant_id()
+# Breakers are shared by every tenant: only an operator may switch them.
+SWITCH_BREAKERS = "disable or enable a circuit breaker"
 
 
 @router.post("/costsim/simulate", summary="Cost of an agent plan: V1, and V2 unless its breaker is open")
-def post_simulate(request: service.SimulateRequest) -> dict[str, Any]:
-    return service.simulate(_tenant(), request)
+def post_simulate(request: SimulateRequest) -> dict[str, Any]:
+    return service.simulate(tenant_id(), request)
 
 
 @router.get("/costsim/status", summary="The V2 breaker, recent drift and the last CostSim incident")
 def get_status() -> dict[str, Any]:
-    _tenant()
+    tenant_id()
     return service.status()
 
 
 @router.post("/costsim/breaker/disable", summary="Disable CostSim V2 (operators)", responses=OPERATORS_ONLY)
 def post_disable(request: DisableRequest) -> dict[str, Any]:
-    _tenant()
-    _operator()
+    tenant_id()
+    require_operator(SWITCH_BREAKERS)
     return service.disable_v2(request.reason, request.by, request.until)
 
 
 @router.post("/costsim/breaker/enable", summary="Enable CostSim V2 again (operators)", responses=OPERATORS_ONLY)
 def post_enable(request: EnableRequest) -> dict[str, Any]:
-    _tenant()
-    _operator()
+    tenant_id()
+    require_operator(SWITCH_BREAKERS)
     return service.enable_v2(request.by, request.reason)
 
 
 @router.get("/costsim/canary/reports", summary="The latest canary reports")
 def get_canary_reports(limit: Annotated[int, Query(ge=1, le=100)] = 20) -> dict[str, Any]:
-    _tenant()
+    tenant_id()
     return {"reports": service.reports(limit)}
 
 

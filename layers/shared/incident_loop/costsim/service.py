@@ -1,19 +1,23 @@
-"""CostSim as the functions use it: the canary now; simulate, status and the V2 breaker once wired."""
+"""CostSim as the functions use it: the canary, simulate (V2 behind its breaker), status, health."""
 
 from __future__ import annotations
 
 from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict
 
-from incident_loop.alerts import Alert, enqueue
+from incident_loop import breakers
+from incident_loop.alerts import enqueue
+from incident_loop.breaker import Breaker
+from incident_loop.breaker_alerts import last_costsim_incident
 from incident_loop.costsim.canary import canary_reports, run_canary
-from incident_loop.costsim.models import Plan, drift
-from incident_loop.costsim.provenance import record
+from incident_loop.costsim.models import drift
 from incident_loop.costsim.simulators import simulate_v1, simulate_v2
 from incident_loop.db import transaction
 from incident_loop.observability import metrics
+from incident_loop.schemas.alerts import Alert
+from incident_loop.schemas.costsim import SimulateRequest
+from incident_loop.stores import costsim as store
 
 
 class V2Guard(Protocol):
@@ -24,11 +28,9 @@ class V2Guard(Protocol):
     def report_drift(self, value: float) -> None: ...
 
 
-def v2_guard() -> Any:
+def v2_guard() -> Breaker:
     """The costsim-v2 breaker of this container, with its alerts and incidents wired."""
-    from incident_loop.breaker_alerts import wired
-
-    return wired("costsim-v2")
+    return breakers.named(breakers.COSTSIM_V2)
 
 
 def canary() -> dict[str, Any]:
@@ -51,12 +53,6 @@ def reports(limit: int = 20) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- simulate and the V2 breaker
 
 
-class SimulateRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    plan: Plan
-
-
 def simulate(tenant_id: str, request: SimulateRequest, breaker: V2Guard | None = None) -> dict[str, Any]:
     """V1 always; V2 unless its breaker is open. Provenance is stored and the drift reported."""
     guard = breaker or v2_guard()
@@ -66,8 +62,10 @@ def simulate(tenant_id: str, request: SimulateRequest, breaker: V2Guard | None =
     plan_drift = drift(v1.total_usd, v2.total_usd) if v2 else None
     served = v2 if v2 is not None else v1
     with transaction(tenant_id=tenant_id) as conn:
-        new = record(conn, tenant_id=tenant_id, plan=plan, v1=v1, v2=v2, drift=plan_drift,
-                     served="v2" if v2 else "v1")
+        new = store.record_provenance(
+            conn, input_hash=plan.input_hash(), tenant_id=tenant_id, plan=plan.model_dump(mode="json"),
+            v1_version=v1.version, v1_cost_usd=v1.total_usd, v2_version=v2.version if v2 else None,
+            v2_cost_usd=v2.total_usd if v2 else None, drift=plan_drift, served="v2" if v2 else "v1")
     if plan_drift is not None:
         guard.report_drift(plan_drift)
     _emit_breaker_gauges(guard)
@@ -101,12 +99,9 @@ def _emit_breaker_gauges(guard: Any) -> None:
 
 def status() -> dict[str, Any]:
     """The V2 breaker, the drift p95 of the last hour's simulations, and the last CostSim incident."""
-    from incident_loop.breaker_alerts import last_costsim_incident
-
-    # The breaker is global, so is its drift: every tenant's simulations, through the owner's
-    # aggregate-only costsim_drift_last_hour() (row-level security hides other tenants' rows).
+    # The breaker is global, so is its drift: every tenant's simulations.
     with transaction(tenant_id=None) as conn:
-        recent = conn.execute("SELECT p95, n FROM costsim_drift_last_hour()").fetchone()
+        recent = store.drift_last_hour(conn)
     return {
         "breaker": v2_guard().status().model_dump(mode="json"),
         "recent_drift_p95": recent["p95"] if recent else None,
@@ -130,24 +125,23 @@ def health() -> tuple[dict[str, Any], int]:
     Breaker states are reported, "unknown" when DynamoDB does not answer; the breakers then fall back
     to their fail modes and the service still serves, so that alone is "degraded", 200.
     """
-    from incident_loop.breaker_alerts import wired
-
     try:
-        with transaction(tenant_id=None, statement_timeout_ms=1000, lock_timeout_ms=1000) as conn:
-            conn.execute("SELECT 1")
+        # Opening the transaction is the round trip: it sets its scope and bounds on the server.
+        with transaction(tenant_id=None, statement_timeout_ms=1000, lock_timeout_ms=1000):
+            pass
         database = "ok"
     except Exception as exc:  # noqa: BLE001 - health reports, it does not fail
         database = f"unavailable: {type(exc).__name__}"
-    breakers: dict[str, Any] = {}
-    for name in ("costsim-v2", "catalog-persist"):
+    states: dict[str, Any] = {}
+    for name in (breakers.COSTSIM_V2, breakers.CATALOG_PERSIST):
         try:
-            breakers[name] = wired(name).status().state.value
+            states[name] = breakers.named(name).status().state.value
         except Exception as exc:  # noqa: BLE001
-            breakers[name] = f"unknown: {type(exc).__name__}"
+            states[name] = f"unknown: {type(exc).__name__}"
     if database != "ok":
         status = "unavailable"
-    elif any(state.startswith("unknown") for state in breakers.values()):
+    elif any(state.startswith("unknown") for state in states.values()):
         status = "degraded"
     else:
         status = "ok"
-    return {"status": status, "database": database, "breakers": breakers}, 503 if status == "unavailable" else 200
+    return {"status": status, "database": database, "breakers": states}, 503 if status == "unavailable" else 200

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from incident_loop.costsim.models import Plan, PlanStep, SimResult
+from incident_loop.costsim.models import SimResult
+from incident_loop.schemas.costsim import Plan, PlanStep
 
 V1_VERSION = "v1.2025-12"
 V2_VERSION = "v2.2026-11"

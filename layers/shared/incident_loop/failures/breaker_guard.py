@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from incident_loop.failures.persist import PersistGuard
+from typing import Protocol
+
+from incident_loop import breakers
+
+
+class PersistGuard(Protocol):
+    """What persistence needs of the catalog-persist breaker."""
+
+    def allow(self) -> bool: ...
+
+    def record_success(self) -> None: ...
+
+    def record_failure(self, reason: str) -> None: ...
 
 
 def persist_guard() -> PersistGuard:
     """The container's catalog-persist breaker, with its alerts wired."""
-    from incident_loop.breaker_alerts import wired
-
-    return wired("catalog-persist")
+    return breakers.named(breakers.CATALOG_PERSIST)

@@ -16,66 +16,33 @@ all land on the same row.
 from __future__ import annotations
 
 import concurrent.futures
-import json
 import uuid
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, Literal, Protocol
+from typing import Literal
 
-import boto3
 import psycopg
 from aws_lambda_powertools.metrics import MetricUnit
 from psycopg.rows import dict_row
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
-from incident_loop.catalog.matching import Catalog
+from incident_loop import aws
+from incident_loop.catalog.lookup import Catalog
 from incident_loop.catalog.sync import load as load_catalog
 from incident_loop.db import ConnectionPool, DatabaseUnavailable, conninfo, transaction
-from incident_loop.failures.store import FailureRecord, insert
+from incident_loop.failures.breaker_guard import PersistGuard, persist_guard
 from incident_loop.observability import logger, metrics
+from incident_loop.schemas.failures import FailureIn, FailureRecord
 from incident_loop.settings import get_settings
+from incident_loop.stores.failures import insert
 
 PERSIST_TIMEOUT_S = 2.0
 # The server cancels a write soon after its caller gave up on it (the caller has parked it by then).
 WRITE_BOUND_MS = int(PERSIST_TIMEOUT_S * 1000) + 500
-FAILURE_ID_NAMESPACE = uuid.UUID("6f1c2e0a-9d4b-5c8e-a7f3-2b1d0c9e8a71")
 
 
 class FailureNotPersisted(DatabaseUnavailable):
     """A failure could be neither written nor parked: it must not be acknowledged."""
-
-
-class FailureIn(BaseModel):
-    """A failure as the runtime reports it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    run_id: str = Field(min_length=1, max_length=255)
-    tenant_id: str = Field(min_length=1, max_length=128)
-    error_code: str = Field(min_length=1, max_length=255)
-    error_message: str | None = Field(default=None, max_length=8000)
-    skill_id: str | None = Field(default=None, max_length=100)
-    step_index: int | None = Field(default=None, ge=0)
-    context: dict[str, Any] | None = None
-    failure_id: uuid.UUID | None = None
-
-    def derived_id(self) -> uuid.UUID:
-        """The producer's failure_id, or a UUIDv5 of everything the failure says: the same report, the same id."""
-        if self.failure_id is not None:
-            return self.failure_id
-        content = json.dumps(self.model_dump(mode="json", exclude={"failure_id"}), sort_keys=True,
-                             separators=(",", ":"), default=str)
-        return uuid.uuid5(FAILURE_ID_NAMESPACE, content)
-
-
-class PersistGuard(Protocol):
-    """What persistence needs of the catalog-persist breaker."""
-
-    def allow(self) -> bool: ...
-
-    def record_success(self) -> None: ...
-
-    def record_failure(self, reason: str) -> None: ...
 
 
 class Outcome(BaseModel):
@@ -99,11 +66,6 @@ def catalog() -> Catalog:
         logger.warning("error catalog not readable from the database, using the shipped file", error=str(exc))
         synced = None
     return synced or Catalog.from_file()
-
-
-@cache
-def _sqs() -> Any:
-    return boto3.client("sqs")
 
 
 _workers = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="failure-persist")
@@ -147,8 +109,8 @@ def park(record: FailureRecord, reason: str) -> Literal["parked"]:
     try:
         if not url:
             raise RuntimeError("FAILURE_RETRY_QUEUE_URL is not configured")
-        _sqs().send_message(QueueUrl=url, MessageBody=record.model_dump_json(),
-                            MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:250]}})
+        aws.sqs().send_message(QueueUrl=url, MessageBody=record.model_dump_json(),
+                               MessageAttributes={"reason": {"DataType": "String", "StringValue": reason[:250]}})
     except Exception as exc:
         metrics.add_metric(name="FailurePersistRefused", unit=MetricUnit.Count, value=1)
         logger.error("failure neither written nor parked, returned to the caller", failure_id=str(record.id),
@@ -198,6 +160,4 @@ def replay(record: FailureRecord) -> bool:
 
 def persist(failure: FailureIn, *, dsn: str | None = None) -> Outcome:
     """The runtime's entry: persist_failure behind the shared catalog-persist breaker."""
-    from incident_loop.failures.breaker_guard import persist_guard
-
     return persist_failure(failure, persist_guard(), dsn=dsn)

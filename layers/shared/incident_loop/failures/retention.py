@@ -13,6 +13,7 @@ from typing import Any
 
 from incident_loop.db import get_connection, transaction
 from incident_loop.observability import logger
+from incident_loop.stores.failures import purge_batch
 
 
 def purge_failures(max_age_days: int, *, batch_size: int = 5000, max_seconds: float = 240.0,
@@ -22,10 +23,7 @@ def purge_failures(max_age_days: int, *, batch_size: int = 5000, max_seconds: fl
     deleted, batches, started = 0, 0, time.monotonic()
     while time.monotonic() - started < max_seconds:
         with transaction(conn, tenant_id=None):
-            row = conn.execute(
-                "SELECT purge_failure_matches(%(days)s, %(n)s) AS n", {"days": max_age_days, "n": batch_size}
-            ).fetchone()
-            count = int(row["n"]) if row else 0
+            count = purge_batch(conn, max_age_days, batch_size)
         deleted += count
         batches += 1
         if count < batch_size:

@@ -1,32 +1,38 @@
 """Bridge 1's decision: exact signature, fuzzy sibling found through an indexed candidate key, or new.
 
-The candidate key (token count and the first two constant tokens) is what the PostgreSQL index is
-on, so finding the patterns to compare against is an index probe, never a scan, and needs no
-pg_trgm (seed 000, issue 4). Similarity is computed here, in Python: the share of agreeing
-positions, as in Drain. A fuzzy join generalises the pattern's template where the two differ, and
-the joining message's signature becomes an alias of the pattern, so its next sibling is exact.
+The candidate key (token count and the first token, or <*> when it holds a variable) is what the
+PostgreSQL index is on, so finding the patterns to compare against is an index probe, never a scan,
+and needs no pg_trgm (seed 000, issue 4). Similarity is computed here, in Python: the share of
+agreeing positions, as in Drain (compare.py). A fuzzy join generalises the pattern's template where
+the two differ, and the joining message's signature becomes an alias of the pattern, so its next
+sibling is exact; a pattern that has settled (enough members) no longer takes a message whose
+constant words differ from its template's.
 
-Every decision to join carries a calibrated confidence (grouping/confidence.py): the probability
-that the message belongs with the pattern's members. What is tunable (the similarity threshold, the
-normaliser's Options) is one GroupingConfig for every system, chosen by the benchmark's
-leave-one-dataset-out procedure (`incident-loop bench grouping --loo`).
+Every decision to join carries a calibrated confidence (confidence.py): the probability that the
+message belongs with the pattern's members. What is tunable (the similarity threshold, when a
+pattern settles, the normaliser's Options) is one GroupingConfig for every system, CONFIG, picked by
+the benchmark's leave-one-dataset-out procedure (dev/incident_loop_dev/bench/grouping_loo.py).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import eq
 from typing import Any, Protocol, overload
 
+from incident_loop.grouping.classify import classify
+from incident_loop.grouping.compare import compare, constants, differing, generalised, merge, similarity
 from incident_loop.grouping.confidence import join_confidence
 from incident_loop.grouping.normalise import WILDCARD, Normaliser, Options, clear_memo, normaliser, signature
+
+__all__ = ["CONFIG", "EXACT_CONFIDENCE", "GroupingConfig", "MatchDecision", "MemoryPatternIndex", "PatternCandidate",
+           "PatternIndex", "candidate_key", "classify", "compare", "constants", "decide", "decide_template",
+           "decision_arg", "differing", "exact_confidence", "generalised", "merge", "similarity"]
 
 # The seed's figure for an exact signature hit (seed 000: "exact hash, 0.95 confidence"). Bridge 1
 # reports it for exact hits, whose calibrated probability is at least this (docs/benchmarks.md).
 EXACT_CONFIDENCE = 0.95
-DEFAULT_THRESHOLD = 0.75
+DEFAULT_THRESHOLD = 0.8
 # Patterns compared per candidate key at most, oldest first (as the PostgreSQL index hands them over).
 MAX_CANDIDATES = 100
 
@@ -39,7 +45,7 @@ class GroupingConfig:
     # A pattern with this many members has settled: a message whose constant words differ from its
     # template's joins it no more (a word that held for that many messages is part of the event, not
     # a value). 0: never settles.
-    settle: int = 10
+    settle: int = 3
     options: Options = Options()  # the normaliser's
     normaliser: Normaliser = field(init=False, repr=False, compare=False)
     template: Callable[[str], str] = field(init=False, repr=False, compare=False)  # the normaliser's
@@ -50,8 +56,8 @@ class GroupingConfig:
 
 
 # What `incident-loop bench grouping --fit-confidence` picks on all eight Loghub-2k systems (the same
-# procedure, run on seven, picks each leave-one-dataset-out fold's configuration).
-CONFIG = GroupingConfig(threshold=0.75, settle=10, options=Options(mask_quoted=True, mask_keyed=False))
+# procedure, run on seven, picks each leave-one-dataset-out fold's configuration); the defaults above.
+CONFIG = GroupingConfig(threshold=0.8, settle=3, options=Options(mask_quoted=False, mask_keyed=False))
 
 
 @dataclass(slots=True)
@@ -146,96 +152,30 @@ def candidate_key(template_tokens: Sequence[str]) -> str:
     return f"{len(template_tokens)}:{WILDCARD if WILDCARD in first else first}"
 
 
-def similarity(a: Sequence[str], b: Sequence[str]) -> float:
-    """Agreement over the positions where either side is constant; different lengths score 0.
-
-    Positions variable on both sides say nothing, so they are left out (otherwise two messages
-    made mostly of ids look alike). A constant facing a wildcard counts half.
-    """
-    return compare(a, b)[0]
-
-
-def differing(a: Sequence[str], b: Sequence[str]) -> int:
-    """Positions where both sides hold a different constant word."""
-    return compare(a, b)[1]
-
-
-def compare(a: Sequence[str], b: Sequence[str], a_constants: Sequence[str | None] | None = None
-            ) -> tuple[float, int]:
-    """(similarity, differing constant words) of two templates' tokens, in C-level passes: the work
-    is linear in the length, whatever the tokens. `a_constants` is `a` with None for its wildcards
-    (constants(a)), when the caller compares `a` with many."""
-    n = len(a)
-    if n != len(b) or not n:
-        return 0.0, 0
-    equal = sum(map(eq, a, b))
-    wild_a, wild_b = a.count(WILDCARD), b.count(WILDCARD)
-    both = 0
-    if wild_a and wild_b:
-        both = equal - sum(map(eq, constants(a) if a_constants is None else a_constants, b))
-    one_sided = wild_a + wild_b - 2 * both  # a constant facing a wildcard
-    counted = n - both
-    same = equal - both + 0.5 * one_sided
-    return (same / counted if counted else 1.0), n - equal - one_sided
-
-
-def constants(tokens: Sequence[str]) -> tuple[str | None, ...]:
-    """The tokens with None for each wildcard (None equals no token)."""
-    return tuple(None if t == WILDCARD else t for t in tokens)
-
-
-def merge(a: Sequence[str], b: Sequence[str]) -> list[str]:
-    """The template covering both: positions that differ become <*>."""
-    return [x if x == y else WILDCARD for x, y in zip(a, b, strict=True)]
-
-
-_CATEGORIES: list[tuple[str, re.Pattern[str]]] = [
-    ("policy", re.compile(r"polic|guardrail|blocked by|not allowed by|disallowed", re.I)),
-    ("rate_limit", re.compile(r"rate.?limit|too many requests|\b429\b|throttl|quota", re.I)),
-    ("timeout", re.compile(r"time(d|s)?[ _-]?out|deadline exceeded", re.I)),
-    ("auth", re.compile(r"unauthori[sz]|forbidden|\b40[13]\b|authenticat|credential|token expired|permission",
-                        re.I)),
-    ("validation", re.compile(r"valid|schema|pars(e|ing)|malformed|unexpected field|type ?error|not a number",
-                              re.I)),
-    ("resource", re.compile(r"memory|disk|resource|capacity|exhausted|context length|\boom\b|no space", re.I)),
-    ("http_error", re.compile(r"\bhttp|\b5\d\d\b|connection (reset|refused|error)|unavailable|bad gateway", re.I)),
-]
-_PATTERN_TYPES = {"policy": "policy_violation", "rate_limit": "rate_limit", "timeout": "timeout",
-                  "auth": "auth_error", "validation": "validation", "resource": "resource",
-                  "http_error": "http_error"}
-
-
-def classify(error_type: str, message: str) -> tuple[str, str]:
-    """(pattern_type, category) from the error type first, then the message; never empty."""
-    for text in (error_type, message):
-        for category, pattern in _CATEGORIES:
-            if pattern.search(text):
-                return _PATTERN_TYPES[category], category
-    return "error", "unknown"
-
-
-# (error type, template) -> (signature, confidence of an exact hit). Memoising pure functions:
-# templates recur (that is the point), and a dictionary lookup is cheaper than sha256. Bounded; the
-# result never depends on it.
-_SIGNATURES: dict[tuple[str, str], tuple[str, float]] = {}
-_MAX_SIGNATURES = 50_000
-# (this template, the pattern's) -> (confidence of an exact hit, constant words generalised away).
+# (error type, template) -> signature; template -> confidence of an exact hit on it (computed when a
+# hit needs it); (this template, the pattern's) -> (confidence of an exact hit, constant words
+# generalised away). Memoising pure functions: templates recur (that is the point), and a dictionary
+# lookup is cheaper than sha256. Bounded; the result never depends on them.
+_SIGNATURES: dict[tuple[str, str], str] = {}
+_EXACT: dict[str, float] = {}
 _GENERALISED: dict[tuple[str, str], tuple[float, int]] = {}
+_MAX_SIGNATURES = 50_000
 
 
-def _signature(error_type: str, text: str) -> tuple[str, float]:
-    found = (signature(error_type, text), join_confidence(_split(text)))
+def _signature(error_type: str, text: str) -> str:
+    found = signature(error_type, text)
     if len(_SIGNATURES) >= _MAX_SIGNATURES:
         _SIGNATURES.clear()
     _SIGNATURES[(error_type, text)] = found
     return found
 
 
-def generalised(tokens: Sequence[str], pattern_tokens: Sequence[str]) -> int:
-    """Constant words of a message that the pattern's template holds as <*> (it generalised them)."""
-    if len(tokens) != len(pattern_tokens):
-        return 0
-    return sum(1 for x, y in zip(tokens, pattern_tokens, strict=True) if y == WILDCARD and x != WILDCARD)
+def _exact(text: str) -> float:
+    found = join_confidence(_split(text), text=text)
+    if len(_EXACT) >= _MAX_SIGNATURES:
+        _EXACT.clear()
+    _EXACT[text] = found
+    return found
 
 
 def _exact_on_generalised(text: str, pattern_template: str) -> tuple[float, int]:
@@ -243,7 +183,7 @@ def _exact_on_generalised(text: str, pattern_template: str) -> tuple[float, int]
     if found is None:
         toks = _split(text)
         count = generalised(toks, _split(pattern_template))
-        found = (join_confidence(toks, generalised=count), count)
+        found = (join_confidence(toks, generalised=count, text=text), count)
         if len(_GENERALISED) >= _MAX_SIGNATURES:
             _GENERALISED.clear()
         _GENERALISED[(text, pattern_template)] = found
@@ -262,6 +202,7 @@ def clear_memos() -> None:
     """Forget the memoised verdicts and signatures (benchmarks start cold; results never depend on them)."""
     clear_memo()
     _SIGNATURES.clear()
+    _EXACT.clear()
     _GENERALISED.clear()
 
 
@@ -274,25 +215,27 @@ def decide(message: str, error_type: str, tenant_id: str, index: PatternIndex, t
     MemoryPatternIndex.record).
     """
     text = config.template(message)
-    sig, sure = _SIGNATURES.get((error_type, text)) or _signature(error_type, text)
+    sig = _SIGNATURES.get((error_type, text)) or _signature(error_type, text)
     hit = index.by_signature(tenant_id, sig)
     if hit is not None and hit.template == text:  # the common case, inline: an exact hit on the template
-        return MatchDecision("exact", hit.pattern_id, sure, sig, text, text, error_type, message)
-    return _decide(text, message, error_type, tenant_id, index, threshold, config, sig, sure, hit)
+        return MatchDecision("exact", hit.pattern_id, _EXACT.get(text) or _exact(text), sig, text, text, error_type,
+                             message)
+    return _decide(text, message, error_type, tenant_id, index, threshold, config, sig, hit)
 
 
 def decide_template(text: str, message: str, error_type: str, tenant_id: str, index: PatternIndex,
                     threshold: float | None = None, config: GroupingConfig = CONFIG) -> MatchDecision:
     """decide() for a message already normalised under the config's options (`text` is its template)."""
-    sig, sure = _SIGNATURES.get((error_type, text)) or _signature(error_type, text)
+    sig = _SIGNATURES.get((error_type, text)) or _signature(error_type, text)
     hit = index.by_signature(tenant_id, sig)
     if hit is not None and hit.template == text:
-        return MatchDecision("exact", hit.pattern_id, sure, sig, text, text, error_type, message)
-    return _decide(text, message, error_type, tenant_id, index, threshold, config, sig, sure, hit)
+        return MatchDecision("exact", hit.pattern_id, _EXACT.get(text) or _exact(text), sig, text, text, error_type,
+                             message)
+    return _decide(text, message, error_type, tenant_id, index, threshold, config, sig, hit)
 
 
 def _decide(text: str, message: str, error_type: str, tenant_id: str, index: PatternIndex, threshold: float | None,
-            config: GroupingConfig, sig: str, sure: float, hit: PatternCandidate | None) -> MatchDecision:
+            config: GroupingConfig, sig: str, hit: PatternCandidate | None) -> MatchDecision:
     if hit is not None:  # a signature the pattern absorbed, or its own, on a template generalised since
         sure, count = _exact_on_generalised(text, hit.template)
         return MatchDecision("exact", hit.pattern_id, sure, sig, text, text, error_type, message, generalised=count)
@@ -308,14 +251,14 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
         if best is None or score > best_score or (score == best_score and candidate.template < best.template):
             best_score, best_unlike, best = score, unlike, candidate
     if best is not None and best.template == text:  # the pattern's template itself: exact, and worth an alias
-        return MatchDecision("exact", best.pattern_id, sure, sig, text, text, error_type, message, toks,
-                             new_alias=True)
+        return MatchDecision("exact", best.pattern_id, _EXACT.get(text) or _exact(text), sig, text, text, error_type,
+                             message, toks, new_alias=True)
     if best is not None:
         other = best.template_tokens()
         count = generalised(toks, other)
-        return MatchDecision("fuzzy", best.pattern_id, join_confidence(toks, True, best_score, best_unlike, count),
-                             sig, text, " ".join(merge(toks, other)), error_type, message, toks,
-                             similarity=best_score, differing=best_unlike, generalised=count)
+        sure = join_confidence(toks, True, best_score, best_unlike, count, text)
+        return MatchDecision("fuzzy", best.pattern_id, sure, sig, text, " ".join(merge(toks, other)), error_type,
+                             message, toks, similarity=best_score, differing=best_unlike, generalised=count)
     return MatchDecision("new", None, 0.0, sig, text, text, error_type, message, toks)
 
 

@@ -1,22 +1,19 @@
-"""Ingest: store a reported incident once, open its loop, hand it to Bridge 1."""
+"""Ingest: store a reported incident once, open its loop, hand it to the first stage of the registry."""
 
 from __future__ import annotations
 
-from typing import Any
 from uuid import UUID, uuid4, uuid5
 
-from psycopg import Connection
-
-from incident_loop.db import get_connection, transaction
 from incident_loop.failures.breaker_guard import persist_guard
-from incident_loop.failures.persist import FailureIn, persist_failure
+from incident_loop.failures.persist import persist_failure
+from incident_loop.loop import registry
+from incident_loop.loop.wiring import unit_of_work
 from incident_loop.observability import logger
 from incident_loop.schemas.envelope import Envelope
+from incident_loop.schemas.failures import FailureIn
 from incident_loop.schemas.incident import IncidentAccepted, IncidentIn
-from incident_loop.schemas.loop_events import LoopEvent, LoopStage
-from incident_loop.stores.incidents import insert_incident
-from incident_loop.stores.loop_store import lock_incident, record_stage, start_trace
-from incident_loop.stores.queues import SqsStageQueues, StageQueues
+from incident_loop.schemas.loop.events import LoopEvent
+from incident_loop.stores.ports import UnitOfWork
 
 # One failure per incident: its failure_matches id is derived from the tenant and the incident.
 INCIDENT_FAILURES = UUID("0b6a4c1e-3f2d-5a7b-9c8e-1d2f3a4b5c6d")
@@ -26,26 +23,24 @@ def ingest_incident(
     incident: IncidentIn,
     tenant_id: str,
     *,
-    conn: Connection[Any] | None = None,
-    queues: StageQueues | None = None,
+    uow: UnitOfWork | None = None,
 ) -> IncidentAccepted:
-    """Record the incident (idempotent on its key), its failure, and enqueue Bridge 1.
+    """Record the incident (idempotent on its key), its failure, and enqueue the first stage.
 
-    A repeated report returns the first incident and re-sends its Bridge 1 message: if the first
+    A repeated report returns the first incident and re-sends its first stage's message: if the first
     attempt committed but never reached the queue, the retry is what gets the loop going. Raises
     DatabaseUnavailable (FailureNotPersisted included) when it cannot store what it must: retry it.
     """
-    conn = conn or get_connection()
-    with transaction(conn, tenant_id=tenant_id):
-        incident_id, created = insert_incident(conn, f"inc_{uuid4().hex[:16]}", tenant_id, incident)
-        lock_incident(conn, incident_id)
-        loop_id = start_trace(conn, f"loop_{uuid4().hex[:16]}", incident_id, tenant_id)
-        record_stage(
-            conn,
+    uow = unit_of_work(uow)
+    with uow.begin(tenant_id):
+        incident_id, created = uow.incidents.insert(f"inc_{uuid4().hex[:16]}", tenant_id, incident)
+        uow.loop.lock(incident_id)
+        loop_id = uow.loop.start(f"loop_{uuid4().hex[:16]}", incident_id, tenant_id)
+        uow.loop.record(
             LoopEvent.create(
                 incident_id=incident_id,
                 tenant_id=tenant_id,
-                stage=LoopStage.INCIDENT_CREATED,
+                stage=registry.OPENING,
                 details={
                     "agent_id": incident.agent_id,
                     "run_id": incident.run_id,
@@ -69,12 +64,12 @@ def ingest_incident(
                   failure_id=uuid5(INCIDENT_FAILURES, f"{tenant_id}/{incident_id}")),
         persist_guard(),
     )
-    (queues or SqsStageQueues()).send(
+    uow.queues.send(
         Envelope(
             incident_id=incident_id,
             tenant_id=tenant_id,
             loop_id=loop_id,
-            stage=LoopStage.PATTERN_MATCHED,
+            stage=registry.first().stage,
             correlation_id=incident_id,
         )
     )

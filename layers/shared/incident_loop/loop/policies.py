@@ -4,44 +4,51 @@ from __future__ import annotations
 
 from typing import Any
 
-from incident_loop.db import transaction
 from incident_loop.loop.errors import NotFound
+from incident_loop.loop.wiring import unit_of_work
 from incident_loop.observability import logger
-from incident_loop.schemas.api import PolicyFeedback
-from incident_loop.schemas.loop_events import PolicyMode, PolicyRule
+from incident_loop.schemas.loop.enums import PolicyMode
+from incident_loop.schemas.loop.policy import PolicyRule
+from incident_loop.schemas.loop.requests import PolicyFeedback
 from incident_loop.settings import get_settings
-from incident_loop.stores.policies import get_policy, list_policies, save_policy
+from incident_loop.stores.ports import UnitOfWork
 
 
-def policies(tenant_id: str, mode: PolicyMode | None = None) -> list[PolicyRule]:
-    with transaction(tenant_id=tenant_id) as conn:
-        return list_policies(conn, tenant_id, mode)
+def policies(tenant_id: str, mode: PolicyMode | None = None, *, uow: UnitOfWork | None = None) -> list[PolicyRule]:
+    """The tenant's policies, oldest first, optionally of one mode."""
+    uow = unit_of_work(uow)
+    with uow.begin(tenant_id):
+        return uow.policies.of_tenant(tenant_id, mode)
 
 
-def confirm_policy(tenant_id: str, policy_id: str, feedback: PolicyFeedback) -> dict[str, Any]:
+def confirm_policy(tenant_id: str, policy_id: str, feedback: PolicyFeedback, *,
+                   uow: UnitOfWork | None = None) -> dict[str, Any]:
     """Count a confirmation; enough of them move the policy from SHADOW to ACTIVE."""
-    with transaction(tenant_id=tenant_id) as conn:
-        policy = _locked(conn, tenant_id, policy_id)
+    uow = unit_of_work(uow)
+    with uow.begin(tenant_id):
+        policy = _locked(uow, tenant_id, policy_id)
         before = policy.mode
         policy.add_confirmation()
-        save_policy(conn, tenant_id, policy)
+        uow.policies.save(tenant_id, policy)
     logger.info("policy confirmed", policy_id=policy_id, by=feedback.by, mode=policy.mode.value)
     return {"policy": policy.to_dict(), "activated": before != PolicyMode.ACTIVE == policy.mode}
 
 
-def regret_policy(tenant_id: str, policy_id: str, feedback: PolicyFeedback) -> dict[str, Any]:
+def regret_policy(tenant_id: str, policy_id: str, feedback: PolicyFeedback, *,
+                  uow: UnitOfWork | None = None) -> dict[str, Any]:
     """Count a regret; past the threshold an ACTIVE policy goes back to SHADOW."""
-    with transaction(tenant_id=tenant_id) as conn:
-        policy = _locked(conn, tenant_id, policy_id)
+    uow = unit_of_work(uow)
+    with uow.begin(tenant_id):
+        policy = _locked(uow, tenant_id, policy_id)
         demoted = policy.record_regret(threshold=get_settings().policy_regret_threshold)
-        save_policy(conn, tenant_id, policy)
+        uow.policies.save(tenant_id, policy)
     logger.info("policy regret recorded", policy_id=policy_id, by=feedback.by, demoted=demoted,
                 reason=feedback.reason)
     return {"policy": policy.to_dict(), "demoted": demoted}
 
 
-def _locked(conn: Any, tenant_id: str, policy_id: str) -> PolicyRule:
-    policy = get_policy(conn, tenant_id, policy_id)
+def _locked(uow: UnitOfWork, tenant_id: str, policy_id: str) -> PolicyRule:
+    policy = uow.policies.get(tenant_id, policy_id)
     if policy is None:
         raise NotFound(f"policy {policy_id} not found")
     return policy

@@ -5,16 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from incident_loop.db import transaction
+from incident_loop.loop.wiring import unit_of_work
 from incident_loop.observability import logger
-from incident_loop.stores.routing import adjustments_for_agent, record_kpi, save_adjustment
+from incident_loop.stores.ports import UnitOfWork
 
 
-def routing_view(tenant_id: str, agent_id: str, now: datetime | None = None) -> dict[str, Any]:
+def routing_view(tenant_id: str, agent_id: str, now: datetime | None = None, *,
+                 uow: UnitOfWork | None = None) -> dict[str, Any]:
     """Every adjustment of the agent with its decayed effect, and the total effect on its routing."""
     now = now or datetime.now(UTC)
-    with transaction(tenant_id=tenant_id) as conn:
-        adjustments = adjustments_for_agent(conn, tenant_id, agent_id)
+    uow = unit_of_work(uow)
+    with uow.begin(tenant_id):
+        adjustments = uow.routing.for_agent(tenant_id, agent_id)
     rows = [{**a.to_dict(), "effective_magnitude": round(a.effective_magnitude(now), 6)} for a in adjustments]
     return {
         "agent_id": agent_id,
@@ -24,12 +26,13 @@ def routing_view(tenant_id: str, agent_id: str, now: datetime | None = None) -> 
     }
 
 
-def report_kpi(tenant_id: str, agent_id: str, kpi: float) -> dict[str, Any]:
+def report_kpi(tenant_id: str, agent_id: str, kpi: float, *, uow: UnitOfWork | None = None) -> dict[str, Any]:
     """Record the agent's KPI and roll back every active adjustment it shows to have made things worse."""
     rolled_back: list[str] = []
-    with transaction(tenant_id=tenant_id) as conn:
-        record_kpi(conn, tenant_id, agent_id, kpi)
-        for adj in adjustments_for_agent(conn, tenant_id, agent_id, lock=True):
+    uow = unit_of_work(uow)
+    with uow.begin(tenant_id):
+        uow.routing.record_kpi(tenant_id, agent_id, kpi)
+        for adj in uow.routing.for_agent(tenant_id, agent_id, lock=True):
             if not adj.is_active or adj.was_rolled_back:
                 continue
             if adj.check_kpi_regression(kpi):
@@ -38,7 +41,7 @@ def report_kpi(tenant_id: str, agent_id: str, kpi: float) -> dict[str, Any]:
                     f" {adj.rollback_threshold:.0%} rollback threshold"
                 )
                 rolled_back.append(adj.adjustment_id)
-            save_adjustment(conn, tenant_id, adj)
+            uow.routing.save(tenant_id, adj)
     if rolled_back:
         logger.warning("routing adjustments rolled back", agent_id=agent_id, adjustments=rolled_back)
     return {"agent_id": agent_id, "kpi": kpi, "rolled_back": rolled_back}

@@ -2,43 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from psycopg import Connection
-
 from incident_loop.loop.errors import NotReady
+from incident_loop.loop.outcome import StageOutcome
 from incident_loop.loop.recovery_templates import plan_for
-from incident_loop.loop.stage import StageOutcome, hand_off
 from incident_loop.schemas.envelope import Envelope
-from incident_loop.schemas.loop_events import (
-    ConfidenceCalculator,
-    HumanCheckpoint,
-    HumanCheckpointType,
-    LoopEvent,
-    LoopFailureState,
-    LoopStage,
-    RecoverySuggestion,
-)
-from incident_loop.stores.checkpoints import insert_checkpoint
-from incident_loop.stores.incidents import get_incident
-from incident_loop.stores.loop_store import record_stage
-from incident_loop.stores.patterns import get_pattern
-from incident_loop.stores.recoveries import insert_recovery, save_recovery
-
-STAGE = LoopStage.RECOVERY_SUGGESTED
+from incident_loop.schemas.loop.confidence import ConfidenceCalculator
+from incident_loop.schemas.loop.enums import HumanCheckpointType, LoopFailureState
+from incident_loop.schemas.loop.events import HumanCheckpoint
+from incident_loop.schemas.loop.results import RecoverySuggestion
+from incident_loop.stores.ports import UnitOfWork
 
 
-def suggest_recovery(conn: Connection[Any], env: Envelope) -> StageOutcome:
+def suggest_recovery(uow: UnitOfWork, env: Envelope) -> StageOutcome:
     """Answer the incident's pattern with a recovery; auto-apply it or open an approval checkpoint."""
-    incident = get_incident(conn, env.tenant_id, env.incident_id)
-    pattern = get_pattern(conn, env.tenant_id, env.payload.get("pattern_id", ""))
+    incident = uow.incidents.get(env.tenant_id, env.incident_id)
+    pattern = uow.patterns.get(env.tenant_id, env.payload.get("pattern_id", ""))
     if incident is None or pattern is None:
         raise NotReady(f"incident {env.incident_id} or its pattern is not stored yet")
     occurrences = int(env.payload["occurrence_count"])
     suggestion_type, plan = plan_for(pattern["category"], incident["error_type"], incident["skill_id"])
     confidence = ConfidenceCalculator.calculate_recovery_confidence(occurrences)
-    recovery = insert_recovery(
-        conn,
+    recovery = uow.recoveries.insert(
         env.tenant_id,
         RecoverySuggestion.create(
             incident_id=env.incident_id,
@@ -53,22 +37,19 @@ def suggest_recovery(conn: Connection[Any], env: Envelope) -> StageOutcome:
     )
     if recovery.auto_applicable:
         recovery.mark_applied()
-        save_recovery(conn, env.tenant_id, recovery)
-        result = {
-            "recovery": recovery.to_dict(),
-            "occurrence_count": occurrences,
-            "next": hand_off(LoopStage.POLICY_GENERATED, recovery_id=recovery.recovery_id),
-        }
-        record_stage(conn, _event(env, result, recovery))
-        return StageOutcome(result, [env.next(LoopStage.POLICY_GENERATED, recovery_id=recovery.recovery_id)])
+        uow.recoveries.save(env.tenant_id, recovery)
+        return StageOutcome(
+            {"recovery": recovery.to_dict(), "occurrence_count": occurrences},
+            hand_off={"recovery_id": recovery.recovery_id},
+            confidence_band=recovery.confidence_band,
+        )
 
-    checkpoint = insert_checkpoint(
-        conn,
+    checkpoint = uow.checkpoints.insert(
         HumanCheckpoint.create(
             checkpoint_type=HumanCheckpointType.APPROVE_RECOVERY,
             incident_id=env.incident_id,
             tenant_id=env.tenant_id,
-            stage=STAGE,
+            stage=env.stage,
             target_id=recovery.recovery_id,
             description=(
                 f"Approve recovery '{recovery.action_type}' at {recovery.confidence} confidence "
@@ -76,27 +57,10 @@ def suggest_recovery(conn: Connection[Any], env: Envelope) -> StageOutcome:
             ),
         ),
     )
-    result = {
-        "recovery": recovery.to_dict(),
-        "occurrence_count": occurrences,
-        "checkpoint_id": checkpoint.checkpoint_id,
-        "next": None,
-    }
-    record_stage(
-        conn,
-        _event(env, result, recovery, LoopFailureState.RECOVERY_PENDING_APPROVAL),
-        completed=False,
-        blocked=True,
-        pending_checkpoints=[checkpoint.checkpoint_id],
+    # The loop waits here; resolving the checkpoint (loop.checkpoints) hands it on.
+    return StageOutcome(
+        {"recovery": recovery.to_dict(), "occurrence_count": occurrences, "checkpoint_id": checkpoint.checkpoint_id},
+        failure_state=LoopFailureState.RECOVERY_PENDING_APPROVAL,
+        confidence_band=recovery.confidence_band,
+        waiting_on=(checkpoint.checkpoint_id,),
     )
-    return StageOutcome(result, [])
-
-
-def _event(
-    env: Envelope,
-    details: dict[str, Any],
-    recovery: RecoverySuggestion,
-    failure: LoopFailureState | None = None,
-) -> LoopEvent:
-    return env.event(STAGE, details, failure_state=failure, confidence_band=recovery.confidence_band,
-                     requires_human_review=failure is not None)

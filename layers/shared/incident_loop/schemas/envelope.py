@@ -7,7 +7,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import BaseModel, ConfigDict, Field, Json
 
-from incident_loop.schemas.loop_events import LoopEvent, LoopStage
+from incident_loop.schemas.loop.enums import LoopStage
+from incident_loop.schemas.loop.events import LoopEvent
 
 
 class Envelope(BaseModel):

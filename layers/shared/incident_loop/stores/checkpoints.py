@@ -7,7 +7,7 @@ from typing import Any
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
-from incident_loop.schemas.loop_events import HumanCheckpoint
+from incident_loop.schemas.loop.events import HumanCheckpoint
 
 _COLUMNS = (
     "id AS checkpoint_id, checkpoint_type, incident_id, tenant_id, stage, target_id, description,"
@@ -78,3 +78,22 @@ def save_resolution(conn: Connection[Any], tenant_id: str, cp: HumanCheckpoint, 
         {"at": cp.resolved_at, "by": cp.resolved_by, "resolution": cp.resolution, "reason": reason,
          "tenant": tenant_id, "id": cp.checkpoint_id},
     )
+
+
+class PostgresCheckpointStore:
+    """CheckpointStore on the unit of work's connection."""
+
+    def __init__(self, conn: Connection[Any]) -> None:
+        self._conn = conn
+
+    def insert(self, checkpoint: HumanCheckpoint) -> HumanCheckpoint:
+        return insert_checkpoint(self._conn, checkpoint)
+
+    def get(self, tenant_id: str, checkpoint_id: str) -> HumanCheckpoint | None:
+        return get_checkpoint(self._conn, tenant_id, checkpoint_id)
+
+    def of_tenant(self, tenant_id: str, pending_only: bool) -> list[HumanCheckpoint]:
+        return list_checkpoints(self._conn, tenant_id, pending_only)
+
+    def save_resolution(self, tenant_id: str, checkpoint: HumanCheckpoint, reason: str | None) -> None:
+        save_resolution(self._conn, tenant_id, checkpoint, reason)

@@ -55,3 +55,19 @@ def set_status(conn: Connection[Any], tenant_id: str, incident_id: str, status: 
         "UPDATE incidents SET status = %(status)s WHERE tenant_id = %(tenant)s AND id = %(id)s",
         {"status": status, "tenant": tenant_id, "id": incident_id},
     )
+
+
+class PostgresIncidentStore:
+    """IncidentStore on the unit of work's connection."""
+
+    def __init__(self, conn: Connection[Any]) -> None:
+        self._conn = conn
+
+    def insert(self, incident_id: str, tenant_id: str, incident: IncidentIn) -> tuple[str, bool]:
+        return insert_incident(self._conn, incident_id, tenant_id, incident)
+
+    def get(self, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
+        return get_incident(self._conn, tenant_id, incident_id)
+
+    def set_status(self, tenant_id: str, incident_id: str, status: str) -> None:
+        set_status(self._conn, tenant_id, incident_id, status)

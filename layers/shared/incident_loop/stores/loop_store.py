@@ -7,7 +7,8 @@ from typing import Any
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
-from incident_loop.schemas.loop_events import LoopEvent, LoopFailureState, LoopStage
+from incident_loop.schemas.loop.enums import LoopStage, is_failure
+from incident_loop.schemas.loop.events import LoopEvent
 
 
 def lock_incident(conn: Connection[Any], incident_id: str) -> None:
@@ -73,11 +74,7 @@ def record_stage(
     ).fetchone()
     if inserted is None:
         return False
-    failed = event.failure_state is not None and event.failure_state not in (
-        LoopFailureState.POLICY_SHADOW_MODE,
-        LoopFailureState.RECOVERY_PENDING_APPROVAL,
-        LoopFailureState.PREVENTED,
-    )
+    failed = is_failure(event.failure_state)
     conn.execute(
         # A complete loop stays complete: a late or replayed event never moves it back.
         """UPDATE loop_traces SET
@@ -137,3 +134,42 @@ def list_events(conn: Connection[Any], tenant_id: str, incident_id: str) -> list
         " WHERE incident_id = %(id)s AND tenant_id = %(tenant)s ORDER BY created_at, event_id",
         {"id": incident_id, "tenant": tenant_id},
     ).fetchall()
+
+
+def first_complete(conn: Connection[Any], tenant_id: str) -> dict[str, Any] | None:
+    """The tenant's first loop to complete (loop_id, incident_id), or None."""
+    return conn.execute(
+        "SELECT loop_id, incident_id FROM loop_traces WHERE tenant_id = %(t)s AND is_complete"
+        " ORDER BY completed_at LIMIT 1",
+        {"t": tenant_id},
+    ).fetchone()
+
+
+class PostgresLoopStore:
+    """LoopStore on the unit of work's connection."""
+
+    def __init__(self, conn: Connection[Any]) -> None:
+        self._conn = conn
+
+    def lock(self, incident_id: str) -> None:
+        lock_incident(self._conn, incident_id)
+
+    def start(self, loop_id: str, incident_id: str, tenant_id: str) -> str:
+        return start_trace(self._conn, loop_id, incident_id, tenant_id)
+
+    def result(self, tenant_id: str, incident_id: str, key: str) -> dict[str, Any] | None:
+        return stage_result(self._conn, tenant_id, incident_id, key)
+
+    def record(self, event: LoopEvent, *, key: str | None = None, completed: bool = True, blocked: bool = False,
+               pending_checkpoints: list[str] | None = None, loop_complete: bool = False) -> bool:
+        return record_stage(self._conn, event, key=key, completed=completed, blocked=blocked,
+                            pending_checkpoints=pending_checkpoints, loop_complete=loop_complete)
+
+    def completed(self, tenant_id: str, incident_id: str) -> list[str] | None:
+        return stages_completed(self._conn, tenant_id, incident_id)
+
+    def trace(self, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
+        return get_trace(self._conn, tenant_id, incident_id)
+
+    def first_complete(self, tenant_id: str) -> dict[str, Any] | None:
+        return first_complete(self._conn, tenant_id)

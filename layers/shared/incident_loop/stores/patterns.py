@@ -60,6 +60,17 @@ class PostgresPatternIndex:
         return [PatternCandidate(str(pid), str(tpl), count=int(n)) for pid, tpl, n in rows]
 
 
+class PostgresPatternStore(PostgresPatternIndex):
+    """PatternStore on the unit of work's connection: the index Bridge 1 decides on, and what it records."""
+
+    def get(self, tenant_id: str, pattern_id: str) -> dict[str, Any] | None:
+        return get_pattern(self._conn, tenant_id, pattern_id)
+
+    def record_match(self, tenant_id: str, incident_id: str, error_type: str,
+                     decision: MatchDecision) -> tuple[str, int, bool]:
+        return record_match(self._conn, tenant_id, incident_id, error_type, decision)
+
+
 def get_pattern(conn: Connection[Any], tenant_id: str, pattern_id: str) -> dict[str, Any] | None:
     """The tenant's failure_patterns row as a dict, or None."""
     with conn.cursor(row_factory=dict_row) as cur:

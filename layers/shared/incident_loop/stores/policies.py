@@ -7,7 +7,9 @@ from typing import Any
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
-from incident_loop.schemas.loop_events import ConfidenceBand, PolicyMode, PolicyRule
+from incident_loop.schemas.loop.confidence import ConfidenceBand
+from incident_loop.schemas.loop.enums import PolicyMode
+from incident_loop.schemas.loop.policy import PolicyRule
 
 
 def to_model(row: dict[str, Any]) -> PolicyRule:
@@ -162,3 +164,58 @@ def insert_prevention(
     ).fetchone()
     assert row is not None
     return str(row["id"])
+
+
+def first_activated(conn: Connection[Any], tenant_id: str) -> dict[str, Any] | None:
+    """The tenant's first policy to be activated (id), or None."""
+    return conn.execute(
+        "SELECT id FROM policy_rules WHERE tenant_id = %(t)s AND activated_at IS NOT NULL"
+        " ORDER BY activated_at LIMIT 1",
+        {"t": tenant_id},
+    ).fetchone()
+
+
+def first_prevention(conn: Connection[Any], tenant_id: str) -> dict[str, Any] | None:
+    """The tenant's first prevention (id, blocked_incident_id, policy_id), or None."""
+    return conn.execute(
+        "SELECT id, blocked_incident_id, policy_id FROM prevention_records WHERE tenant_id = %(t)s"
+        " ORDER BY created_at LIMIT 1",
+        {"t": tenant_id},
+    ).fetchone()
+
+
+class PostgresPolicyStore:
+    """PolicyStore on the unit of work's connection."""
+
+    def __init__(self, conn: Connection[Any]) -> None:
+        self._conn = conn
+
+    def insert(self, tenant_id: str, policy: PolicyRule, conditions: dict[str, Any]) -> tuple[PolicyRule, bool]:
+        return insert_policy(self._conn, tenant_id, policy, conditions)
+
+    def for_pattern(self, tenant_id: str, pattern_id: str) -> PolicyRule | None:
+        return policy_for_pattern(self._conn, tenant_id, pattern_id)
+
+    def get(self, tenant_id: str, policy_id: str) -> PolicyRule | None:
+        return get_policy(self._conn, tenant_id, policy_id)
+
+    def of_tenant(self, tenant_id: str, mode: PolicyMode | None) -> list[PolicyRule]:
+        return list_policies(self._conn, tenant_id, mode)
+
+    def save(self, tenant_id: str, policy: PolicyRule) -> None:
+        save_policy(self._conn, tenant_id, policy)
+
+    def record_evaluation(self, policy: PolicyRule, incident_id: str, would_block: bool) -> bool:
+        return record_evaluation(self._conn, policy, incident_id, would_block)
+
+    def insert_prevention(self, *, prevention_id: str, tenant_id: str, policy: PolicyRule,
+                          original_incident_id: str, blocked_incident_id: str, signature_hash: str) -> str:
+        return insert_prevention(self._conn, prevention_id=prevention_id, tenant_id=tenant_id, policy=policy,
+                                 original_incident_id=original_incident_id,
+                                 blocked_incident_id=blocked_incident_id, signature_hash=signature_hash)
+
+    def first_activated(self, tenant_id: str) -> dict[str, Any] | None:
+        return first_activated(self._conn, tenant_id)
+
+    def first_prevention(self, tenant_id: str) -> dict[str, Any] | None:
+        return first_prevention(self._conn, tenant_id)

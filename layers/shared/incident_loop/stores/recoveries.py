@@ -7,7 +7,8 @@ from typing import Any
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
-from incident_loop.schemas.loop_events import ConfidenceBand, RecoverySuggestion
+from incident_loop.schemas.loop.confidence import ConfidenceBand
+from incident_loop.schemas.loop.results import RecoverySuggestion
 
 
 def to_model(row: dict[str, Any]) -> RecoverySuggestion:
@@ -93,3 +94,22 @@ def save_recovery(conn: Connection[Any], tenant_id: str, suggestion: RecoverySug
             "id": suggestion.recovery_id,
         },
     )
+
+
+class PostgresRecoveryStore:
+    """RecoveryStore on the unit of work's connection."""
+
+    def __init__(self, conn: Connection[Any]) -> None:
+        self._conn = conn
+
+    def insert(self, tenant_id: str, suggestion: RecoverySuggestion, text: str) -> RecoverySuggestion:
+        return insert_recovery(self._conn, tenant_id, suggestion, text)
+
+    def for_incident(self, tenant_id: str, incident_id: str) -> RecoverySuggestion | None:
+        return recovery_for_incident(self._conn, tenant_id, incident_id)
+
+    def get(self, tenant_id: str, recovery_id: str) -> RecoverySuggestion | None:
+        return get_recovery(self._conn, tenant_id, recovery_id)
+
+    def save(self, tenant_id: str, suggestion: RecoverySuggestion) -> None:
+        save_recovery(self._conn, tenant_id, suggestion)

@@ -6,7 +6,7 @@ from typing import Any
 
 from psycopg import Connection
 
-from incident_loop.schemas.loop_events import RoutingAdjustment
+from incident_loop.schemas.loop.policy import RoutingAdjustment
 
 _COLUMNS = (
     "id AS adjustment_id, agent_id, capability, adjustment_type, magnitude, reason, source_policy_id,"
@@ -88,3 +88,26 @@ def latest_kpi(conn: Connection[Any], tenant_id: str, agent_id: str) -> float | 
         {"tenant": tenant_id, "agent": agent_id},
     ).fetchone()
     return None if row is None else float(row["kpi"])
+
+
+class PostgresRoutingStore:
+    """RoutingStore on the unit of work's connection."""
+
+    def __init__(self, conn: Connection[Any]) -> None:
+        self._conn = conn
+
+    def insert(self, tenant_id: str, incident_id: str,
+               adjustment: RoutingAdjustment) -> tuple[RoutingAdjustment, bool]:
+        return insert_adjustment(self._conn, tenant_id, incident_id, adjustment)
+
+    def for_agent(self, tenant_id: str, agent_id: str, *, lock: bool = False) -> list[RoutingAdjustment]:
+        return adjustments_for_agent(self._conn, tenant_id, agent_id, lock=lock)
+
+    def save(self, tenant_id: str, adjustment: RoutingAdjustment) -> None:
+        save_adjustment(self._conn, tenant_id, adjustment)
+
+    def record_kpi(self, tenant_id: str, agent_id: str, kpi: float) -> None:
+        record_kpi(self._conn, tenant_id, agent_id, kpi)
+
+    def latest_kpi(self, tenant_id: str, agent_id: str) -> float | None:
+        return latest_kpi(self._conn, tenant_id, agent_id)

@@ -1,4 +1,4 @@
-"""Request bodies of the loop API (responses are the loop's own models)."""
+"""What people send the loop over HTTP: a checkpoint decision, policy feedback, an agent's KPI."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Matching a failure against the error catalog: exact code first, then message patterns, else a miss."""
+"""Looking a failure up in the error catalog (seed 002): exact code first, then message patterns, else a miss.
+
+Not to be confused with grouping.matcher (Bridge 1's grouping of an incident with its siblings) nor with
+loop.match_pattern (the Bridge 1 stage that runs it): the catalog is a reviewed list of known errors.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+
+from incident_loop.categories import Category, from_catalog
 
 CATALOG_FILE = Path(__file__).resolve().with_name("errors.yaml")
 EXACT_CONFIDENCE = 1.0
@@ -17,12 +23,17 @@ class CatalogEntry:
     code: str
     version: int
     title: str
-    category: str
+    category: str  # the catalog's spelling of a row of incident_loop.categories
     severity: str
     is_retryable: bool
     recovery_mode: str
     recovery_suggestion: str
     patterns: tuple[str, ...]
+
+    @property
+    def failure_category(self) -> Category:
+        """The entry's row of the failure-category table (its category in the loop's spelling too)."""
+        return from_catalog(self.category)
 
     @property
     def entry_id(self) -> str:

@@ -1,47 +1,23 @@
-"""failure_matches: writing a failure once, and the tenant-scoped queries of the recovery API.
+"""failure_matches: writing a failure once, the tenant-scoped queries of the recovery API, and retention.
 
 Every query names tenant_id first, so each one is served by the seed's tenant indexes.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any, Literal
 from uuid import UUID
 
 from psycopg import Connection
 from psycopg.types.json import Jsonb
-from pydantic import BaseModel, ConfigDict, Field
+
+from incident_loop.schemas.failures import FailureRecord
 
 COLUMNS = (
     "id, run_id, tenant_id, error_code, error_message, catalog_entry_id, match_type, match_confidence, category,"
     " severity, is_retryable, recovery_mode, recovery_suggestion, recovery_attempted, recovery_succeeded,"
     " recovered_at, recovered_by, recovery_notes, skill_id, step_index, context_json, created_at, updated_at"
 )
-
-
-class FailureRecord(BaseModel):
-    """One failure as persisted (the seed's 23 columns)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    id: UUID
-    run_id: str = Field(min_length=1, max_length=255)
-    tenant_id: str = Field(min_length=1, max_length=128)
-    error_code: str = Field(min_length=1, max_length=255)
-    error_message: str | None = None
-    catalog_entry_id: str | None = None
-    match_type: str | None = None
-    match_confidence: float | None = None
-    category: str | None = None
-    severity: str | None = None
-    is_retryable: bool = False
-    recovery_mode: str | None = None
-    recovery_suggestion: str | None = None
-    skill_id: str | None = Field(default=None, max_length=100)
-    step_index: int | None = None
-    context_json: dict[str, Any] | None = None
-    created_at: datetime | None = None
 
 
 def insert(conn: Connection[Any], failure: FailureRecord) -> bool:
@@ -130,3 +106,29 @@ def stats(conn: Connection[Any], tenant_id: str, since_hours: int = 24) -> dict[
     out["match_rate"] = round(hits / total, 4) if total else None
     out["recovered"] = sum(r["n"] for r in rows if r["recovery_succeeded"])
     return out
+
+
+def purge_batch(conn: Connection[Any], max_age_days: int, batch_size: int) -> int:
+    """Delete at most `batch_size` failures older than `max_age_days`, every tenant's; how many went.
+
+    Retention spans every tenant, which row-level security hides from the functions' role: this is
+    the owner's narrow purge_failure_matches() (migration 0009), found through idx_fm_created_at.
+    """
+    row = conn.execute(
+        "SELECT purge_failure_matches(%(days)s, %(n)s) AS n", {"days": max_age_days, "n": batch_size}
+    ).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def matches_of(conn: Connection[Any], tenant_id: str, ids: list[UUID]) -> list[dict[str, Any]]:
+    """How these failures of one tenant were stored: id, match_type and catalog_entry_id of each found."""
+    return conn.execute(
+        "SELECT id, match_type, catalog_entry_id FROM failure_matches WHERE tenant_id = %(t)s AND id = ANY(%(ids)s)",
+        {"t": tenant_id, "ids": ids},
+    ).fetchall()
+
+
+def migrated(conn: Connection[Any]) -> bool:
+    """Whether failure_matches exists in this database (the migrations have run)."""
+    row = conn.execute("SELECT to_regclass('failure_matches') AS t").fetchone()
+    return bool(row and row["t"] is not None)

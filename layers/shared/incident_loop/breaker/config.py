@@ -1,0 +1,46 @@
+"""How a breaker behaves (trip rule, cooldown, probes, read cache, fail mode), and the breakers by name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+from incident_loop.breaker.rules import AnyOf, ConsecutiveFailures, Drift, TripRule
+
+COSTSIM_V2 = "costsim-v2"  # seed 001: guards CostSim's V2 simulator
+CATALOG_PERSIST = "catalog-persist"  # seed 002: guards failure persistence
+SKILL_PREFIX = "skill:"  # seed 004: one per skill target, `skill:<target>`
+
+
+class FailMode(str, Enum):
+    """What allow() answers when DynamoDB cannot be reached."""
+
+    OPEN = "open"  # let calls through (seed 001's choice for CostSim: no false-positive disables)
+    CLOSED = "closed"  # refuse calls
+
+
+@dataclass(frozen=True)
+class BreakerConfig:
+    """How one breaker behaves. Times in seconds."""
+
+    rule: TripRule = field(default_factory=ConsecutiveFailures)
+    cooldown_s: float = 60.0
+    half_open_probes: int = 1
+    probe_timeout_s: float = 30.0  # a HALF_OPEN probe that never reports is presumed lost after this
+    cache_ttl_s: float = 1.0
+    fail_mode: FailMode = FailMode.OPEN
+
+
+# The breakers the loop uses. CostSim's cooldown is this project's choice (the seed does not state one).
+KNOWN: dict[str, BreakerConfig] = {
+    COSTSIM_V2: BreakerConfig(rule=AnyOf((Drift(), ConsecutiveFailures(5, None))), cooldown_s=300.0),
+    CATALOG_PERSIST: BreakerConfig(rule=ConsecutiveFailures(5, 60.0), cooldown_s=60.0),
+}
+SKILL_DEFAULT = BreakerConfig(rule=ConsecutiveFailures(5, 60.0), cooldown_s=60.0)  # seed 004, per target
+
+
+def config_for(name: str) -> BreakerConfig:
+    """The configuration of a breaker by name (`skill:<target>` breakers share seed 004's)."""
+    if name in KNOWN:
+        return KNOWN[name]
+    return SKILL_DEFAULT if name.startswith(SKILL_PREFIX) else BreakerConfig()

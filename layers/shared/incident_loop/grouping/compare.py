@@ -1,0 +1,67 @@
+"""Comparing templates position by position: similarity (as in Drain), the constant words that
+disagree, the template covering both, and the words a pattern has generalised away. C-level passes:
+the work is linear in the templates' length."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from operator import eq
+
+from incident_loop.grouping.tokens import WILDCARD
+
+
+def similarity(a: Sequence[str], b: Sequence[str]) -> float:
+    """Agreement over the positions where either side is constant; different lengths score 0.
+
+    Positions variable on both sides say nothing, so they are left out (otherwise two messages
+    made mostly of ids look alike). A constant facing a wildcard counts half.
+    """
+    return compare(a, b)[0]
+
+
+def differing(a: Sequence[str], b: Sequence[str]) -> int:
+    """Positions where both sides hold a different constant word."""
+    return compare(a, b)[1]
+
+
+def compare(a: Sequence[str], b: Sequence[str], a_constants: Sequence[str | None] | None = None
+            ) -> tuple[float, int]:
+    """(similarity, differing constant words) of two templates' tokens, in C-level passes: the work
+    is linear in the length, whatever the tokens. `a_constants` is `a` with None for its wildcards
+    (constants(a)), when the caller compares `a` with many."""
+    n = len(a)
+    if n != len(b) or not n:
+        return 0.0, 0
+    equal = sum(map(eq, a, b))
+    wild_a, wild_b = a.count(WILDCARD), b.count(WILDCARD)
+    both = 0
+    if wild_a and wild_b:
+        both = equal - sum(map(eq, constants(a) if a_constants is None else a_constants, b))
+    one_sided = wild_a + wild_b - 2 * both  # a constant facing a wildcard
+    counted = n - both
+    same = equal - both + 0.5 * one_sided
+    return (same / counted if counted else 1.0), n - equal - one_sided
+
+
+_NONE_FOR_WILDCARD = {WILDCARD: None}
+
+
+def constants(tokens: Sequence[str]) -> tuple[str | None, ...]:
+    """The tokens with None for each wildcard (None equals no token)."""
+    return tuple(map(_NONE_FOR_WILDCARD.get, tokens, tokens))
+
+
+def merge(a: Sequence[str], b: Sequence[str]) -> list[str]:
+    """The template covering both: positions that differ become <*>."""
+    return [x if x == y else WILDCARD for x, y in zip(a, b, strict=True)]
+
+
+def generalised(tokens: Sequence[str], pattern_tokens: Sequence[str]) -> int:
+    """Constant words of a message that the pattern's template holds as <*> (it generalised them)."""
+    if len(tokens) != len(pattern_tokens):
+        return 0
+    wild = pattern_tokens.count(WILDCARD)
+    if not wild:
+        return 0
+    both = sum(map(eq, tokens, pattern_tokens)) - sum(map(eq, constants(tokens), pattern_tokens))
+    return wild - both

@@ -1,0 +1,95 @@
+"""The error map: every exception a route can raise becomes its HTTP status in the one error body, here only.
+
+`map_errors(app)` registers the handlers on the API's resolver. Store code turns driver errors into
+the domain's exceptions (DatabaseUnavailable, QueueUnavailable, NotFound, ...); this maps those.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.exceptions import ServiceError
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+
+from incident_loop.db import DatabaseUnavailable
+from incident_loop.http.errors import BadRequest, UnsupportedMediaType, error_response
+from incident_loop.http.resolver import BoundaryResolver
+from incident_loop.loop.errors import Conflict, NotFound, NotReady
+from incident_loop.observability import logger
+from incident_loop.stores.queues import QueueUnavailable
+
+Answer = Response[dict[str, Any]]
+
+
+def _invalid(exc: RequestValidationError) -> Answer:
+    errors = [
+        {"field": ".".join(str(p) for p in err.get("loc", ())), "reason": err.get("msg") or err.get("type")}
+        for err in exc.errors()
+    ]
+    logger.info("request rejected", errors=errors)
+    return error_response(422, "invalid request", errors)
+
+
+def _bad_request(exc: BadRequest) -> Answer:
+    logger.info("request rejected", reason=exc.message)
+    return error_response(400, exc.message, exc.errors)
+
+
+def _unsupported(exc: UnsupportedMediaType) -> Answer:
+    logger.info("request rejected", reason=exc.message)
+    return error_response(415, exc.message, exc.errors)
+
+
+def _service_error(exc: ServiceError) -> Answer:
+    # Powertools' own HTTP errors (401, 403, and 404 for a path no route serves), in the one body shape.
+    return error_response(exc.status_code, exc.msg)
+
+
+def _not_found(exc: NotFound) -> Answer:
+    return error_response(404, str(exc))
+
+
+def _conflict(exc: Conflict | NotReady) -> Answer:
+    return error_response(409, str(exc))
+
+
+def _unavailable(exc: DatabaseUnavailable) -> Answer:
+    logger.exception("database unavailable")
+    return error_response(503, "the catalog is unavailable, retry later")
+
+
+def _queue_unavailable(exc: QueueUnavailable) -> Answer:
+    # Ingest committed the incident before the queue refused: the client's retry is answered
+    # `duplicate: true` and re-sends the Bridge 1 message, so the loop starts on the retry.
+    logger.exception("queue unavailable")
+    return error_response(503, "a queue of the loop is unavailable, retry later")
+
+
+def _unexpected(exc: Exception) -> Answer:
+    # Nothing escapes the resolver (API Gateway would answer 502): logged with its traceback, answered 500.
+    logger.exception("unhandled error", error_type=type(exc).__name__)
+    return error_response(500, "internal error")
+
+
+# The most specific class an exception is an instance of picks its handler (Powertools walks the MRO).
+ERRORS: dict[type[Exception], Callable[[Any], Answer]] = {
+    RequestValidationError: _invalid,
+    BadRequest: _bad_request,
+    UnsupportedMediaType: _unsupported,
+    ServiceError: _service_error,
+    NotFound: _not_found,
+    Conflict: _conflict,
+    NotReady: _conflict,
+    DatabaseUnavailable: _unavailable,
+    QueueUnavailable: _queue_unavailable,
+    Exception: _unexpected,
+}
+
+
+def map_errors(app: BoundaryResolver) -> BoundaryResolver:
+    """Register the error map on `app`; returns it."""
+    for exc_class, handler in ERRORS.items():
+        app.exception_handler(exc_class)(handler)
+    return app

@@ -1,0 +1,164 @@
+"""Patterns, recoveries, policies and routing, in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from incident_loop.grouping.matcher import MatchDecision, MemoryPatternIndex, PatternCandidate
+from incident_loop.schemas.loop.enums import PolicyMode
+from incident_loop.schemas.loop.policy import PolicyRule, RoutingAdjustment
+from incident_loop.schemas.loop.results import RecoverySuggestion
+
+
+class MemoryPatternStore:
+    """The matcher's MemoryPatternIndex, with the rows and the once-per-incident count of record_match."""
+
+    def __init__(self) -> None:
+        self.index = MemoryPatternIndex()
+        self.rows: dict[str, dict[str, Any]] = {}  # by pattern id
+        self.occurrences: dict[str, str] = {}  # incident id -> pattern id
+
+    def by_signature(self, tenant_id: str, signature: str) -> PatternCandidate | None:
+        return self.index.by_signature(tenant_id, signature)
+
+    def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> Sequence[PatternCandidate]:
+        return self.index.candidates(tenant_id, error_type, candidate_key)
+
+    def get(self, tenant_id: str, pattern_id: str) -> dict[str, Any] | None:
+        row = self.rows.get(pattern_id)
+        if row is None or row["tenant_id"] != tenant_id:
+            return None
+        return {**row, "template": self.index.template(pattern_id), "occurrence_count": self.index.count(pattern_id)}
+
+    def record_match(self, tenant_id: str, incident_id: str, error_type: str,
+                     decision: MatchDecision) -> tuple[str, int, bool]:
+        if incident_id not in self.occurrences:  # a repeated incident counts once, and gets the same answer
+            pattern_id = self.index.record(tenant_id, decision)
+            self.occurrences[incident_id] = pattern_id
+            self.rows.setdefault(pattern_id, {
+                "id": pattern_id, "tenant_id": tenant_id, "pattern_type": decision.pattern_type,
+                "error_type": error_type, "signature": decision.signature, "category": decision.category,
+                "first_incident_id": incident_id,
+            })
+        pattern_id = self.occurrences[incident_id]
+        return pattern_id, self.index.count(pattern_id), self.rows[pattern_id]["first_incident_id"] == incident_id
+
+
+class MemoryRecoveryStore:
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[str, RecoverySuggestion]] = {}  # by id: (tenant, recovery)
+        self.texts: dict[str, str] = {}
+
+    def insert(self, tenant_id: str, suggestion: RecoverySuggestion, text: str) -> RecoverySuggestion:
+        stored = self.for_incident(tenant_id, suggestion.incident_id)
+        if stored is not None:
+            return stored
+        self.rows[suggestion.recovery_id] = (tenant_id, suggestion.model_copy(deep=True))
+        self.texts[suggestion.recovery_id] = text
+        return suggestion.model_copy(deep=True)
+
+    def for_incident(self, tenant_id: str, incident_id: str) -> RecoverySuggestion | None:
+        found = [r for t, r in self.rows.values() if t == tenant_id and r.incident_id == incident_id]
+        return found[0].model_copy(deep=True) if found else None
+
+    def get(self, tenant_id: str, recovery_id: str) -> RecoverySuggestion | None:
+        tenant, recovery = self.rows.get(recovery_id, (None, None))
+        return recovery.model_copy(deep=True) if recovery is not None and tenant == tenant_id else None
+
+    def save(self, tenant_id: str, suggestion: RecoverySuggestion) -> None:
+        if self.rows.get(suggestion.recovery_id, (None,))[0] == tenant_id:
+            self.rows[suggestion.recovery_id] = (tenant_id, suggestion.model_copy(deep=True))
+
+
+class MemoryPolicyStore:
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[str, PolicyRule]] = {}  # by id: (tenant, policy)
+        self.conditions: dict[str, dict[str, Any]] = {}
+        self.evaluations: dict[tuple[str, str], bool] = {}  # (policy, incident) -> would block
+        self.preventions: list[dict[str, Any]] = []
+
+    def _of(self, tenant_id: str) -> list[PolicyRule]:
+        return [p for t, p in self.rows.values() if t == tenant_id]
+
+    def insert(self, tenant_id: str, policy: PolicyRule, conditions: dict[str, Any]) -> tuple[PolicyRule, bool]:
+        stored = self.for_pattern(tenant_id, policy.source_pattern_id)
+        if stored is not None:
+            return stored, False
+        self.rows[policy.policy_id] = (tenant_id, policy.model_copy(deep=True))
+        self.conditions[policy.policy_id] = {**conditions, "expression": policy.condition}
+        return policy.model_copy(deep=True), True
+
+    def for_pattern(self, tenant_id: str, pattern_id: str) -> PolicyRule | None:
+        found = [p for p in self._of(tenant_id) if p.source_pattern_id == pattern_id]
+        return found[0].model_copy(deep=True) if found else None
+
+    def get(self, tenant_id: str, policy_id: str) -> PolicyRule | None:
+        tenant, policy = self.rows.get(policy_id, (None, None))
+        return policy.model_copy(deep=True) if policy is not None and tenant == tenant_id else None
+
+    def of_tenant(self, tenant_id: str, mode: PolicyMode | None) -> list[PolicyRule]:
+        rows = [p for p in self._of(tenant_id) if mode is None or p.mode == mode]
+        return [p.model_copy(deep=True) for p in sorted(rows, key=lambda p: (p.created_at, p.policy_id))]
+
+    def save(self, tenant_id: str, policy: PolicyRule) -> None:
+        if self.rows.get(policy.policy_id, (None,))[0] == tenant_id:
+            self.rows[policy.policy_id] = (tenant_id, policy.model_copy(deep=True))
+
+    def record_evaluation(self, policy: PolicyRule, incident_id: str, would_block: bool) -> bool:
+        if (policy.policy_id, incident_id) in self.evaluations:
+            return False
+        self.evaluations[(policy.policy_id, incident_id)] = would_block
+        return True
+
+    def insert_prevention(self, *, prevention_id: str, tenant_id: str, policy: PolicyRule,
+                          original_incident_id: str, blocked_incident_id: str, signature_hash: str) -> str:
+        for row in self.preventions:
+            if row["blocked_incident_id"] == blocked_incident_id:
+                return str(row["id"])
+        self.preventions.append({
+            "id": prevention_id, "tenant_id": tenant_id, "policy_id": policy.policy_id,
+            "pattern_id": policy.source_pattern_id, "original_incident_id": original_incident_id,
+            "blocked_incident_id": blocked_incident_id, "signature_hash": signature_hash,
+        })
+        return prevention_id
+
+    def first_activated(self, tenant_id: str) -> dict[str, Any] | None:
+        active = sorted((p for p in self._of(tenant_id) if p.activated_at), key=lambda p: p.activated_at or 0)
+        return {"id": active[0].policy_id} if active else None
+
+    def first_prevention(self, tenant_id: str) -> dict[str, Any] | None:
+        mine = [r for r in self.preventions if r["tenant_id"] == tenant_id]
+        return {k: mine[0][k] for k in ("id", "blocked_incident_id", "policy_id")} if mine else None
+
+
+class MemoryRoutingStore:
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[str, str, RoutingAdjustment]] = {}  # by id: (tenant, incident, adjustment)
+        self.kpis: list[tuple[str, str, float]] = []  # (tenant, agent, kpi), oldest first
+
+    def insert(self, tenant_id: str, incident_id: str,
+               adjustment: RoutingAdjustment) -> tuple[RoutingAdjustment, bool]:
+        for _, _, stored in self.rows.values():
+            if (stored.source_policy_id, stored.agent_id) == (adjustment.source_policy_id, adjustment.agent_id):
+                return stored.model_copy(deep=True), False
+        self.rows[adjustment.adjustment_id] = (tenant_id, incident_id, adjustment.model_copy(deep=True))
+        return adjustment.model_copy(deep=True), True
+
+    def for_agent(self, tenant_id: str, agent_id: str, *, lock: bool = False) -> list[RoutingAdjustment]:
+        rows = [a for t, _, a in self.rows.values() if t == tenant_id and a.agent_id == agent_id]
+        ordered = sorted(rows, key=lambda a: a.adjustment_id)
+        ordered.sort(key=lambda a: a.created_at, reverse=True)  # newest first, then by id
+        return [a.model_copy(deep=True) for a in ordered]
+
+    def save(self, tenant_id: str, adjustment: RoutingAdjustment) -> None:
+        stored = self.rows.get(adjustment.adjustment_id)
+        if stored is not None and stored[0] == tenant_id:
+            self.rows[adjustment.adjustment_id] = (tenant_id, stored[1], adjustment.model_copy(deep=True))
+
+    def record_kpi(self, tenant_id: str, agent_id: str, kpi: float) -> None:
+        self.kpis.append((tenant_id, agent_id, kpi))
+
+    def latest_kpi(self, tenant_id: str, agent_id: str) -> float | None:
+        mine = [k for t, a, k in self.kpis if (t, a) == (tenant_id, agent_id)]
+        return mine[-1] if mine else None
