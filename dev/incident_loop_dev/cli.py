@@ -87,6 +87,16 @@ def _synth(args: argparse.Namespace) -> int:
     return 0 if report.get("valid", True) and set(report["results"]) == {"stored"} else 1
 
 
+def _benchmarks() -> list[str]:
+    """Every module of bench/ with a main(): its name, dashed, is the benchmark's name on the command line."""
+    import pkgutil
+
+    from incident_loop_dev import bench
+
+    return sorted(info.name.replace("_", "-") for info in pkgutil.iter_modules(bench.__path__)
+                  if "\ndef main(" in (Path(bench.__path__[0]) / f"{info.name}.py").read_text())
+
+
 def _bench(args: argparse.Namespace, rest: list[str]) -> int:
     module = args.what.replace("-", "_")  # each choice names its module in bench/
     bench = __import__(f"incident_loop_dev.bench.{module}", fromlist=["main"])
@@ -122,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     sy.add_argument("--no-progress", action="store_true")
     sy.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     b = sub.add_parser("bench", help="benchmarks that print figures")
-    b.add_argument("what", choices=["grouping", "backfill", "breaker", "cold-start"])
+    b.add_argument("what", choices=_benchmarks())
     from incident_loop_dev.local import commands as local_commands
 
     local_commands.add_parsers(sub)

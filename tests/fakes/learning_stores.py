@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from incident_loop.grouping.matcher import MatchDecision, MemoryPatternIndex, PatternCandidate
+from incident_loop.grouping.matcher import MatchDecision, PatternCandidate
+from incident_loop.grouping.memory_index import MemoryPatternIndex
 from incident_loop.schemas.loop.enums import PolicyMode
 from incident_loop.schemas.loop.policy import PolicyRule, RoutingAdjustment
 from incident_loop.schemas.loop.results import RecoverySuggestion

@@ -11,7 +11,8 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from incident_loop.grouping.matcher import MemoryPatternIndex, decide
+from incident_loop.grouping.matcher import decide
+from incident_loop.grouping.memory_index import MemoryPatternIndex
 from incident_loop.stores.patterns import BY_SIGNATURE_SQL, CANDIDATES_SQL, PostgresPatternIndex, record_match
 
 E = "ToolError"

@@ -9,7 +9,8 @@ import pytest
 
 from incident_loop.grouping.confidence import probability
 from incident_loop.grouping.matcher import GroupingConfig
-from incident_loop_dev.bench.grouping_loo import Dataset, Protocol, calibration, fit, run, samples
+from incident_loop_dev.bench.grouping_fit import calibration, fit
+from incident_loop_dev.bench.grouping_loo import Dataset, Protocol, run, samples
 from incident_loop_dev.bench.grouping_perturb import PERTURBATIONS, align, perturb
 from incident_loop_dev.bench.grouping_scores import (
     canonical,

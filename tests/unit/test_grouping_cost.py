@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import pytest
 
-from incident_loop.grouping.matcher import MemoryPatternIndex, clear_memos, decide
+from incident_loop.grouping.matcher import clear_memos, decide
+from incident_loop.grouping.memory_index import MemoryPatternIndex
 from incident_loop.grouping.normalise import template
 
 BOUND = 30  # 10x the length: linear work is about 10x, quadratic about 100x

@@ -16,7 +16,6 @@ from incident_loop.grouping.matcher import (
     EXACT_CONFIDENCE,
     GroupingConfig,
     MatchDecision,
-    MemoryPatternIndex,
     PatternCandidate,
     candidate_key,
     classify,
@@ -25,6 +24,7 @@ from incident_loop.grouping.matcher import (
     exact_confidence,
     similarity,
 )
+from incident_loop.grouping.memory_index import MemoryPatternIndex
 from incident_loop.grouping.normalise import normalise
 from incident_loop_dev.bench import grouping as bench
 

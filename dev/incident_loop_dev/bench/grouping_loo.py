@@ -21,18 +21,18 @@ same procedure picks and fits on all eight datasets.
 from __future__ import annotations
 
 import csv
-import math
 import multiprocessing
 import statistics
-from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from incident_loop.grouping.confidence import FEATURES, features, probability
-from incident_loop.grouping.matcher import GroupingConfig, MemoryPatternIndex, clear_memos, decide_template
+from incident_loop.grouping.confidence import features, probability
+from incident_loop.grouping.matcher import GroupingConfig, clear_memos, decide_template
+from incident_loop.grouping.memory_index import MemoryPatternIndex
 from incident_loop.grouping.normalise import Options
+from incident_loop_dev.bench.grouping_fit import fit, log_loss
 from incident_loop_dev.bench.grouping_perturb import PERTURBATIONS, perturb
 from incident_loop_dev.bench.grouping_scores import (
     grouping_accuracy,
@@ -52,8 +52,6 @@ GRID: tuple[GroupingConfig, ...] = tuple(
 ORIGINAL = "original"
 VARIANTS = (ORIGINAL, *PERTURBATIONS, "all")
 PENALTIES = (0.01, 0.1, 1.0, 10.0)  # the confidence model's L2 penalty: picked per fold (Protocol.fit)
-TOP_SHARE = 0.8  # precision is measured on this share of the most confident join decisions
-BINS = 10  # expected calibration error over this many equal-width bins
 
 
 @dataclass
@@ -125,86 +123,6 @@ def samples(result: Run, events: Sequence[str]) -> list[tuple[tuple[float, ...],
     outcomes = join_outcomes([(kind, joined) for kind, joined, _, _ in result.decisions], result.groups, events)
     return [(x, ok) for (_, _, x, _), ok in zip(result.decisions, outcomes, strict=True)
             if x is not None and ok is not None]
-
-
-# Inputs the L2 penalty leaves alone: the intercept and what kind of join it is (fuzzy; an exact hit on
-# words the pattern generalised). Fuzzy joins are few, and a penalty on their indicator would pull
-# their confidence towards the exact hits'.
-UNPENALISED = tuple(FEATURES.index(name) for name in ("bias", "fuzzy", "generalised"))
-
-
-def fit(data: Iterable[tuple[tuple[float, ...], bool]], l2: float = 1e-2, steps: int = 50) -> tuple[float, ...]:
-    """Logistic regression (Newton's method, an L2 penalty off the UNPENALISED inputs) on (inputs,
-    outcome). Identical inputs are counted once with their weight: it costs what distinct inputs do."""
-    counts: Counter[tuple[tuple[float, ...], bool]] = Counter(data)
-    rows = [(x, ok, n) for (x, ok), n in counts.items()]
-    if not rows:
-        return tuple(0.0 for _ in FEATURES)
-    d = len(rows[0][0])
-    w = [0.0] * d
-    for _ in range(steps):
-        grad = [0.0] * d
-        hess = [[0.0] * d for _ in range(d)]
-        for x, ok, n in rows:
-            p = probability(x, w)
-            r, s = n * (p - float(ok)), n * p * (1 - p)
-            for i in range(d):
-                grad[i] += r * x[i]
-                row = hess[i]
-                for j in range(i, d):
-                    row[j] += s * x[i] * x[j]
-        for i in range(d):
-            for j in range(i):
-                hess[i][j] = hess[j][i]
-            if i not in UNPENALISED:
-                grad[i] += l2 * w[i]
-                hess[i][i] += l2
-            hess[i][i] += 1e-6
-        step = _solve(hess, grad)
-        w = [wi - si for wi, si in zip(w, step, strict=True)]
-        if max(abs(si) for si in step) < 1e-9:
-            break
-    return tuple(round(wi, 4) for wi in w)
-
-
-def _solve(a: list[list[float]], b: list[float]) -> list[float]:
-    """x with a x = b (Gaussian elimination with partial pivoting; a is small)."""
-    n = len(b)
-    m = [row[:] + [b[i]] for i, row in enumerate(a)]
-    for col in range(n):
-        pivot = max(range(col, n), key=lambda r: abs(m[r][col]))
-        m[col], m[pivot] = m[pivot], m[col]
-        for r in range(n):
-            if r != col and m[r][col]:
-                f = m[r][col] / m[col][col]
-                m[r] = [vr - f * vc for vr, vc in zip(m[r], m[col], strict=True)]
-    return [m[i][n] / m[i][i] for i in range(n)]
-
-
-def log_loss(pairs: Sequence[tuple[float, bool]]) -> float:
-    """Mean negative log-likelihood of the outcomes under the confidences (a proper scoring rule)."""
-    if not pairs:
-        return 0.0
-    return -sum(math.log(max(p if ok else 1.0 - p, 1e-12)) for p, ok in pairs) / len(pairs)
-
-
-def calibration(pairs: Sequence[tuple[float, bool]]) -> dict[str, Any]:
-    """Expected calibration error, precision on the TOP_SHARE most confident, and the mean confidence
-    beside the share correct, of (confidence, belongs) pairs."""
-    if not pairs:
-        return {"decisions": 0}
-    bins: list[list[tuple[float, bool]]] = [[] for _ in range(BINS)]
-    for p, ok in pairs:
-        bins[min(int(p * BINS), BINS - 1)].append((p, ok))
-    ece = sum(abs(statistics.mean(p for p, _ in b) - statistics.mean(float(ok) for _, ok in b)) * len(b)
-              for b in bins if b) / len(pairs)
-    ranked = sorted(pairs, key=lambda pair: -pair[0])  # stable: ties keep the stream's order
-    top = ranked[: math.ceil(TOP_SHARE * len(ranked))]
-    return {"decisions": len(pairs), "ece": round(ece, 4),
-            "top80_precision": round(sum(ok for _, ok in top) / len(top), 4),
-            "top80_min_confidence": round(top[-1][0], 4), "min_confidence": round(ranked[-1][0], 4),
-            "mean_confidence": round(statistics.mean(p for p, _ in pairs), 4), "log_loss": round(log_loss(pairs), 4),
-            "accuracy": round(sum(ok for _, ok in pairs) / len(pairs), 4)}
 
 
 # --- the protocol --------------------------------------------------------------------------------

@@ -12,36 +12,20 @@ import importlib.util
 import json
 import os
 import sys
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import boto3
-
+from incident_loop_dev.local.events import FakeContext, api_event, sqs_record
+from incident_loop_dev.local.provision import Resources, queue_ref
 from incident_loop_dev.local.services import function_role_url
 from incident_loop_dev.local.template import AppSpec, FunctionSpec, SqsSource, read_app
 
+__all__ = ["DeliveryStats", "FakeContext", "LocalApp", "api_event", "reset_container_caches", "sqs_record"]
+
 Invoker = Callable[[str, dict[str, Any]], Any]
-
-
-@dataclass
-class FakeContext:
-    """Enough of a Lambda context for Powertools."""
-
-    function_name: str
-    memory_limit_in_mb: int = 512
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_stream_name: str = "local"
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 30_000
 
 
 @dataclass
@@ -63,107 +47,40 @@ class LocalApp:
         """`secret_values` gives a template secret its value (else one is generated as CloudFormation would);
         `invoker(logical_id, event)` runs a function (default: its handler in this process)."""
         self.root = root
-        self.secret_values = secret_values or {}
-        self.secret_arns: dict[str, str] = {}
         self._invoker = invoker
         self.spec: AppSpec = read_app(root)
         self.endpoint_url = endpoint_url
         self.database_url = database_url
-        self.parameters = parameters or {}
-        self.queue_urls: dict[str, str] = {}
-        self.queue_arns: dict[str, str] = {}
-        self.table_names: dict[str, str] = {}
+        self.resources = Resources(self.spec, endpoint_url, parameters or {}, secret_values or {})
+        self.sqs = self.resources.sqs
+        self.dynamodb = self.resources.dynamodb
         self._modules: dict[str, ModuleType] = {}
         self.exported: list[str] = []
-        self.sqs = boto3.client("sqs", endpoint_url=endpoint_url)
-        self.dynamodb = boto3.client("dynamodb", endpoint_url=endpoint_url)
+
+    @property
+    def queue_urls(self) -> dict[str, str]:
+        return self.resources.queue_urls
+
+    @property
+    def queue_arns(self) -> dict[str, str]:
+        return self.resources.queue_arns
+
+    @property
+    def table_names(self) -> dict[str, str]:
+        return self.resources.table_names
+
+    @property
+    def secret_arns(self) -> dict[str, str]:
+        return self.resources.secret_arns
 
     # -- provisioning -------------------------------------------------------------------------
     def provision(self) -> None:
-        """Create every queue (DLQs first) and table of the template, then export the environment."""
-        pending = dict(self.spec.queues)
-        while pending:
-            progressed = False
-            for logical_id, resource in list(pending.items()):
-                props = dict(resource.get("Properties") or {})
-                redrive = props.get("RedrivePolicy")
-                if redrive and _queue_ref(redrive["deadLetterTargetArn"]) not in self.queue_arns:
-                    continue
-                self._create_queue(logical_id, props)
-                del pending[logical_id]
-                progressed = True
-            if not progressed:
-                raise ValueError(f"queues with unresolvable redrive targets: {sorted(pending)}")
-        for logical_id, resource in self.spec.tables.items():
-            self._create_table(logical_id, resource.get("Properties") or {})
-        for logical_id, resource in self.spec.secrets.items():
-            self._create_secret(logical_id, resource.get("Properties") or {})
+        """Create every queue (DLQs first), table and secret of the template, then export the environment."""
+        self.resources.provision()
         self._export_environment()
 
-    def _create_secret(self, logical_id: str, props: dict[str, Any]) -> None:
-        value = self.secret_values.get(logical_id)
-        if value is None:  # what GenerateSecretString would make
-            generate = props.get("GenerateSecretString") or {}
-            document = json.loads(generate.get("SecretStringTemplate") or "{}")
-            document[generate.get("GenerateStringKey", "password")] = uuid.uuid4().hex + uuid.uuid4().hex
-            value = json.dumps(document)
-        client = boto3.client("secretsmanager", endpoint_url=self.endpoint_url)
-        name = f"incident-loop-{logical_id}"
-        try:
-            arn = client.create_secret(Name=name, SecretString=value)["ARN"]
-        except client.exceptions.ResourceExistsException:
-            arn = client.put_secret_value(SecretId=name, SecretString=value)["ARN"]
-        self.secret_arns[logical_id] = arn
-
-    def _create_queue(self, logical_id: str, props: dict[str, Any]) -> None:
-        attributes: dict[str, str] = {}
-        for key in ("VisibilityTimeout", "MessageRetentionPeriod"):
-            if key in props:
-                attributes[key] = str(props[key])
-        if "RedrivePolicy" in props:
-            policy = props["RedrivePolicy"]
-            attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": self.queue_arns[_queue_ref(policy["deadLetterTargetArn"])],
-                 "maxReceiveCount": int(policy["maxReceiveCount"])}
-            )
-        url = self.sqs.create_queue(QueueName=f"incident-loop-{logical_id}", Attributes=attributes)["QueueUrl"]
-        arn = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        self.queue_urls[logical_id], self.queue_arns[logical_id] = url, arn
-
-    def _create_table(self, logical_id: str, props: dict[str, Any]) -> None:
-        name = f"incident-loop-{logical_id}"
-        self.dynamodb.create_table(
-            TableName=name,
-            KeySchema=props["KeySchema"],
-            AttributeDefinitions=props["AttributeDefinitions"],
-            BillingMode=props.get("BillingMode", "PAY_PER_REQUEST"),
-        )
-        ttl = props.get("TimeToLiveSpecification")
-        if ttl:
-            self.dynamodb.update_time_to_live(
-                TableName=name,
-                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": bool(ttl["Enabled"])},
-            )
-        self.table_names[logical_id] = name
-
     def _resolve(self, value: Any) -> str | None:
-        if isinstance(value, dict) and "Ref" in value:
-            ref = value["Ref"]
-            if ref in self.queue_urls:
-                return self.queue_urls[ref]
-            if ref in self.table_names:
-                return self.table_names[ref]
-            if ref in self.secret_arns:
-                return self.secret_arns[ref]
-            if ref in self.parameters:
-                return self.parameters[ref]
-            default = (self.spec.parameters.get(ref) or {}).get("Default")
-            return None if default in (None, "") else str(default)
-        if isinstance(value, dict) and "Fn::GetAtt" in value:
-            return self.queue_arns.get(value["Fn::GetAtt"][0])
-        if isinstance(value, dict):
-            return None  # intrinsic functions with no local meaning (e.g. !If on a condition)
-        return str(value)
+        return self.resources.resolve(value)
 
     def _export_environment(self) -> None:
         """Every function's variables, resolved; one process runs them all, so names must agree."""
@@ -315,7 +232,7 @@ class LocalApp:
     def dlq_messages(self, queue_logical_id: str) -> list[dict[str, Any]]:
         """Everything on a queue's dead-letter queue (read and made visible again)."""
         policy = (self.spec.queues[queue_logical_id].get("Properties") or {})["RedrivePolicy"]
-        url = self.queue_urls[_queue_ref(policy["deadLetterTargetArn"])]
+        url = self.queue_urls[queue_ref(policy["deadLetterTargetArn"])]
         found = self.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0)
         return found.get("Messages", [])
 
@@ -342,62 +259,3 @@ def reset_container_caches() -> None:
     persist.connections.close()
 
 
-def _queue_ref(value: Any) -> str:
-    if isinstance(value, dict) and "Fn::GetAtt" in value:
-        return str(value["Fn::GetAtt"][0])
-    raise ValueError(f"unsupported dead-letter target {value!r}")
-
-
-def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
-    """The record shape Lambda's SQS event source delivers."""
-    attributes = message.get("Attributes", {})
-    return {
-        "messageId": message["MessageId"],
-        "receiptHandle": message["ReceiptHandle"],
-        "body": message["Body"],
-        "attributes": {
-            "ApproximateReceiveCount": attributes.get("ApproximateReceiveCount", "1"),
-            "SentTimestamp": attributes.get("SentTimestamp", "0"),
-            "SenderId": attributes.get("SenderId", "local"),
-            "ApproximateFirstReceiveTimestamp": attributes.get("ApproximateFirstReceiveTimestamp", "0"),
-        },
-        "messageAttributes": {},
-        "md5OfBody": message["MD5OfBody"],
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": "us-east-1",
-    }
-
-
-def api_event(
-    method: str,
-    path: str,
-    resource: str,
-    params: dict[str, str],
-    tenant_id: str,
-    body: Any,
-    query: dict[str, str] | None,
-) -> dict[str, Any]:
-    """An API Gateway REST proxy event, with the tenant in the authorizer's context."""
-    return {
-        "resource": resource,
-        "path": path,
-        "httpMethod": method.upper(),
-        "headers": {"Content-Type": "application/json"},
-        "multiValueHeaders": {},
-        "queryStringParameters": query or None,
-        "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()} or None,
-        "pathParameters": params or None,
-        "stageVariables": None,
-        "requestContext": {
-            "resourcePath": resource,
-            "httpMethod": method.upper(),
-            "path": path,
-            "stage": "local",
-            "requestId": str(uuid.uuid4()),
-            "authorizer": {"tenant_id": tenant_id},
-            "identity": {"sourceIp": "127.0.0.1"},
-        },
-        "body": None if body is None else (body if isinstance(body, str) else json.dumps(body)),
-        "isBase64Encoded": False,
-    }

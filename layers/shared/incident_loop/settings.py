@@ -55,6 +55,28 @@ class Settings(BaseModel):
     routing_decay_days: int = Field(default=7, ge=1)
     routing_rollback_threshold: float = Field(default=0.1, gt=0, le=1)
 
+    # Skills (seed 004): the kv_store table, outbound HTTP bounds and the external services' endpoints
+    kv_table: str = "incident-loop-kv"
+    skill_connect_timeout_s: float = Field(default=3.0, gt=0, le=10)
+    skill_read_timeout_s: float = Field(default=10.0, gt=0, le=25)
+    skill_max_attempts: int = Field(default=3, ge=1, le=10)
+    # Hosts (or IP networks) outbound webhooks may reach although private/loopback/link-local; comma-separated
+    webhook_allow_hosts: str = ""
+    slack_base_url: str = "https://slack.com/api"
+    slack_token_parameter: str | None = None  # SSM parameter or Secrets Manager ARN holding the bot token
+    voyage_base_url: str = "https://api.voyageai.com"
+    voyage_api_key_parameter: str | None = None  # SSM parameter or Secrets Manager ARN holding the API key
+    voyage_model: str = "voyage-3.5"
+    # Longest a skill waits inside one call (Retry-After, Slack pacing, webhook schedule); longer waits are
+    # handed back to the caller as a retryable error with the time to try again.
+    skill_max_wait_s: float = Field(default=20.0, ge=0, le=60)
+    webhook_retry_scale: float = Field(default=1.0, gt=0, le=1)  # shrinks the Standard Webhooks schedule (tests)
+
+    # Workflows and their audit (m11_audit)
+    workflow_queue_url: str | None = None
+    notify_queue_url: str | None = None
+    audit_retention_days: int = Field(default=90, ge=1)
+
     api_base_path: str = ""
 
     # Bearer tokens: the Secrets Manager secret holding the signing keys (incident_loop.auth.tokens)
