@@ -133,9 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     sy.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
     b = sub.add_parser("bench", help="benchmarks that print figures")
     b.add_argument("what", choices=_benchmarks())
+    from incident_loop_dev import workflow
     from incident_loop_dev.local import commands as local_commands
 
     local_commands.add_parsers(sub)
+    workflow.add_parser(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
         return _bench(args, rest)
@@ -143,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         return local_commands.run(args, ROOT)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "workflow":
+        return workflow.main(args, ROOT)
     commands = {"migrate": _migrate, "run": _run, "backfill-provenance": _backfill, "synth-failures": _synth,
                 "sync-catalog": _sync_catalog}
     return commands[args.command](args)

@@ -58,9 +58,14 @@ def world(local_api: LocalApi) -> dict[str, Any]:
     local_api.drained()
     checkpoint = local_api.send("GET", "/checkpoints", token).body["checkpoints"][0]
     failure = local_api.send("GET", "/failures", token).body["failures"][0]
+    workflow = local_api.send("POST", "/workflows", token, json_body={"steps": [
+        {"skill": "kv_store", "args": {"op": "set", "key": "fuzz", "value": 1}}]})
+    assert workflow.status == 202, workflow.body
+    local_api.drained()
     return {"token": token, "ids": {"incident_id": accepted.body["incident_id"],
                                     "checkpoint_id": checkpoint["checkpoint_id"], "failure_id": failure["id"],
-                                    "policy_id": "pol_unknown", "agent_id": body["agent_id"]}}
+                                    "policy_id": "pol_unknown", "agent_id": body["agent_id"],
+                                    "workflow_run_id": workflow.body["workflow_run_id"]}}
 
 
 def _strategies(operation: Any, ids: dict[str, str]) -> dict[str, Any]:

@@ -105,6 +105,9 @@ def _token(server: dict[str, Any], tenant: str, *extra: str) -> str:
 
 
 PLAN = {"plan": {"steps": [{"skill": "web_search", "model": "small", "tokens_in": 1200, "tokens_out": 300}]}}
+# A workflow on kv_store only: no external service runs beside start-api.
+WORKFLOW = {"steps": [{"skill": "kv_store", "args": {"op": "set", "key": "k", "value": "mine"}},
+                      {"skill": "kv_store", "args": {"op": "get", "key": "k"}}]}
 
 
 def _body(name: str) -> dict[str, Any]:
@@ -138,8 +141,14 @@ def tenant_a(server: dict[str, Any]) -> dict[str, Any]:
     assert status == 200
     status, simulated = api.call("POST", "/costsim/simulate", token, PLAN)
     assert status == 200 and simulated["provenance_recorded"] is True, simulated
+    status, accepted = api.call("POST", "/workflows", token, WORKFLOW)
+    assert status == 202, accepted
+    api.drained()
+    status, workflow = api.call("GET", f"/workflows/{accepted['workflow_run_id']}", token)
+    assert status == 200 and workflow["status"] == "completed", workflow
     return {"token": token, "incident_id": first["incident_id"], "checkpoint": checkpoint, "policy": policy,
-            "failure": failures["failures"][0], "agent_id": agent, "routing": routing, "loop": loop}
+            "failure": failures["failures"][0], "agent_id": agent, "routing": routing, "loop": loop,
+            "workflow_run_id": accepted["workflow_run_id"]}
 
 
 def _undecayed(routing: dict[str, Any]) -> dict[str, Any]:
@@ -160,12 +169,14 @@ def _snapshot(api: Api, a: dict[str, Any]) -> dict[str, Any]:
         "failure": api.call("GET", f"/failures/{a['failure']['id']}", token)[1],
         "graduation": api.call("GET", "/graduation", token)[1],
         "stats": api.call("GET", "/failures/stats", token)[1],
+        "workflow": api.call("GET", f"/workflows/{a['workflow_run_id']}", token)[1],
     }
 
 
 def _no_ids_of(a: dict[str, Any], payload: Any) -> None:
     text = json.dumps(payload)
-    for key in (a["incident_id"], a["checkpoint"]["checkpoint_id"], a["policy"]["policy_id"], str(a["failure"]["id"])):
+    for key in (a["incident_id"], a["checkpoint"]["checkpoint_id"], a["policy"]["policy_id"], str(a["failure"]["id"]),
+                a["workflow_run_id"]):
         assert key not in text, f"{key} of tenant A leaked: {text[:500]}"
 
 
@@ -206,6 +217,10 @@ def test_tenant_b_reads_lists_and_changes_nothing_of_tenant_a(server: dict[str, 
         ("POST", "/costsim/breaker/enable"): api.call("POST", "/costsim/breaker/enable", b, {"by": "mallory"}),
         ("GET", "/costsim/canary/reports"): api.call("GET", "/costsim/canary/reports", b),
         ("GET", "/health"): api.call("GET", "/health"),
+        ("POST", "/workflows"): api.call("POST", "/workflows", b, WORKFLOW),
+        ("GET", "/workflows/{workflow_run_id}"): api.call("GET", f"/workflows/{a['workflow_run_id']}", b),
+        ("POST", "/workflows/{workflow_run_id}/replay"): api.call("POST", f"/workflows/{a['workflow_run_id']}/replay",
+                                                                  b),
     }
     routes = {(r.method.upper(), r.path) for fn in read_app(ROOT).functions.values() for r in fn.routes}
     assert set(covered) == routes, f"routes without an isolation check: {routes - set(covered)}"
@@ -214,13 +229,14 @@ def test_tenant_b_reads_lists_and_changes_nothing_of_tenant_a(server: dict[str, 
     by_id = {("GET", "/loops/{incident_id}"), ("POST", "/checkpoints/{checkpoint_id}/resolve"),
              ("POST", "/policies/{policy_id}/confirm"), ("POST", "/policies/{policy_id}/regret"),
              ("GET", "/failures/{failure_id}"), ("PATCH", "/failures/{failure_id}/recovery"),
-             ("PATCH", "/api/v1/failures/{failure_id}/recovery")}
+             ("PATCH", "/api/v1/failures/{failure_id}/recovery"), ("GET", "/workflows/{workflow_run_id}"),
+             ("POST", "/workflows/{workflow_run_id}/replay")}
     for route in by_id:
         assert covered[route][0] == 404, (route, covered[route])
         assert set(covered[route][1]) == {"message"}, covered[route]
     # Lists and aggregates: none of A's rows, none of A's counts.
     for route, status_payload in covered.items():
-        if route in by_id | {("POST", "/incidents"), ("GET", "/health")}:
+        if route in by_id | {("POST", "/incidents"), ("GET", "/health"), ("POST", "/workflows")}:
             continue
         _no_ids_of(a, status_payload[1])
     assert covered[("GET", "/checkpoints")][1]["checkpoints"] == []
@@ -234,6 +250,9 @@ def test_tenant_b_reads_lists_and_changes_nothing_of_tenant_a(server: dict[str, 
     # Provenance is per tenant: A's simulation of the same plan is no answer to B.
     assert covered[("POST", "/costsim/simulate")][0] == 200
     assert covered[("POST", "/costsim/simulate")][1]["provenance_recorded"] is True
+    # B's workflow is B's own run (another id), run on B's kv namespace.
+    status, theirs = covered[("POST", "/workflows")]
+    assert status == 202 and theirs["workflow_run_id"] != a["workflow_run_id"]
     # Operator switches need the operator role.
     assert covered[("POST", "/costsim/breaker/disable")][0] == 403
     assert covered[("POST", "/costsim/breaker/enable")][0] == 403

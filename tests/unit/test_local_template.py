@@ -21,6 +21,7 @@ def test_every_loop_queue_feeds_the_function_the_template_names() -> None:
         "AlertQueue": "AlertWorkerFunction",
         "FailureQueue": "FailurePersistFunction",
         "FailureRetryQueue": "FailureReplayFunction",
+        "WorkflowQueue": "WorkflowRunnerFunction",
     }
     assert all(src.partial_failures for fn in app.functions.values() for src in fn.sqs_sources)
 

@@ -23,9 +23,11 @@ LOOP = {
     "GeneratePolicyFunction": "PolicyQueue",
     "AdjustRoutingFunction": "RoutingQueue",
 }
-# Every SQS consumer: the loop's five, and the alert worker.
+# Every SQS consumer: the loop's five, the alert worker, failure persistence and replay, the workflow runner.
 CONSUMERS = {**LOOP, "AlertWorkerFunction": "AlertQueue", "FailurePersistFunction": "FailureQueue",
-             "FailureReplayFunction": "FailureRetryQueue"}
+             "FailureReplayFunction": "FailureRetryQueue", "WorkflowRunnerFunction": "WorkflowQueue"}
+# One workflow run per invocation: its ops are external calls, each may take the skill's whole budget.
+BATCH_SIZES = {"WorkflowQueue": 1}
 # Alerts wait out an Alertmanager outage (20 receives x 180 s) before they dead-letter.
 MAX_RECEIVES = {"AlertQueue": 20, "FailureRetryQueue": 50}
 FOURTEEN_DAYS = 14 * 24 * 3600
@@ -89,7 +91,7 @@ def test_every_sqs_event_reports_partial_batch_failures(template: dict[str, Any]
     assert len(events) == len(CONSUMERS)
     for name, event in events:
         assert event.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], name
-        assert event["BatchSize"] == 10, name
+        assert event["BatchSize"] == BATCH_SIZES.get(event["Queue"]["Fn::GetAtt"][0], 10), name
         assert event["MaximumBatchingWindowInSeconds"] == 1, name
 
 
@@ -125,6 +127,32 @@ def test_idempotency_table_expires_records_on_expiration(template: dict[str, Any
     assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
 
 
+def test_kv_table_is_keyed_on_pk_and_expires_items_on_expires_at(template: dict[str, Any]) -> None:
+    table = template["Resources"]["KvTable"]
+    props = table["Properties"]
+    assert props["KeySchema"] == [{"AttributeName": "pk", "KeyType": "HASH"}]
+    assert props["AttributeDefinitions"] == [{"AttributeName": "pk", "AttributeType": "S"}]
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["DeletionPolicy"] == "Retain"  # values outlive a redeploy, like the other tables
+
+
+def test_the_workflow_runner_reaches_its_queue_the_skills_tables_and_their_secrets(template: dict[str, Any]) -> None:
+    runner = template["Resources"]["WorkflowRunnerFunction"]["Properties"]
+    env = runner["Environment"]["Variables"]
+    assert env["KV_TABLE"] == {"Ref": "KvTable"}
+    assert env["WORKFLOW_QUEUE_URL"] == {"Ref": "WorkflowQueue"}  # continuations of a long run
+    policies = json.dumps(runner["Policies"])
+    for needed in ('{"TableName": {"Ref": "KvTable"}}', '{"TableName": {"Ref": "IdempotencyTable"}}',
+                   '{"TableName": {"Ref": "BreakersTable"}}', '"SSMParameterReadPolicy"',
+                   '"secretsmanager:GetSecretValue"', '{"QueueName": {"Fn::GetAtt": ["WorkflowQueue", "QueueName"]}}'):
+        assert needed in policies, needed
+    api = template["Resources"]["WorkflowApiFunction"]["Properties"]
+    assert api["Environment"]["Variables"]["WORKFLOW_QUEUE_URL"] == {"Ref": "WorkflowQueue"}
+    retention = template["Resources"]["AuditRetentionFunction"]["Properties"]
+    assert retention["Environment"]["Variables"]["AUDIT_RETENTION_DAYS"] == {"Ref": "AuditRetentionDays"}
+    assert [e["Schedule"] for e in _events(template["Resources"]["AuditRetentionFunction"], "Schedule")]
+
+
 def test_every_function_code_folder_exists(template: dict[str, Any]) -> None:
     for name, fn in _functions(template).items():
         folder = ROOT / fn["Properties"]["CodeUri"]
@@ -146,7 +174,7 @@ def test_the_migrations_custom_resource_reruns_when_asked_or_when_the_code_chang
     assert props["ServiceToken"] == {"Fn::GetAtt": ["MigrateFunction", "Arn"]}
     assert props["Version"] == {"Ref": "MigrationsVersion"}
     assert props["CodeVersion"] == {"Ref": "MigrateFunction.Version"}
-    for name in [*LOOP, "LoopApiFunction"]:
+    for name in [*LOOP, "LoopApiFunction", "WorkflowApiFunction", "WorkflowRunnerFunction", "AuditRetentionFunction"]:
         assert template["Resources"][name].get("DependsOn") == "Migrations", f"{name} must wait for the schema"
 
 

@@ -242,6 +242,9 @@ class LocalApp:
 CONTAINER_CACHES = [
     ("incident_loop.settings", "get_settings"), ("incident_loop.loop.stage", "idempotency_config"),
     ("incident_loop.loop.stage", "_persistence"), ("incident_loop.breakers", "named"),
+    ("incident_loop.workflows.consumer", "idempotency_config"), ("incident_loop.workflows.consumer", "_persistence"),
+    ("incident_loop.skills.secrets", "_ssm"), ("incident_loop.skills.secrets", "_secrets"),
+    ("incident_loop.skills.wiring", "default_transport"),
 ]
 
 
@@ -250,10 +253,14 @@ def reset_container_caches() -> None:
     import importlib
 
     for module, name in CONTAINER_CACHES:
-        getattr(importlib.import_module(module), name).cache_clear()
+        cached = getattr(importlib.import_module(module), name, None)
+        if cached is not None:  # a module may drop its cache; the others still reset
+            cached.cache_clear()
     from incident_loop import aws, db
     from incident_loop.failures import persist
+    from incident_loop.skills import registry
 
+    registry.reset()  # the skills' instances hold settings and clients of the environment they were made in
     aws.reset()
     db.reset_connection()
     persist.connections.close()

@@ -11,6 +11,7 @@ from incident_loop.http.error_map import map_errors
 from incident_loop.http.resolver import BoundaryResolver
 from incident_loop.routes.failures import router as failure_routes
 from incident_loop.routes.loop import router as loop_routes
+from incident_loop.routes.workflows import router as workflow_routes
 
 # Bad input is rejected before any route runs (incident_loop.http.boundary); the error contract of
 # every route is declared in the OpenAPI document (incident_loop.http.resolver).
@@ -18,3 +19,4 @@ app = map_errors(BoundaryResolver())
 app.include_router(loop_routes)
 app.include_router(failure_routes)
 app.include_router(costsim_routes)
+app.include_router(workflow_routes)

@@ -69,7 +69,7 @@ class Settings(BaseModel):
     voyage_model: str = "voyage-3.5"
     # Longest a skill waits inside one call (Retry-After, Slack pacing, webhook schedule); longer waits are
     # handed back to the caller as a retryable error with the time to try again.
-    skill_max_wait_s: float = Field(default=20.0, ge=0, le=60)
+    skill_max_wait_s: float = Field(default=10.0, ge=0, le=60)
     webhook_retry_scale: float = Field(default=1.0, gt=0, le=1)  # shrinks the Standard Webhooks schedule (tests)
 
     # Workflows and their audit (m11_audit)

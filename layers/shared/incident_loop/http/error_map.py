@@ -19,6 +19,7 @@ from incident_loop.http.resolver import BoundaryResolver
 from incident_loop.loop.errors import Conflict, NotFound, NotReady
 from incident_loop.observability import logger
 from incident_loop.stores.queues import QueueUnavailable
+from incident_loop.workflows.errors import InvalidDefinition
 
 Answer = Response[dict[str, Any]]
 
@@ -30,6 +31,12 @@ def _invalid(exc: RequestValidationError) -> Answer:
     ]
     logger.info("request rejected", errors=errors)
     return error_response(422, "invalid request", errors)
+
+
+def _invalid_definition(exc: InvalidDefinition) -> Answer:
+    # A workflow the skill registry refuses (unknown skill, literal args its input model rejects).
+    logger.info("request rejected", errors=exc.errors)
+    return error_response(422, "invalid workflow definition", exc.errors)
 
 
 def _bad_request(exc: BadRequest) -> Answer:
@@ -76,6 +83,7 @@ def _unexpected(exc: Exception) -> Answer:
 # The most specific class an exception is an instance of picks its handler (Powertools walks the MRO).
 ERRORS: dict[type[Exception], Callable[[Any], Answer]] = {
     RequestValidationError: _invalid,
+    InvalidDefinition: _invalid_definition,
     BadRequest: _bad_request,
     UnsupportedMediaType: _unsupported,
     ServiceError: _service_error,

@@ -1,0 +1,43 @@
+"""Workflows over HTTP (seed 004): submit a run, read it with its audited ops, verify it by replay.
+
+Included in the API's resolver (incident_loop.api); errors map to HTTP in incident_loop.http.error_map.
+The domain is imported by each route, not here: it loads the skills package, and the other functions that
+share the resolver (ingest, the loop API, CostSim) never serve these routes, so their cold starts skip it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response, content_types
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from incident_loop.http.identity import tenant_id
+from incident_loop.schemas.workflows import ReplayReport, WorkflowDefinition, WorkflowRunView
+
+router = Router()
+NO_RUN = {404: {"description": "No workflow run of the tenant with this id"}}
+
+
+@router.post("/workflows", summary="Run a workflow: its steps, in order, each op audited",
+             responses={202: {"description": "stored and queued; poll status_url"}})
+def post_workflow(definition: WorkflowDefinition) -> Response[dict[str, Any]]:
+    from incident_loop.workflows.service import submit_workflow
+
+    accepted = submit_workflow(definition, tenant_id())
+    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=accepted.model_dump())
+
+
+@router.get("/workflows/<workflow_run_id>", summary="A workflow run's status and its audited ops", responses=NO_RUN)
+def get_workflow(workflow_run_id: str) -> WorkflowRunView:
+    from incident_loop.workflows.service import workflow_view
+
+    return workflow_view(tenant_id(), workflow_run_id)
+
+
+@router.post("/workflows/<workflow_run_id>/replay", summary="Verify a finished run by replay (no skill is called)",
+             responses={**NO_RUN, 409: {"description": "The run has not finished"}})
+def post_replay(workflow_run_id: str) -> ReplayReport:
+    from incident_loop.workflows.replay import replay_workflow
+
+    return replay_workflow(tenant_id(), workflow_run_id)

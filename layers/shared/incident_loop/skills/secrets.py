@@ -1,0 +1,54 @@
+"""Secrets for the skills (Slack bot token, Voyage API key, webhook signing secrets) through Powertools
+Parameters: a Secrets Manager ARN (or `secretsmanager:NAME`) is read from Secrets Manager, anything else is an
+SSM parameter name (SecureString decrypted). Values are cached for MAX_AGE_S and never logged."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvider
+from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
+
+from incident_loop import aws
+from incident_loop.skills.errors import SkillError
+
+MAX_AGE_S = 300  # a rotated secret is picked up within five minutes
+SECRETS_PREFIX = "secretsmanager:"
+
+
+@cache
+def _ssm() -> SSMProvider:
+    return SSMProvider(boto3_client=aws.client("ssm"))
+
+
+@cache
+def _secrets() -> SecretsProvider:
+    return SecretsProvider(boto3_client=aws.client("secretsmanager"))
+
+
+def fetch(name: str) -> str:
+    """The secret's value as text. Raises SkillError (code "secret_unavailable", retryable)."""
+    try:
+        value: Any
+        if name.startswith("arn:aws:secretsmanager:"):
+            value = _secrets().get(name, max_age=MAX_AGE_S)
+        elif name.startswith(SECRETS_PREFIX):
+            value = _secrets().get(name[len(SECRETS_PREFIX):], max_age=MAX_AGE_S)
+        else:
+            value = _ssm().get(name, max_age=MAX_AGE_S, decrypt=True)
+    except (GetParameterError, TransformParameterError) as exc:
+        # The message names the parameter, never its value.
+        raise SkillError(f"secret {name!r} could not be read: {type(exc).__name__}", code="secret_unavailable",
+                         retryable=True) from exc
+    if isinstance(value, bytes):
+        value = value.decode("utf-8")
+    if not isinstance(value, str) or not value.strip():
+        raise SkillError(f"secret {name!r} is empty", code="secret_unavailable", retryable=False)
+    return value.strip()
+
+
+def reset() -> None:
+    """Forget the providers and their cached values (tests, after the environment changed)."""
+    _ssm.cache_clear()
+    _secrets.cache_clear()

@@ -1,0 +1,123 @@
+"""slack_send: a message to Slack, by incoming webhook or by chat.postMessage with a bot token.
+
+    {"channel": "C0123", "text": "checkpoint waiting"}                    chat.postMessage; the token from
+                                                                          token_parameter or SLACK_TOKEN_PARAMETER
+    {"webhook_parameter": "/incident-loop/slack/tenant-a", "text": "..."}  incoming webhook, URL from SSM/Secrets
+    {"webhook_url": "https://hooks.slack.com/services/...", "text": "..."}  (local runs: the URL is audited)
+
+At most one message per second per channel, across containers (pacing.py). A 429 is back-pressure: its
+Retry-After sets the wait before the retry (and, being a 429, it counts as a failure on the `slack` breaker,
+as seed 004 classes it). An incoming-webhook URL passes the same SSRF guard as webhook_send.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+import incident_loop.skills.pacing as pacing
+import incident_loop.skills.ssrf as ssrf
+from incident_loop.skills.base import ExternalSkill, SkillContext
+from incident_loop.skills.errors import ExternalError, SkillError
+from incident_loop.skills.hashing import canonical_json
+from incident_loop.skills.kvtable import KvTable
+from incident_loop.skills.transport import HttpRequest
+
+INTERVAL_S = 1.0  # Slack's documented limit for posting to one channel: about one message per second
+# chat.postMessage answers 200 with {"ok": false, "error": ...}; these errors are Slack's own trouble.
+RETRYABLE_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
+                              "request_timeout"})
+
+
+class SlackInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(min_length=1, max_length=40_000)
+    channel: str | None = Field(default=None, min_length=1, max_length=255)
+    blocks: list[dict[str, Any]] | None = Field(default=None, max_length=50)
+    webhook_url: str | None = Field(default=None, max_length=2048)
+    webhook_parameter: str | None = None
+    token_parameter: str | None = None
+
+    @model_validator(mode="after")
+    def _one_route(self) -> SlackInput:
+        if self.webhook_url and self.webhook_parameter:
+            raise ValueError("give webhook_url or webhook_parameter, not both")
+        if not (self.webhook_url or self.webhook_parameter) and not self.channel:
+            raise ValueError("chat.postMessage needs a channel (or give an incoming webhook)")
+        return self
+
+
+class SlackOutput(BaseModel):
+    via: Literal["api", "webhook"]
+    channel: str | None
+    ts: str | None  # the message's timestamp (chat.postMessage only)
+    delivered: bool = True
+
+
+class SlackSendSkill(ExternalSkill):
+    """Posts to Slack, paced per channel, behind the `slack` breaker."""
+
+    name: ClassVar[str] = "slack_send"
+    version: ClassVar[str] = "1.0.0"
+    Input: ClassVar[type[BaseModel]] = SlackInput
+    Output: ClassVar[type[BaseModel]] = SlackOutput
+    deterministic: ClassVar[bool] = False  # Slack assigns the message ts
+
+    def __init__(self, *, kv: KvTable | None = None, resolver: ssrf.Resolver = ssrf.resolve, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._kv, self.resolver = kv, resolver
+
+    @property
+    def kv(self) -> KvTable:
+        if self._kv is None:
+            self._kv = KvTable(clock=self.clock)
+        return self._kv
+
+    def run(self, data: SlackInput, ctx: SkillContext) -> SlackOutput:
+        message: dict[str, Any] = {"text": data.text, **({"blocks": data.blocks} if data.blocks else {})}
+        if data.webhook_url or data.webhook_parameter:
+            url = data.webhook_url or self.secret(data.webhook_parameter or "")
+            target = ssrf.check(url, self.settings.webhook_allow_hosts, self.resolver)
+            lane = "webhook:" + hashlib.sha256(url.encode()).hexdigest()[:16]
+            self._send(ctx, lane, url, {}, message, target.ip)
+            return SlackOutput(via="webhook", channel=data.channel, ts=None)
+        parameter = data.token_parameter or self.settings.slack_token_parameter
+        if not parameter:
+            raise SkillError("slack_send needs a bot token: set SLACK_TOKEN_PARAMETER or give token_parameter",
+                             code="not_configured")
+        headers = {"authorization": f"Bearer {self.secret(parameter)}"}
+        url = self.settings.slack_base_url.rstrip("/") + "/chat.postMessage"
+        answer = self._send(ctx, str(data.channel), url, headers, {"channel": data.channel, **message}, None)
+        try:
+            body = answer.json()
+        except ValueError as exc:
+            raise ExternalError("chat.postMessage answered with a body that is not JSON", code="slack_bad_response",
+                                retryable=False) from exc
+        if not body.get("ok"):
+            error = str(body.get("error", "unknown_error"))
+            raise ExternalError(f"chat.postMessage failed: {error}", code=f"slack_{error}",
+                                retryable=error in RETRYABLE_ERRORS, status=answer.status)
+        return SlackOutput(via="api", channel=body.get("channel") or data.channel, ts=body.get("ts"))
+
+    def _send(self, ctx: SkillContext, lane: str, url: str, headers: dict[str, str], message: dict[str, Any],
+              connect_ip: str | None) -> Any:
+        body = canonical_json(message).encode("utf-8")
+        headers = {**headers, "content-type": "application/json; charset=utf-8"}
+
+        def build(attempt: int) -> HttpRequest:
+            wait = pacing.reserve(self.kv, ctx.tenant_id, lane, interval_s=INTERVAL_S,
+                                  max_wait_s=self.settings.skill_max_wait_s, clock=self.clock)
+            if wait > 0:
+                self.sleep(wait)
+            return HttpRequest("POST", url, headers, body, connect_ip)
+
+        return self.call("slack", build, ctx.key()).response
+
+    def call_budget_s(self) -> float:
+        # Each attempt may first wait for its pacing slot, then for a retry: both at most skill_max_wait_s.
+        s = self.settings
+        return s.skill_max_attempts * (s.skill_connect_timeout_s + s.skill_read_timeout_s + 2 * s.skill_max_wait_s) \
+            + 5.0

@@ -1,0 +1,131 @@
+"""Outbound HTTP for the skills, on urllib3 alone (the Lambda runtime ships 1.26; the dev virtualenv has 2.x).
+
+Only the API both majors share is used: PoolManager / connection pools, `urllib3.Timeout`, `retries=False`
+(the skills retry themselves, with their breaker and deterministic backoff) and `redirect=False` (a redirect
+could lead a webhook past the SSRF guard). Bodies are read up to MAX_BODY_BYTES. A request may be pinned to
+an address the SSRF guard already checked (`connect_ip`): the connection goes there while Host and TLS
+(SNI and certificate check) still use the URL's host name, so DNS cannot be changed between check and use.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import urllib3
+from urllib3.util import parse_url
+
+MAX_BODY_BYTES = 1024 * 1024  # responses are small JSON; anything larger is cut off
+MAX_PINNED_POOLS = 64
+
+
+class TransportError(Exception):
+    """No HTTP answer: `kind` is "timeout" or "connection_error"."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One attempt of an outbound call."""
+
+    method: str
+    url: str
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes | None = None
+    connect_ip: str | None = None  # connect here instead of resolving the URL's host again
+
+
+@dataclass(frozen=True)
+class HttpResponse:
+    """An HTTP answer; header names are lower-case."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body parsed as JSON (ValueError if it is not)."""
+        return json.loads(self.body.decode("utf-8"))
+
+    def text(self, limit: int = 300) -> str:
+        """The start of the body as text, for error messages."""
+        return self.body[:limit].decode("utf-8", errors="replace")
+
+
+class Transport(Protocol):
+    """Sends one request and returns the answer, or raises TransportError; never retries."""
+
+    def send(self, request: HttpRequest, connect_timeout_s: float, read_timeout_s: float) -> HttpResponse: ...
+
+
+class Urllib3Transport:
+    """Transport on urllib3, one per container (pools are reused while warm)."""
+
+    def __init__(self, max_pool_connections: int = 10, ca_certs: str | None = None) -> None:
+        tls = {"ca_certs": ca_certs} if ca_certs else {}  # None: the system's trust store
+        self._pools = urllib3.PoolManager(num_pools=20, maxsize=max_pool_connections, retries=False, **tls)
+        self._pinned: OrderedDict[tuple[str, str, int, str], Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._maxsize, self._tls = max_pool_connections, tls
+
+    def send(self, request: HttpRequest, connect_timeout_s: float, read_timeout_s: float) -> HttpResponse:
+        timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
+        headers = dict(request.headers)
+        options: dict[str, Any] = {"body": request.body, "headers": headers, "retries": False, "redirect": False,
+                                   "timeout": timeout, "preload_content": False}
+        try:
+            if request.connect_ip:
+                url = parse_url(request.url)
+                headers.setdefault("Host", url.netloc or "")
+                pool = self._pinned_pool(url.scheme or "http", request.connect_ip, url.port, url.host or "")
+                response = pool.urlopen(request.method, url.request_uri, **options)
+            else:
+                response = self._pools.urlopen(request.method, request.url, **options)
+            try:
+                body = response.read(MAX_BODY_BYTES + 1) or b""
+                if len(body) > MAX_BODY_BYTES:  # unread bytes would poison a reused connection: drop it
+                    body = body[:MAX_BODY_BYTES]
+                    response.close()
+            finally:
+                response.release_conn()
+        except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass, yet a refusal
+            raise TransportError("connection_error", f"{request.method} {_where(request.url)} could not connect: "
+                                 f"{type(exc).__name__}") from exc
+        except urllib3.exceptions.TimeoutError as exc:
+            raise TransportError("timeout", f"{request.method} {_where(request.url)} timed out: {exc}") from exc
+        except urllib3.exceptions.HTTPError as exc:
+            raise TransportError("connection_error", f"{request.method} {_where(request.url)} failed: "
+                                 f"{type(exc).__name__}") from exc
+        return HttpResponse(response.status, {k.lower(): v for k, v in response.headers.items()}, body)
+
+    def _pinned_pool(self, scheme: str, ip: str, port: int | None, host: str) -> Any:
+        port = port or (443 if scheme == "https" else 80)
+        key = (scheme, ip, port, host)
+        with self._lock:
+            pool = self._pinned.get(key)
+            if pool is not None:
+                self._pinned.move_to_end(key)
+                return pool
+            if scheme == "https":
+                pool = urllib3.HTTPSConnectionPool(ip, port, maxsize=self._maxsize, retries=False,
+                                                   cert_reqs="CERT_REQUIRED", server_hostname=host,
+                                                   assert_hostname=host, **self._tls)
+            else:
+                pool = urllib3.HTTPConnectionPool(ip, port, maxsize=self._maxsize, retries=False)
+            self._pinned[key] = pool
+            if len(self._pinned) > MAX_PINNED_POOLS:
+                _, oldest = self._pinned.popitem(last=False)
+                oldest.close()
+            return pool
+
+
+def _where(url: str) -> str:
+    """Scheme and host of a URL only: paths and queries may hold secrets (a Slack webhook's path is one)."""
+    parts = parse_url(url)
+    return f"{parts.scheme}://{parts.netloc}"

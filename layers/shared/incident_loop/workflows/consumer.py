@@ -1,0 +1,69 @@
+"""The workflow runner's SQS handler: partial batch failures, Powertools idempotency, the invocation's clock.
+
+Two layers keep a redelivered message from doing anything twice: Powertools idempotency on DynamoDB, keyed
+on (tenant, run, segment), answers a repeat with the stored outcome; under it, the audit's unique
+(run, op_index) and each op's idempotency key hold even after that record expires.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from incident_loop.batch import LoggingBatchProcessor
+from incident_loop.schemas.workflows import WorkflowMessage, WorkflowRecord
+from incident_loop.settings import get_settings
+from incident_loop.skills.idempotency import register_lambda_context
+from incident_loop.workflows.runner import run_workflow
+
+
+@cache
+def idempotency_config() -> IdempotencyConfig:
+    """One run segment once per expiry window, per tenant (another tenant's message never replays a result)."""
+    return IdempotencyConfig(
+        event_key_jmespath="[tenant_id, workflow_run_id, segment]",
+        expires_after_seconds=get_settings().idempotency_expiry_s,
+        raise_on_no_idempotency_key=True,
+    )
+
+
+@cache
+def _persistence() -> DynamoDBPersistenceLayer:
+    return DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table)
+
+
+def run_idempotent(message: WorkflowMessage, time_left_ms: Callable[[], int] | None = None) -> dict[str, Any]:
+    """run_workflow behind Powertools idempotency (DynamoDB), keyed on tenant, run and segment."""
+
+    @idempotent_function(data_keyword_argument="message", persistence_store=_persistence(),
+                         config=idempotency_config())
+    def workflow_segment(message: WorkflowMessage) -> dict[str, Any]:
+        return run_workflow(message, time_left_ms=time_left_ms)
+
+    return workflow_segment(message=message)
+
+
+def workflow_handler() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The runner function's handler: the workflow queue's batches, each record one run segment."""
+    processor = LoggingBatchProcessor(event_type=EventType.SQS, model=WorkflowRecord)
+
+    def record_handler(record: WorkflowRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
+        clock = lambda_context.get_remaining_time_in_millis if lambda_context is not None else None
+        return run_idempotent(record.body, clock)
+
+    def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        idempotency_config().register_lambda_context(context)
+        register_lambda_context(context)  # the skills' in-progress records end with this invocation too
+        return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                        context=context)
+
+    return handle

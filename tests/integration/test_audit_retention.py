@@ -1,0 +1,115 @@
+"""m11_audit in PostgreSQL: row-level security like 0009, and retention in bounded batches (as the function role)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from incident_loop.db import transaction
+from incident_loop.stores.audit import purge_batch
+from incident_loop.workflows.retention import purge_audit
+
+AUDIT_TABLES = ("ops", "replay_runs", "workflow_runs")
+
+
+@pytest.fixture
+def fn_conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A connection as the functions' role (row-level security applies)."""
+    with psycopg.connect(db_url, row_factory=dict_row) as conn:
+        yield conn
+
+
+def _run(admin: Any, tenant: str, age_days: int, ops: int, replays: int = 1) -> str:
+    """A finished run with its ops and replays, all `age_days` old (written as the owner)."""
+    run_id = f"wf_{uuid.uuid4().hex}"
+    age = {"age": age_days}
+    admin.execute("INSERT INTO m11_audit.workflow_runs (id, tenant_id, definition, status, created_at, updated_at)"
+                  " VALUES (%(id)s, %(t)s, %(d)s, 'completed', now() - make_interval(days => %(age)s),"
+                  " now() - make_interval(days => %(age)s))",
+                  {"id": run_id, "t": tenant, "d": Jsonb({"steps": []}), **age})
+    for index in range(ops):
+        admin.execute("INSERT INTO m11_audit.ops (op_id, workflow_run_id, op_index, op_type, args, args_hash, status,"
+                      " tenant_id, created_at) VALUES (%(op)s, %(id)s, %(i)s, 'kv_store', %(a)s, 'h', 'completed',"
+                      " %(t)s, now() - make_interval(days => %(age)s))",
+                      {"op": f"{run_id}.{index}", "id": run_id, "i": index, "a": Jsonb({}), "t": tenant, **age})
+    for _ in range(replays):
+        admin.execute("INSERT INTO m11_audit.replay_runs (replay_id, workflow_run_id, tenant_id, mode, status,"
+                      " started_at) VALUES (%(r)s, %(id)s, %(t)s, 'recorded_outputs', 'verified',"
+                      " now() - make_interval(days => %(age)s))",
+                      {"r": f"rp_{uuid.uuid4().hex}", "id": run_id, "t": tenant, **age})
+    return run_id
+
+
+def _left(admin: Any, run_ids: list[str]) -> dict[str, int]:
+    counts = {}
+    for table in AUDIT_TABLES:
+        column = "id" if table == "workflow_runs" else "workflow_run_id"
+        row = admin.execute(f"SELECT count(*) AS n FROM m11_audit.{table} WHERE {column} = ANY(%(ids)s)",
+                            {"ids": run_ids}).fetchone()
+        counts[table] = row["n"]
+    return counts
+
+
+def test_every_audit_table_has_row_level_security_and_a_tenant_policy(admin_conn: Any) -> None:
+    rows = admin_conn.execute(
+        "SELECT c.relname, c.relrowsecurity, (SELECT count(*) FROM pg_policies p WHERE p.schemaname = 'm11_audit'"
+        " AND p.tablename = c.relname AND p.qual LIKE '%%app.tenant_id%%' AND p.with_check LIKE '%%app.tenant_id%%')"
+        " AS policies FROM pg_class c WHERE c.relnamespace = 'm11_audit'::regnamespace AND c.relkind = 'r'"
+        " ORDER BY c.relname").fetchall()
+    assert [(r["relname"], r["relrowsecurity"], r["policies"]) for r in rows] == [
+        ("ops", True, 1), ("replay_runs", True, 1), ("workflow_runs", True, 1)]
+
+
+def test_another_tenant_sees_none_of_the_audit_and_the_function_role_cannot_delete_it(
+        admin_conn: Any, fn_conn: Any) -> None:
+    tenant = f"tenant-{uuid.uuid4().hex[:8]}"
+    run_id = _run(admin_conn, tenant, age_days=0, ops=2)
+    fn_conn.execute("SELECT set_config('app.tenant_id', %s, true)", (f"tenant-{uuid.uuid4().hex[:8]}",))
+    for table in (*AUDIT_TABLES, "workflow_summary"):
+        assert fn_conn.execute(f"SELECT count(*) AS n FROM m11_audit.{table}").fetchone()["n"] == 0, table
+    fn_conn.rollback()
+    fn_conn.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant,))
+    [summary] = fn_conn.execute("SELECT total_ops FROM m11_audit.workflow_summary WHERE workflow_run_id = %(id)s",
+                                {"id": run_id}).fetchall()
+    assert summary["total_ops"] == 2
+    with pytest.raises(psycopg.errors.InsufficientPrivilege):
+        fn_conn.execute("DELETE FROM m11_audit.ops WHERE workflow_run_id = %(id)s", {"id": run_id})
+
+
+def test_one_retention_batch_deletes_at_most_its_size_of_each_table(admin_conn: Any, fn_conn: Any) -> None:
+    old = [_run(admin_conn, f"tenant-{uuid.uuid4().hex[:8]}", age_days=400, ops=4) for _ in range(2)]
+
+    with transaction(fn_conn, tenant_id=None):
+        counts = purge_batch(fn_conn, 365, 3)
+
+    assert counts == {"ops_deleted": 3, "replays_deleted": 2, "runs_deleted": 0}  # no run goes with ops left
+    assert _left(admin_conn, old) == {"ops": 8 - 3, "replay_runs": 0, "workflow_runs": 2}
+
+
+def test_retention_deletes_every_tenants_old_audit_in_batches_and_keeps_the_recent(
+        admin_conn: Any, fn_conn: Any) -> None:
+    old = [_run(admin_conn, f"tenant-{uuid.uuid4().hex[:8]}", age_days=120, ops=5) for _ in range(2)]
+    recent = [_run(admin_conn, f"tenant-{uuid.uuid4().hex[:8]}", age_days=10, ops=3)]
+
+    summary = purge_audit(90, batch_size=4, conn=fn_conn)
+
+    assert _left(admin_conn, old) == {"ops": 0, "replay_runs": 0, "workflow_runs": 0}
+    assert _left(admin_conn, recent) == {"ops": 3, "replay_runs": 1, "workflow_runs": 1}
+    assert summary["ops_deleted"] >= 10 and summary["runs_deleted"] >= 2 and summary["complete"] is True
+    assert summary["batches"] >= 3  # 10 old ops at 4 a batch
+
+
+def test_a_retention_age_below_a_day_deletes_nothing(admin_conn: Any, fn_conn: Any) -> None:
+    run_id = _run(admin_conn, f"tenant-{uuid.uuid4().hex[:8]}", age_days=2, ops=1)
+
+    with transaction(fn_conn, tenant_id=None):
+        counts = purge_batch(fn_conn, 0, 100)
+
+    assert counts == {"ops_deleted": 0, "replays_deleted": 0, "runs_deleted": 0}
+    assert _left(admin_conn, [run_id])["ops"] == 1

@@ -1,0 +1,270 @@
+"""Workflows through the real functions: PostgreSQL (as the function role), moto's server over HTTP, and the fake
+Slack, Voyage and webhook receivers on 127.0.0.1 counting what reached them.
+
+The functions run in this process from functions/ (LocalApp), wired by template.yaml; the queue is delivered
+by hand where a test needs to control delivery (three times, a crash in between).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from incident_loop.stores.audit import PostgresAudit
+from incident_loop_dev.local.runner import sqs_record
+from incident_loop_dev.workflow import LocalWorkflows, local_workflows
+
+ROOT = Path(__file__).resolve().parents[2]
+FIVE_STEPS = json.loads((ROOT / "events" / "workflows" / "five_step.json").read_text())
+RUNNER = "WorkflowRunnerFunction"
+
+
+@pytest.fixture(scope="module")
+def workflows(admin_db_url: str) -> Iterator[LocalWorkflows]:
+    with local_workflows(ROOT, admin_db_url, f"tenant-wf-{uuid.uuid4().hex[:8]}") as local:
+        yield local
+
+
+@pytest.fixture
+def admin(admin_db_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    with psycopg.connect(admin_db_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+def _fresh() -> tuple[dict[str, Any], str]:
+    """The seed's five steps on a key and a text of their own (the kv value and the embedding cache are per text)."""
+    definition, key = json.loads(json.dumps(FIVE_STEPS)), f"last-{uuid.uuid4().hex[:8]}"
+    definition["steps"][0]["args"]["key"] = definition["steps"][1]["args"]["key"] = key
+    definition["steps"][0]["args"]["value"]["summary"] += f" ({key})"
+    return definition, key
+
+
+def _counts(workflows: LocalWorkflows) -> dict[str, int]:
+    return dict(workflows.fakes.counts())
+
+
+def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    return {key: after[key] - before[key] for key in after}
+
+
+def _wipe_runner_idempotency(workflows: LocalWorkflows) -> int:
+    """Delete the runner's Powertools records (as if they expired); the skills' records stay."""
+    app, table = workflows.app, workflows.app.table_names["IdempotencyTable"]
+    items = app.dynamodb.scan(TableName=table, ProjectionExpression="id")["Items"]
+    mine = [item for item in items if "workflow_segment" in item["id"]["S"]]
+    for item in mine:
+        app.dynamodb.delete_item(TableName=table, Key={"id": item["id"]})
+    return len(mine)
+
+
+def _deliver_each(workflows: LocalWorkflows, times: int) -> tuple[list[Any], int]:
+    """Every message of the workflow queue (continuations included) delivered `times` times, then deleted.
+
+    Before the last delivery of each, the runner's idempotency records are wiped, so that delivery runs the
+    runner itself (the audit and the skills' keys must hold on their own). Returns (answers, records wiped).
+    """
+    app = workflows.app
+    url, arn = app.queue_urls["WorkflowQueue"], app.queue_arns["WorkflowQueue"]
+    answers: list[Any] = []
+    wiped = 0
+    while True:
+        found = app.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, AttributeNames=["All"],
+                                        WaitTimeSeconds=0).get("Messages", [])
+        if not found:
+            return answers, wiped
+        event = {"Records": [sqs_record(found[0], arn)]}
+        for delivery in range(times):
+            if delivery == times - 1:
+                wiped += _wipe_runner_idempotency(workflows)
+            answers.append(app.invoke(RUNNER, event))
+        app.sqs.delete_message(QueueUrl=url, ReceiptHandle=found[0]["ReceiptHandle"])
+
+
+def _run(workflows: LocalWorkflows, definition: dict[str, Any] | None = None) -> dict[str, Any]:
+    return workflows.run(definition or _fresh()[0])
+
+
+def test_a_workflow_message_delivered_three_times_makes_each_external_effect_once(
+        workflows: LocalWorkflows, admin: Any) -> None:
+    before, (definition, key) = _counts(workflows), _fresh()
+    run_id = workflows.submit(definition)
+
+    answers, wiped = _deliver_each(workflows, times=3)
+
+    assert answers and all(answer == {"batchItemFailures": []} for answer in answers)
+    assert len(answers) % 3 == 0 and wiped >= len(answers) // 3  # each message's last delivery ran the runner
+    got = _delta(before, _counts(workflows))
+    assert (got["slack_messages"], got["voyage_requests"], got["webhook_effects"]) == (1, 1, 1)
+    assert got["webhook_deliveries"] == 1 and got["webhook_rejected"] == 0
+    ops = admin.execute("SELECT op_index, status FROM m11_audit.ops WHERE workflow_run_id = %(id)s ORDER BY op_index",
+                        {"id": run_id}).fetchall()
+    assert [(op["op_index"], op["status"]) for op in ops] == [(i, "completed") for i in range(5)]
+    kv = workflows.app.dynamodb.get_item(TableName=workflows.app.table_names["KvTable"],
+                                         Key={"pk": {"S": f"{workflows.tenant}#incidents#{key}"}})["Item"]
+    assert kv["version"]["N"] == "1"  # the kv set was written once
+
+
+def test_a_crash_mid_run_resumes_after_the_last_completed_op_without_repeating_an_effect(
+        workflows: LocalWorkflows, admin: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = _counts(workflows)
+    real = PostgresAudit.complete_op
+
+    def crash_after_the_webhook(self: PostgresAudit, tenant_id: str, run_id: str, op_index: int, *a: Any) -> Any:
+        if op_index == 3:
+            raise RuntimeError("the container died after the webhook was delivered")
+        return real(self, tenant_id, run_id, op_index, *a)
+
+    monkeypatch.setattr(PostgresAudit, "complete_op", crash_after_the_webhook)
+    run_id = workflows.submit(_fresh()[0])
+    for _ in range(20):
+        answer = workflows.app.deliver("WorkflowQueue")
+        if isinstance(answer, Exception):  # the batch's one record failed: the invocation fails, as in Lambda
+            break
+    else:
+        pytest.fail("the crash never happened")
+    statuses = admin.execute("SELECT status FROM m11_audit.ops WHERE workflow_run_id = %(id)s ORDER BY op_index",
+                             {"id": run_id}).fetchall()
+    assert [row["status"] for row in statuses] == ["completed", "completed", "completed", "pending"]
+    assert _delta(before, _counts(workflows))["webhook_deliveries"] == 1
+    monkeypatch.setattr(PostgresAudit, "complete_op", real)
+
+    workflows.app.drain()  # the failed record comes back and resumes
+
+    status, run = workflows.app.request("GET", f"/workflows/{run_id}", workflows.tenant)
+    assert status == 200 and run["status"] == "completed"
+    got = _delta(before, _counts(workflows))
+    assert (got["webhook_deliveries"], got["webhook_effects"], got["voyage_requests"], got["slack_messages"]) == (
+        1, 1, 1, 1)
+
+
+def test_replay_of_a_completed_run_is_verified_with_zero_live_calls(workflows: LocalWorkflows, admin: Any) -> None:
+    run = _run(workflows)
+    assert run["status"] == "completed", run
+
+    report = workflows.replay(run["workflow_run_id"])
+
+    assert (report["status"], report["severity"], report["live_calls"]) == ("verified", "INFO", 0)
+    assert report["outbound_requests"] == [] and not any(report["receiver_calls"].values())
+    assert (report["ops_verified"], report["ops_failed"], report["ops_skipped"]) == (4, 0, 1)  # slack is transient
+    [stored] = admin.execute("SELECT status, ops_verified, ops_skipped, tenant_id FROM m11_audit.replay_runs"
+                             " WHERE replay_id = %(id)s", {"id": report["replay_id"]}).fetchall()
+    assert stored == {"status": "verified", "ops_verified": 4, "ops_skipped": 1, "tenant_id": workflows.tenant}
+
+
+def test_the_replay_counter_sees_a_live_call_when_one_is_made(workflows: LocalWorkflows) -> None:
+    import urllib3
+
+    from incident_loop_dev.workflow import OutboundCounter
+
+    with OutboundCounter(workflows.local_endpoints) as counter:
+        urllib3.PoolManager().request("POST", workflows.fakes.voyage.url + "/v1/embeddings", body=b"{}")
+
+    assert len(counter.requests) == 1  # so the 0 above is a measurement, not a blind spot
+
+
+def test_an_audit_record_changed_after_the_fact_fails_replay_at_that_op(workflows: LocalWorkflows, admin: Any) -> None:
+    run = _run(workflows)
+    admin.execute("UPDATE m11_audit.ops SET result = jsonb_set(result, '{value,incident}', '\"inc-forged\"')"
+                  " WHERE workflow_run_id = %(id)s AND op_index = 1", {"id": run["workflow_run_id"]})
+
+    report = workflows.replay(run["workflow_run_id"])
+
+    assert (report["status"], report["severity"], report["first_mismatch_op_index"]) == ("mismatch", "CRITICAL", 1)
+    assert report["text"].startswith("CRITICAL") and report["live_calls"] == 0
+    assert report["mismatches"][0]["check"] == "result_hash"
+    [stored] = admin.execute("SELECT status, first_mismatch_op_index, mismatch_diff FROM m11_audit.replay_runs"
+                             " WHERE replay_id = %(id)s", {"id": report["replay_id"]}).fetchall()
+    assert (stored["status"], stored["first_mismatch_op_index"]) == ("mismatch", 1)
+    assert stored["mismatch_diff"]["checks"][0]["check"] == "result_hash"
+
+
+def test_the_function_role_cannot_rewrite_a_completed_op(workflows: LocalWorkflows, db_url: str) -> None:
+    run = _run(workflows)
+    with psycopg.connect(db_url) as conn:
+        conn.execute("SELECT set_config('app.tenant_id', %s, true)", (workflows.tenant,))
+        with pytest.raises(psycopg.errors.CheckViolation, match="not rewritten"):
+            conn.execute("UPDATE m11_audit.ops SET result = '{}' WHERE workflow_run_id = %(id)s AND op_index = 0",
+                         {"id": run["workflow_run_id"]})
+
+
+def test_another_tenant_gets_404_on_every_workflow_route(workflows: LocalWorkflows) -> None:
+    run = _run(workflows, {"steps": [{"skill": "kv_store", "args": {"op": "get", "key": "nothing"}}]})
+    run_id, other = run["workflow_run_id"], f"tenant-other-{uuid.uuid4().hex[:6]}"
+
+    mine = workflows.app.request("GET", f"/workflows/{run_id}", workflows.tenant)
+    theirs = [workflows.app.request("GET", f"/workflows/{run_id}", other),
+              workflows.app.request("POST", f"/workflows/{run_id}/replay", other)]
+
+    assert mine[0] == 200 and mine[1]["ops"][0]["result"]["found"] is False
+    assert theirs == [(404, {"message": f"workflow run {run_id} not found"})] * 2
+
+
+def test_replay_of_an_unfinished_run_is_a_409(workflows: LocalWorkflows) -> None:
+    run_id = workflows.submit({"steps": [{"skill": "kv_store", "args": {"op": "get", "key": "k"}}]})
+
+    status, body = workflows.app.request("POST", f"/workflows/{run_id}/replay", workflows.tenant)
+
+    assert status == 409 and "queued" in body["message"]
+    workflows.app.drain()
+
+
+@pytest.mark.parametrize(("steps", "field", "reason"), [
+    ([{"skill": "teleport"}], "body.steps.0.skill", "unknown skill 'teleport'"),
+    ([{"skill": "kv_store", "args": {"op": "explode", "key": "k"}}], "body.steps.0.args.op", "kv_store: Input should"),
+    ([{"skill": "kv_store", "args": {"op": "get", "key": "${steps.1.result.key}"}},
+      {"skill": "kv_store", "args": {"op": "get", "key": "k"}}], "body", "must point to an earlier step"),
+    ([{"skill": "kv_store", "args": {"op": "get", "key": "k"}}] * 51, "body.steps", "at most 50"),
+])
+def test_a_bad_definition_is_a_422_with_its_reason_and_stores_nothing(
+        workflows: LocalWorkflows, admin: Any, steps: list[dict[str, Any]], field: str, reason: str) -> None:
+    tenant = f"tenant-bad-{uuid.uuid4().hex[:6]}"
+
+    status, body = workflows.app.request("POST", "/workflows", tenant, {"steps": steps})
+
+    assert status == 422, body
+    assert any(e["field"] == field and reason in e["reason"] for e in body["errors"]), body
+    stored = admin.execute("SELECT count(*) AS n FROM m11_audit.workflow_runs WHERE tenant_id = %(t)s",
+                           {"t": tenant}).fetchone()
+    assert stored["n"] == 0
+
+
+def test_a_body_that_is_not_json_is_a_400(workflows: LocalWorkflows) -> None:
+    status, body = workflows.app.request("POST", "/workflows", workflows.tenant, '{"steps": [')
+    assert status == 400 and body["message"] == "the body is not valid JSON"
+
+
+def test_a_retryable_failure_is_retried_then_dead_lettered_and_a_redrive_resumes_the_run(
+        workflows: LocalWorkflows, monkeypatch: pytest.MonkeyPatch) -> None:
+    from incident_loop.skills.kv_store import KvStoreSkill
+    from incident_loop.skills.kvtable import KvUnavailable
+
+    def unavailable(self: Any, data: Any, ctx: Any) -> Any:
+        raise KvUnavailable("DynamoDB did not answer")
+
+    monkeypatch.setattr(KvStoreSkill, "run", unavailable)
+    app = workflows.app
+    run_id = workflows.submit({"steps": [{"skill": "kv_store", "args": {"op": "get", "key": "k"}}]})
+
+    stats = app.drain()
+
+    [dead] = app.dlq_messages("WorkflowQueue")
+    assert json.loads(dead["Body"])["workflow_run_id"] == run_id and stats.failed == 5  # maxReceiveCount
+    status, run = app.request("GET", f"/workflows/{run_id}", workflows.tenant)
+    assert status == 200 and run["status"] == "running" and run["ops"][0]["status"] == "pending"
+    assert run["ops"][0]["error_code"] == "store_unavailable"
+    monkeypatch.undo()  # the store is back: redrive
+    dlq = app.queue_urls["WorkflowQueueDLQ"]
+    app.send("WorkflowQueue", dead["Body"])
+    app.sqs.delete_message(QueueUrl=dlq, ReceiptHandle=dead["ReceiptHandle"])
+
+    app.drain()
+
+    status, run = app.request("GET", f"/workflows/{run_id}", workflows.tenant)
+    assert status == 200 and run["status"] == "completed" and run["ops"][0]["status"] == "completed"

@@ -1,0 +1,149 @@
+"""slack_send: chat.postMessage and incoming webhooks, per-channel pacing across instances, 429 back-pressure.
+Scripted transport, moto in-process for the pacing items and breakers, a fake clock."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from incident_loop.settings import Settings
+from incident_loop.skills.base import SkillContext
+from incident_loop.skills.errors import ExternalError, SkillError, SkillInputError, TargetNotAllowed
+from incident_loop.skills.kvtable import KvTable
+from incident_loop.skills.slack_send import SlackSendSkill
+from incident_loop_dev.fakes.aws import KV_TABLE, create_skill_tables, skill_breakers
+from incident_loop_dev.fakes.transport import FakeClock, ScriptedTransport, response
+
+SECRETS = {"/slack/token": "xoxb-123", "/slack/hook": "https://hooks.slack.example/services/T/B/secret"}
+CTX = SkillContext("tenant-a")
+
+
+def ok(request: Any) -> Any:
+    body = json.loads(request.body)
+    return response(200, {"ok": True, "channel": body["channel"], "ts": "1700000000.000100"})
+
+
+@pytest.fixture
+def client() -> Iterator[Any]:
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+        create_skill_tables(dynamodb)
+        yield dynamodb
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def make(client: Any, clock: FakeClock, transport: ScriptedTransport, breakers: Any = None,
+         **settings: Any) -> SlackSendSkill:
+    config = Settings(**{"slack_base_url": "https://slack.example/api", "slack_token_parameter": "/slack/token",
+                         "skill_max_wait_s": 20.0, **settings})
+    return SlackSendSkill(kv=KvTable(KV_TABLE, client, clock), transport=transport, clock=clock, sleep=clock.sleep,
+                          breaker_for=breakers or skill_breakers(client, clock=clock), settings=config,
+                          secret_source=SECRETS.__getitem__, persistence=object(),  # type: ignore[arg-type]
+                          resolver=lambda host, port: ["93.184.216.34"])
+
+
+def test_chat_post_message_sends_the_bearer_token_and_returns_the_ts(client: Any, clock: FakeClock) -> None:
+    transport = ScriptedTransport(default=ok)
+    out = make(client, clock, transport).execute({"channel": "C1", "text": "hello"}, CTX)
+    request = transport.requests[0]
+    assert request.url == "https://slack.example/api/chat.postMessage"
+    assert request.headers["authorization"] == "Bearer xoxb-123"
+    assert json.loads(request.body or b"") == {"channel": "C1", "text": "hello"}
+    assert out == {"via": "api", "channel": "C1", "ts": "1700000000.000100", "delivered": True}
+
+
+def test_messages_to_one_channel_are_paced_to_one_per_second(client: Any, clock: FakeClock) -> None:
+    transport = ScriptedTransport(default=ok)
+    skill = make(client, clock, transport)
+    for text in ("one", "two", "three"):
+        skill.execute({"channel": "C1", "text": text}, CTX)
+    assert clock.sleeps == [1.0, 1.0]
+    skill.execute({"channel": "C2", "text": "elsewhere"}, CTX)
+    assert clock.sleeps == [1.0, 1.0]  # another channel has its own slots
+
+
+def test_pacing_holds_across_instances_sharing_the_table(client: Any, clock: FakeClock) -> None:
+    transport = ScriptedTransport(default=ok)
+    first, second = make(client, clock, transport), make(client, clock, transport)
+    first.execute({"channel": "C1", "text": "a"}, CTX)
+    second.execute({"channel": "C1", "text": "b"}, CTX)  # another container: the slot is taken in DynamoDB
+    assert clock.sleeps == [1.0]
+
+
+def test_a_slot_too_far_away_is_handed_back_without_sending(client: Any, clock: FakeClock) -> None:
+    transport = ScriptedTransport(default=ok)
+    others = make(client, clock, transport, skill_max_wait_s=1.5)
+    others.sleep = lambda seconds: None  # other containers take the next two slots at this same moment
+    others.execute({"channel": "C1", "text": "a"}, CTX)
+    others.execute({"channel": "C1", "text": "b"}, CTX)
+    skill = make(client, clock, transport, skill_max_wait_s=1.5)
+    with pytest.raises(ExternalError) as caught:
+        skill.execute({"channel": "C1", "text": "c"}, CTX)
+    assert caught.value.code == "rate_limited" and caught.value.retryable
+    assert caught.value.retry_after_s == pytest.approx(2.0) and len(transport.requests) == 2
+
+
+def test_a_429_is_back_pressure_its_retry_after_is_waited_and_counted(client: Any, clock: FakeClock) -> None:
+    transport = ScriptedTransport(response(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "3"}),
+                                  default=ok)
+    breakers = skill_breakers(client, clock=clock)
+    out = make(client, clock, transport, breakers).execute({"channel": "C1", "text": "hi"}, CTX)
+    assert out["ts"] and clock.sleeps == [3.0] and len(transport.requests) == 2
+    # Seed 004 classes 429 as a failure: counted, then reset by the success that followed.
+    assert breakers("slack").status().consecutive_failures == 0
+    assert breakers("slack").history.of("skill:slack") == []  # one failure opens nothing
+
+
+@pytest.mark.parametrize(("error", "retryable"), [("channel_not_found", False), ("invalid_auth", False),
+                                                  ("ratelimited", True), ("internal_error", True)])
+def test_slack_errors_in_a_200_answer_are_classed(error: str, retryable: bool, client: Any, clock: FakeClock) -> None:
+    transport = ScriptedTransport(default=response(200, {"ok": False, "error": error}))
+    with pytest.raises(ExternalError) as caught:
+        make(client, clock, transport).execute({"channel": "C1", "text": "hi"}, CTX)
+    assert caught.value.code == f"slack_{error}" and caught.value.retryable is retryable
+
+
+def test_without_a_token_parameter_the_api_route_is_not_configured(client: Any, clock: FakeClock) -> None:
+    with pytest.raises(SkillError) as caught:
+        make(client, clock, ScriptedTransport(), slack_token_parameter=None).execute({"channel": "C1", "text": "x"},
+                                                                                     CTX)
+    assert caught.value.code == "not_configured"
+
+
+def test_an_incoming_webhook_from_a_parameter_is_posted_without_a_token(client: Any, clock: FakeClock) -> None:
+    transport = ScriptedTransport(default=response(200, b"ok"))
+    out = make(client, clock, transport).execute({"webhook_parameter": "/slack/hook", "text": "hi"}, CTX)
+    request = transport.requests[0]
+    assert request.url == SECRETS["/slack/hook"] and "authorization" not in request.headers
+    assert request.connect_ip == "93.184.216.34" and json.loads(request.body or b"") == {"text": "hi"}
+    assert out == {"via": "webhook", "channel": None, "ts": None, "delivered": True}
+
+
+def test_an_incoming_webhook_error_is_the_callers(client: Any, clock: FakeClock) -> None:
+    transport = ScriptedTransport(default=response(404, b"no_service"))
+    with pytest.raises(ExternalError) as caught:
+        make(client, clock, transport).execute({"webhook_url": "https://hooks.slack.example/x", "text": "hi"}, CTX)
+    assert caught.value.code == "http_404" and not caught.value.retryable and "no_service" in str(caught.value)
+
+
+def test_a_private_incoming_webhook_url_is_refused(client: Any, clock: FakeClock) -> None:
+    skill = make(client, clock, ScriptedTransport())
+    skill.resolver = lambda host, port: ["10.0.0.9"]
+    with pytest.raises(TargetNotAllowed):
+        skill.execute({"webhook_url": "https://internal.example/hook", "text": "hi"}, CTX)
+
+
+@pytest.mark.parametrize("args", [{"text": "no route"}, {"channel": "C1", "text": ""},
+                                  {"webhook_url": "https://a/x", "webhook_parameter": "/p", "text": "x"}])
+def test_bad_slack_arguments_are_input_errors(args: dict, client: Any, clock: FakeClock) -> None:
+    with pytest.raises(SkillInputError):
+        make(client, clock, ScriptedTransport()).execute(args, CTX)
