@@ -1,4 +1,5 @@
-"""Workflows over HTTP (seed 004): submit a run, read it with its audited ops, verify it by replay.
+"""Workflows over HTTP (seed 004): submit a run, read it with its audited ops, verify it by replay; and the
+tenant's notification targets, to which the loop announces through workflow runs.
 
 Included in the API's resolver (incident_loop.api); errors map to HTTP in incident_loop.http.error_map.
 The domain is imported by each route, not here: it loads the skills package, and the other functions that
@@ -12,7 +13,8 @@ from typing import Any
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
-from incident_loop.http.identity import tenant_id
+from incident_loop.http.identity import caller, tenant_id
+from incident_loop.schemas.notifications import NotificationEvent, NotificationSettings, NotificationTargets
 from incident_loop.schemas.workflows import ReplayReport, WorkflowDefinition, WorkflowRunView
 
 router = Router()
@@ -41,3 +43,30 @@ def post_replay(workflow_run_id: str) -> ReplayReport:
     from incident_loop.workflows.replay import replay_workflow
 
     return replay_workflow(tenant_id(), workflow_run_id)
+
+
+# --- notification targets: where the loop announces checkpoints and activated policies (as workflow runs) ---
+
+EVENT_PATH = {404: {"description": "The tenant has no targets for this event"}}
+
+
+@router.get("/notifications", summary="Where the loop announces new checkpoints and activated policies")
+def get_notifications() -> NotificationSettings:
+    from incident_loop.workflows.notifications import targets_of
+
+    return targets_of(tenant_id())
+
+
+@router.put("/notifications/<event>", summary="Announce an event to Slack and/or a signed webhook")
+def put_notifications(event: NotificationEvent, targets: NotificationTargets) -> NotificationSettings:
+    from incident_loop.workflows.notifications import set_targets
+
+    return set_targets(tenant_id(), event, targets, caller())
+
+
+@router.delete("/notifications/<event>", summary="Stop announcing an event", responses=EVENT_PATH)
+def delete_notifications(event: NotificationEvent) -> Response[dict[str, Any]]:
+    from incident_loop.workflows.notifications import remove_targets
+
+    remove_targets(tenant_id(), event)
+    return Response(status_code=204, content_type=content_types.APPLICATION_JSON, body=None)

@@ -25,6 +25,7 @@ from incident_loop.settings import Settings, get_settings
 from incident_loop.skills.deterministic import backoff_delays, idempotency_key
 from incident_loop.skills.errors import SkillError, SkillInputError
 from incident_loop.skills.idempotency import default_persistence, run_once
+from incident_loop.skills.kvtable import KvTable
 from incident_loop.skills.retrying import Caller, Delivered, shared_breaker
 from incident_loop.skills.transport import HttpRequest, Transport
 
@@ -62,9 +63,17 @@ class Skill(ABC):
     deterministic: ClassVar[bool]  # True: the same args (and state) give the same output; replay compares hashes
 
     def __init__(self, *, settings: Settings | None = None, clock: Callable[[], float] = time.time,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep, kv: KvTable | None = None) -> None:
         self.settings = settings or get_settings()
         self.clock, self.sleep = clock, sleep
+        self._kv = kv
+
+    @property
+    def kv(self) -> KvTable:
+        """The kv table (the container's by default): kv_store's data, and the other skills' own records."""
+        if self._kv is None:
+            self._kv = KvTable(clock=self.clock)
+        return self._kv
 
     def execute(self, args: Mapping[str, Any], ctx: SkillContext) -> dict[str, Any]:
         """Validate `args` into Input (SkillInputError), run, return Output as JSON-ready data."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from incident_loop.skills.base import IdempotentSkill, SkillContext
 from incident_loop.skills.errors import SkillInputError
-from incident_loop.skills.kvtable import MAX_TTL_S, KvItem, KvTable, check_key, encode_value
+from incident_loop.skills.kvtable import MAX_TTL_S, KvItem, check_key, encode_value
 
 
 class KvInput(BaseModel):
@@ -60,17 +60,6 @@ class KvStoreSkill(IdempotentSkill):
     Input: ClassVar[type[BaseModel]] = KvInput
     Output: ClassVar[type[BaseModel]] = KvOutput
     deterministic: ClassVar[bool] = True
-
-    def __init__(self, *, kv: KvTable | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._kv = kv
-
-    @property
-    def kv(self) -> KvTable:
-        """The kv table (the container's by default)."""
-        if self._kv is None:
-            self._kv = KvTable(clock=self.clock)
-        return self._kv
 
     def parse(self, args: Any) -> BaseModel:
         data = super().parse(args)

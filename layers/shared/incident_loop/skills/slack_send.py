@@ -22,7 +22,6 @@ import incident_loop.skills.ssrf as ssrf
 from incident_loop.skills.base import ExternalSkill, SkillContext
 from incident_loop.skills.errors import ExternalError, SkillError
 from incident_loop.skills.hashing import canonical_json
-from incident_loop.skills.kvtable import KvTable
 from incident_loop.skills.transport import HttpRequest
 
 INTERVAL_S = 1.0  # Slack's documented limit for posting to one channel: about one message per second
@@ -66,15 +65,9 @@ class SlackSendSkill(ExternalSkill):
     Output: ClassVar[type[BaseModel]] = SlackOutput
     deterministic: ClassVar[bool] = False  # Slack assigns the message ts
 
-    def __init__(self, *, kv: KvTable | None = None, resolver: ssrf.Resolver = ssrf.resolve, **kwargs: Any) -> None:
+    def __init__(self, *, resolver: ssrf.Resolver = ssrf.resolve, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._kv, self.resolver = kv, resolver
-
-    @property
-    def kv(self) -> KvTable:
-        if self._kv is None:
-            self._kv = KvTable(clock=self.clock)
-        return self._kv
+        self.resolver = resolver
 
     def run(self, data: SlackInput, ctx: SkillContext) -> SlackOutput:
         message: dict[str, Any] = {"text": data.text, **({"blocks": data.blocks} if data.blocks else {})}

@@ -21,7 +21,7 @@ from incident_loop.observability import logger
 from incident_loop.skills.base import ExternalSkill, SkillContext
 from incident_loop.skills.errors import ExternalError, SizeLimitExceeded, SkillError
 from incident_loop.skills.hashing import canonical_json
-from incident_loop.skills.kvtable import MAX_VALUE_BYTES, KvTable
+from incident_loop.skills.kvtable import MAX_VALUE_BYTES
 from incident_loop.skills.transport import HttpRequest
 
 CACHE = "_voyage_cache"
@@ -93,16 +93,6 @@ class VoyageEmbedSkill(ExternalSkill):
     Input: ClassVar[type[BaseModel]] = VoyageInput
     Output: ClassVar[type[BaseModel]] = VoyageOutput
     deterministic: ClassVar[bool] = True  # the same model, input type and texts give the same embeddings
-
-    def __init__(self, *, kv: KvTable | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._kv = kv
-
-    @property
-    def kv(self) -> KvTable:
-        if self._kv is None:
-            self._kv = KvTable(clock=self.clock)
-        return self._kv
 
     def parse(self, args: Any) -> BaseModel:
         data = super().parse(args)

@@ -83,15 +83,9 @@ class WebhookSendSkill(ExternalSkill):
     Output: ClassVar[type[BaseModel]] = WebhookOutput
     deterministic: ClassVar[bool] = False  # the attempts count depends on the receiver
 
-    def __init__(self, *, kv: KvTable | None = None, resolver: ssrf.Resolver = ssrf.resolve, **kwargs: Any) -> None:
+    def __init__(self, *, resolver: ssrf.Resolver = ssrf.resolve, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._kv, self.resolver = kv, resolver
-
-    @property
-    def kv(self) -> KvTable:
-        if self._kv is None:
-            self._kv = KvTable(clock=self.clock)
-        return self._kv
+        self.resolver = resolver
 
     def schedule_delays(self, key: str, start: int) -> list[float]:
         """The waits before attempts start..7 (0-based) of the spec's schedule, scaled and jittered by key."""

@@ -1,0 +1,68 @@
+"""The loop announces through the skills: a new human checkpoint (Slack and a signed webhook) and a policy
+that became active (a signed webhook), to the targets the tenant configured; nothing when it configured none.
+
+An announcement is a workflow run of slack_send / webhook_send steps, so it is audited op by op and can be
+replayed like any run. Its id is derived from the tenant, the event and what it announces: however often a
+stage or a request is retried, the run is written once, and each step's effect happens once (the skills'
+idempotency keys derive from the run id and the step).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from incident_loop.observability import logger
+from incident_loop.schemas.notifications import NotificationEvent, NotificationTargets
+from incident_loop.schemas.workflows import WorkflowDefinition, WorkflowStep
+from incident_loop.stores.ports import UnitOfWork
+
+_NAMESPACE = uuid.UUID("5b0c4c2e-9f59-4a4e-8a43-6f1d7c2b8e11")
+# Standard Webhooks event types (dotted, as the spec's examples write them)
+WEBHOOK_TYPES = {NotificationEvent.CHECKPOINT_CREATED: "checkpoint.created",
+                 NotificationEvent.POLICY_ACTIVATED: "policy.activated"}
+
+
+def announcement_id(tenant_id: str, event: NotificationEvent, subject_id: str) -> str:
+    """The run id of one announcement: the same for every retry of what announces it."""
+    return "wf_" + uuid.uuid5(_NAMESPACE, f"{tenant_id}\x1f{event.value}\x1f{subject_id}").hex
+
+
+def literal(value: Any) -> Any:
+    """The value with every `${` escaped, so text from the loop is never read as a step reference."""
+    if isinstance(value, str):
+        return value.replace("${", "$${")
+    if isinstance(value, dict):
+        return {key: literal(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [literal(item) for item in value]
+    return value
+
+
+def definition(event: NotificationEvent, targets: NotificationTargets, text: str, subject_id: str,
+               occurred_at: str, data: dict[str, Any]) -> WorkflowDefinition:
+    """The announcement's steps: Slack first (a person reads it), then the signed webhook."""
+    steps = []
+    if targets.slack is not None:
+        steps.append(WorkflowStep(skill="slack_send", args=literal(
+            {"text": text, **targets.slack.model_dump(exclude_none=True)})))
+    if targets.webhook is not None:
+        payload = {"type": WEBHOOK_TYPES[event], "timestamp": occurred_at, "data": {"id": subject_id, **data}}
+        steps.append(WorkflowStep(skill="webhook_send", args=literal(
+            {"url": targets.webhook.url, "secret_parameter": targets.webhook.secret_parameter,
+             "payload": payload})))
+    return WorkflowDefinition(name=f"{event.value} {subject_id}", steps=steps)
+
+
+def announce(uow: UnitOfWork, tenant_id: str, event: NotificationEvent, subject_id: str, *, text: str,
+             occurred_at: str, data: dict[str, Any]) -> str | None:
+    """Queue the announcement in the caller's transaction; its run id, or None when the tenant has no targets."""
+    targets = uow.notifications.targets(tenant_id, event)
+    if targets is None:
+        return None
+    run_id = announcement_id(tenant_id, event, subject_id)
+    steps = definition(event, targets, text, subject_id, occurred_at, data)
+    queued = uow.notifications.submit(run_id, tenant_id, steps.name or event.value, steps.model_dump(mode="json"))
+    logger.info("announcement queued" if queued else "announcement already queued", event=event.value,
+                subject_id=subject_id, workflow_run_id=run_id)
+    return run_id

@@ -1,0 +1,71 @@
+"""The tenants' notification targets, and announcements queued as workflow runs, in PostgreSQL.
+
+An announcement is a workflow run (m11_audit.workflow_runs) written in the caller's transaction, with an
+id derived from what it announces: a retried stage or request finds the run already there and queues
+nothing. Its message goes to the workflow queue delayed past the commit (Settings.notification_delay_s),
+so the runner does not look for a run that is not committed yet; if the commit fails, the retry writes
+the run and queues it again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from psycopg import Connection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from incident_loop.schemas.notifications import NotificationEvent, NotificationSetting, NotificationTargets
+from incident_loop.schemas.workflows import WorkflowMessage
+from incident_loop.settings import get_settings
+from incident_loop.stores.workflow_queue import SqsWorkflowQueue
+
+
+class PostgresNotifications:
+    """NotificationOutbox on one connection; statements run in the caller's transaction."""
+
+    def __init__(self, conn: Connection[Any], queue: Any | None = None) -> None:
+        self.conn = conn
+        self._queue = queue
+
+    def targets(self, tenant_id: str, event: NotificationEvent) -> NotificationTargets | None:
+        """The event's targets for the tenant, or None when it sends nothing."""
+        row = self.conn.execute(
+            "SELECT targets FROM notification_targets WHERE tenant_id = %s AND event = %s",
+            (tenant_id, event.value)).fetchone()
+        return None if row is None else NotificationTargets.model_validate(row[0])
+
+    def all(self, tenant_id: str) -> list[NotificationSetting]:
+        """Every event the tenant has targets for."""
+        with self.conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute("SELECT event, targets, updated_by, updated_at FROM notification_targets"
+                               " WHERE tenant_id = %s ORDER BY event", (tenant_id,)).fetchall()
+        return [NotificationSetting.model_validate(row) for row in rows]
+
+    def put(self, tenant_id: str, event: NotificationEvent, targets: NotificationTargets, by: str | None) -> None:
+        """Set (or replace) the event's targets."""
+        self.conn.execute(
+            "INSERT INTO notification_targets (tenant_id, event, targets, updated_by) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (tenant_id, event) DO UPDATE SET targets = EXCLUDED.targets,"
+            " updated_by = EXCLUDED.updated_by, updated_at = now()",
+            (tenant_id, event.value, Jsonb(targets.model_dump(mode="json", exclude_none=True)), by))
+
+    def remove(self, tenant_id: str, event: NotificationEvent) -> bool:
+        """Stop announcing the event; whether it had targets."""
+        cur = self.conn.execute("DELETE FROM notification_targets WHERE tenant_id = %s AND event = %s",
+                                (tenant_id, event.value))
+        return cur.rowcount > 0
+
+    def submit(self, run_id: str, tenant_id: str, name: str, definition: Mapping[str, Any]) -> bool:
+        """Write the announcement's run and queue it (delayed past the commit); False when it already exists."""
+        row = self.conn.execute(
+            "INSERT INTO m11_audit.workflow_runs (id, tenant_id, name, definition) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (id) DO NOTHING RETURNING id",
+            (run_id, tenant_id, name, Jsonb(dict(definition)))).fetchone()
+        if row is None:
+            return False
+        queue = self._queue or SqsWorkflowQueue()
+        queue.send(WorkflowMessage(workflow_run_id=run_id, tenant_id=tenant_id, correlation_id=run_id),
+                   delay_seconds=get_settings().notification_delay_s)
+        return True

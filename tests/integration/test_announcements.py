@@ -1,0 +1,179 @@
+"""The loop announces through the skills: a new human checkpoint goes to Slack and a signed webhook, a policy that
+becomes active to a signed webhook, each once, to the targets the tenant configured, and nothing without them.
+
+The real functions run from functions/ (LocalApp, wired by template.yaml) on PostgreSQL as the function role and
+moto's server; the fake Slack and webhook receivers on 127.0.0.1 count what reached them, and the webhook
+receiver verifies every signature with the `standardwebhooks` library.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from incident_loop_dev.fakes.aws import put_parameter
+from incident_loop_dev.workflow import LocalWorkflows, local_workflows
+
+ROOT = Path(__file__).resolve().parents[2]
+INCIDENT = json.loads(json.loads((ROOT / "events" / "ingest_api_timeout_1.json").read_text())["body"])
+
+
+@pytest.fixture
+def local(admin_db_url: str) -> Iterator[LocalWorkflows]:
+    with local_workflows(ROOT, admin_db_url, f"tenant-ann-{uuid.uuid4().hex[:8]}") as workflows:
+        yield workflows
+
+
+@pytest.fixture
+def admin(admin_db_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    with psycopg.connect(admin_db_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+def _secret_parameter(local: LocalWorkflows, tenant: str) -> str:
+    """The receiver's signing secret, stored as one of the tenant's own parameters."""
+    assert local.fakes is not None
+    ssm = boto3.client("ssm", endpoint_url=local.app.endpoint_url)
+    return put_parameter(ssm, f"/incident-loop/local/tenants/{tenant}/webhook-secret", local.fakes.webhook_secret)
+
+
+def _targets(local: LocalWorkflows, tenant: str, *, slack: bool = True) -> dict[str, Any]:
+    assert local.fakes is not None
+    targets: dict[str, Any] = {"webhook": {"url": local.fakes.webhook.url + "/hooks/loop",
+                                           "secret_parameter": _secret_parameter(local, tenant)}}
+    if slack:
+        targets["slack"] = {"channel": "#agent-oncall"}
+    return targets
+
+
+def _configure(local: LocalWorkflows, tenant: str, event: str, targets: dict[str, Any]) -> None:
+    status, body = local.app.request("PUT", f"/notifications/{event}", tenant, targets)
+    assert status == 200, body
+
+
+def _incident(local: LocalWorkflows, tenant: str, n: int = 0) -> str:
+    status, body = local.app.request("POST", "/incidents", tenant, {**INCIDENT, "run_id": f"run-ann-{n}"})
+    assert status in (200, 201, 202), body
+    return str(body["incident_id"])
+
+
+def _payloads(local: LocalWorkflows) -> list[dict[str, Any]]:
+    assert local.fakes is not None
+    return [json.loads(d["body"]) if isinstance(d.get("body"), str) else d.get("json") or d
+            for d in local.fakes.webhook.effects]
+
+
+def _runs(admin: psycopg.Connection[dict[str, Any]], tenant: str) -> list[dict[str, Any]]:
+    return admin.execute("SELECT id, name, status FROM m11_audit.workflow_runs WHERE tenant_id = %s ORDER BY name",
+                         (tenant,)).fetchall()
+
+
+def test_a_new_checkpoint_is_announced_once_to_slack_and_a_signed_webhook_however_often_delivered(
+    local: LocalWorkflows, admin: psycopg.Connection[dict[str, Any]]
+) -> None:
+    tenant, fakes = local.tenant, local.fakes
+    assert fakes is not None
+    _configure(local, tenant, "checkpoint_created", _targets(local, tenant))
+    incident_id = _incident(local, tenant)
+    local.app.drain(duplicate=True)  # every message of every queue, the workflow queue's too, delivered twice
+
+    status, loop = local.app.request("GET", f"/loops/{incident_id}", tenant)
+    assert status == 200 and loop["is_blocked"] and len(loop["pending_checkpoints"]) == 1
+    checkpoint_id = loop["pending_checkpoints"][0]
+    counts = fakes.counts()
+    assert (counts["slack_messages"], counts["webhook_effects"], counts["webhook_rejected"]) == (1, 1, 0)
+    assert checkpoint_id in fakes.slack.messages[0]["text"] or "Approve recovery" in fakes.slack.messages[0]["text"]
+    [payload] = _payloads(local)
+    assert payload["type"] == "checkpoint.created" and payload["data"]["id"] == checkpoint_id
+    assert payload["data"]["incident_id"] == incident_id
+    [run] = _runs(admin, tenant)
+    assert run["status"] == "completed" and run["name"] == f"checkpoint_created {checkpoint_id}"
+
+
+def test_an_announcement_is_an_audited_run_that_replays_with_no_live_call(local: LocalWorkflows) -> None:
+    tenant = local.tenant
+    _configure(local, tenant, "checkpoint_created", _targets(local, tenant))
+    _incident(local, tenant)
+    local.app.drain()
+    status, runs = local.app.request("GET", "/notifications", tenant)
+    assert status == 200 and [n["event"] for n in runs["notifications"]] == ["checkpoint_created"]
+    with psycopg.connect(local.app.database_url, row_factory=dict_row) as conn, conn.transaction():
+        conn.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant,))
+        [run] = conn.execute("SELECT id FROM m11_audit.workflow_runs WHERE tenant_id = %s", (tenant,)).fetchall()
+    report = local.replay(run["id"])
+    assert report["status"] == "verified" and report["live_calls"] == 0
+    assert report["ops_verified"] + report["ops_skipped"] == 2
+
+
+def test_a_policy_that_becomes_active_is_announced_once_by_signed_webhook(local: LocalWorkflows) -> None:
+    tenant, fakes = local.tenant, local.fakes
+    assert fakes is not None
+    _configure(local, tenant, "policy_activated", _targets(local, tenant, slack=False))
+    incident_id = _incident(local, tenant)
+    local.app.drain()
+    _, loop = local.app.request("GET", f"/loops/{incident_id}", tenant)
+    status, _ = local.app.request("POST", f"/checkpoints/{loop['pending_checkpoints'][0]}/resolve", tenant,
+                                  {"resolution": "approve", "resolved_by": "oncall@example.com"})
+    assert status == 200
+    local.app.drain()
+    assert fakes.counts()["webhook_effects"] == 0  # no checkpoint targets, and the policy is only in shadow
+    _, policies = local.app.request("GET", "/policies", tenant)
+    [policy] = policies["policies"]
+    for _ in range(3):  # the first confirmation activates it; more do not announce it again
+        status, answer = local.app.request("POST", f"/policies/{policy['policy_id']}/confirm", tenant,
+                                           {"by": "oncall@example.com"})
+        assert status == 200, answer
+    local.app.drain(duplicate=True)
+    counts = fakes.counts()
+    assert (counts["webhook_effects"], counts["webhook_rejected"], counts["slack_messages"]) == (1, 0, 0)
+    [payload] = _payloads(local)
+    assert payload["type"] == "policy.activated" and payload["data"]["id"] == policy["policy_id"]
+
+
+def test_a_tenant_without_targets_announces_nothing(
+    local: LocalWorkflows, admin: psycopg.Connection[dict[str, Any]]
+) -> None:
+    other = f"tenant-quiet-{uuid.uuid4().hex[:6]}"
+    _configure(local, local.tenant, "checkpoint_created", _targets(local, local.tenant))  # someone else's
+    _incident(local, other)
+    local.app.drain()
+    assert local.fakes is not None and local.fakes.counts()["slack_messages"] == 0
+    assert local.fakes.counts()["webhook_deliveries"] == 0
+    assert _runs(admin, other) == []
+
+
+@pytest.mark.parametrize(("targets", "reason"), [
+    ({}, "give a slack or a webhook target"),
+    ({"slack": {"channel": "#a", "webhook_parameter": "/p/tenants/x/hook"}}, "exactly one of channel"),
+    ({"webhook": {"url": "ftp://example.com/x", "secret_parameter": "/p/s"}}, "url"),
+    ({"webhook": {"url": "https://example.com/x", "secret_parameter": "/incident-loop/tenants/someone-else/s"}},
+     "the tenant's own secrets"),
+    ({"webhook": {"url": "https://10.0.0.8/x", "secret_parameter": "/incident-loop/tenants/{tenant}/s"}},
+     "webhook_send"),
+])
+def test_bad_targets_are_refused_with_a_reason_and_nothing_is_stored(
+    local: LocalWorkflows, targets: dict[str, Any], reason: str
+) -> None:
+    body = json.loads(json.dumps(targets).replace("{tenant}", local.tenant))
+    status, answer = local.app.request("PUT", "/notifications/checkpoint_created", local.tenant, body)
+    assert status == 422, answer
+    assert reason in json.dumps(answer)
+    _, settings = local.app.request("GET", "/notifications", local.tenant)
+    assert settings == {"notifications": []}
+
+
+def test_targets_are_removed_and_an_unknown_event_is_refused(local: LocalWorkflows) -> None:
+    tenant = local.tenant
+    _configure(local, tenant, "checkpoint_created", _targets(local, tenant))
+    assert local.app.request("DELETE", "/notifications/checkpoint_created", tenant)[0] == 204
+    assert local.app.request("DELETE", "/notifications/checkpoint_created", tenant)[0] == 404
+    assert local.app.request("PUT", "/notifications/every_minute", tenant, _targets(local, tenant))[0] == 422
+    assert local.app.request("GET", "/notifications", tenant)[1] == {"notifications": []}
