@@ -65,7 +65,7 @@ openapi: install
 	$(BIN)/python -m incident_loop_dev.openapi > docs/openapi.json
 
 bench-backfill: install
-	$(BIN)/incident-loop bench backfill --rows 1000000 --write-docs
+	$(BIN)/incident-loop bench backfill --rows 200000 --runs 4 --write-docs
 
 bench-grouping: install
 	$(BIN)/incident-loop bench grouping --db --latency --write-docs $(LOGHUB)/*.csv

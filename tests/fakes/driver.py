@@ -7,7 +7,7 @@ from typing import Any
 from fakes.unit_of_work import MemoryUnitOfWork
 from incident_loop.loop.checkpoints import resolve_checkpoint
 from incident_loop.loop.ingest import ingest_incident
-from incident_loop.loop.stage import process_stage
+from incident_loop.loop.stage import Result, process_batch, process_stage
 from incident_loop.loop.status import loop_status
 from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.incident import IncidentIn
@@ -42,6 +42,14 @@ class MemoryLoop:
         """Deliver the oldest waiting envelope to its stage (or to `stage`, as a misrouted message would go)."""
         envelope = self.next_envelope()
         return process_stage(envelope, stage or envelope.stage, uow=self.uow)
+
+    def deliver_batch(self, size: int = 10) -> list[Result]:
+        """Deliver the oldest waiting envelopes of the oldest one's stage, up to `size`, as one SQS batch."""
+        stage = self.uow.queues.sent[0].stage
+        batch = [e for e in self.uow.queues.sent if e.stage == stage][:size]
+        for envelope in batch:
+            self.uow.queues.sent.remove(envelope)
+        return process_batch(batch, stage, uow=self.uow)
 
     def drain(self) -> list[LoopStage]:
         """Deliver until nothing waits; the stages run, in order."""

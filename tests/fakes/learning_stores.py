@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from incident_loop.grouping.matcher import MatchDecision, PatternCandidate
@@ -23,6 +23,9 @@ class MemoryPatternStore:
     def by_signature(self, tenant_id: str, signature: str) -> PatternCandidate | None:
         return self.index.by_signature(tenant_id, signature)
 
+    def by_signatures(self, tenant_id: str, signatures: Collection[str]) -> dict[str, PatternCandidate]:
+        return {s: hit for s in signatures if (hit := self.by_signature(tenant_id, s)) is not None}
+
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> Sequence[PatternCandidate]:
         return self.index.candidates(tenant_id, error_type, candidate_key)
 
@@ -31,6 +34,9 @@ class MemoryPatternStore:
         if row is None or row["tenant_id"] != tenant_id:
             return None
         return {**row, "template": self.index.template(pattern_id), "occurrence_count": self.index.count(pattern_id)}
+
+    def get_many(self, tenant_id: str, pattern_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        return {p: row for p in pattern_ids if (row := self.get(tenant_id, p)) is not None}
 
     def record_match(self, tenant_id: str, incident_id: str, error_type: str,
                      decision: MatchDecision) -> tuple[str, int, bool]:
@@ -63,6 +69,9 @@ class MemoryRecoveryStore:
         found = [r for t, r in self.rows.values() if t == tenant_id and r.incident_id == incident_id]
         return found[0].model_copy(deep=True) if found else None
 
+    def for_incidents(self, tenant_id: str, incident_ids: Collection[str]) -> dict[str, RecoverySuggestion]:
+        return {i: r for i in incident_ids if (r := self.for_incident(tenant_id, i)) is not None}
+
     def get(self, tenant_id: str, recovery_id: str) -> RecoverySuggestion | None:
         tenant, recovery = self.rows.get(recovery_id, (None, None))
         return recovery.model_copy(deep=True) if recovery is not None and tenant == tenant_id else None
@@ -94,9 +103,15 @@ class MemoryPolicyStore:
         found = [p for p in self._of(tenant_id) if p.source_pattern_id == pattern_id]
         return found[0].model_copy(deep=True) if found else None
 
+    def for_patterns(self, tenant_id: str, pattern_ids: Collection[str]) -> dict[str, PolicyRule]:
+        return {p: policy for p in pattern_ids if (policy := self.for_pattern(tenant_id, p)) is not None}
+
     def get(self, tenant_id: str, policy_id: str) -> PolicyRule | None:
         tenant, policy = self.rows.get(policy_id, (None, None))
         return policy.model_copy(deep=True) if policy is not None and tenant == tenant_id else None
+
+    def get_many(self, tenant_id: str, policy_ids: Collection[str]) -> dict[str, PolicyRule]:
+        return {p: policy for p in policy_ids if (policy := self.get(tenant_id, p)) is not None}
 
     def of_tenant(self, tenant_id: str, mode: PolicyMode | None) -> list[PolicyRule]:
         rows = [p for p in self._of(tenant_id) if mode is None or p.mode == mode]
@@ -111,6 +126,12 @@ class MemoryPolicyStore:
             return False
         self.evaluations[(policy.policy_id, incident_id)] = would_block
         return True
+
+    def record_shadow(self, tenant_id: str, policy: PolicyRule, incident_id: str, would_block: bool) -> None:
+        stored = self.get(tenant_id, policy.policy_id)
+        if stored is not None and self.record_evaluation(policy, incident_id, would_block):
+            stored.record_shadow_evaluation(would_block)
+            self.save(tenant_id, stored)
 
     def insert_prevention(self, *, prevention_id: str, tenant_id: str, policy: PolicyRule,
                           original_incident_id: str, blocked_incident_id: str, signature_hash: str) -> str:
@@ -163,3 +184,6 @@ class MemoryRoutingStore:
     def latest_kpi(self, tenant_id: str, agent_id: str) -> float | None:
         mine = [k for t, a, k in self.kpis if (t, a) == (tenant_id, agent_id)]
         return mine[-1] if mine else None
+
+    def latest_kpis(self, tenant_id: str, agent_ids: Collection[str]) -> dict[str, float]:
+        return {a: kpi for a in agent_ids if (kpi := self.latest_kpi(tenant_id, a)) is not None}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from copy import deepcopy
 from datetime import UTC, datetime
 from typing import Any
@@ -10,6 +11,7 @@ from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.incident import IncidentIn
 from incident_loop.schemas.loop.enums import is_failure
 from incident_loop.schemas.loop.events import HumanCheckpoint, LoopEvent
+from incident_loop.stores.records import Progress, StageRecord
 
 
 def _now() -> datetime:
@@ -33,9 +35,15 @@ class MemoryIncidentStore:
         }
         return incident_id, True
 
+    def insert_many(self, tenant_id: str, incidents: Sequence[tuple[str, IncidentIn]]) -> list[tuple[str, bool]]:
+        return [self.insert(incident_id, tenant_id, incident) for incident_id, incident in incidents]
+
     def get(self, tenant_id: str, incident_id: str) -> dict[str, Any] | None:
         row = self.rows.get(incident_id)
         return dict(row) if row is not None and row["tenant_id"] == tenant_id else None
+
+    def get_many(self, tenant_id: str, incident_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        return {i: row for i in incident_ids if (row := self.get(tenant_id, i)) is not None}
 
     def set_status(self, tenant_id: str, incident_id: str, status: str) -> None:
         row = self.rows.get(incident_id)
@@ -51,6 +59,9 @@ class MemoryLoopStore:
     def lock(self, incident_id: str) -> None:
         """One thread: nothing to serialise."""
 
+    def lock_all(self, incident_ids: Collection[str]) -> None:
+        """One thread: nothing to serialise."""
+
     def start(self, loop_id: str, incident_id: str, tenant_id: str) -> str:
         trace = self.traces.setdefault(incident_id, {
             "loop_id": loop_id, "incident_id": incident_id, "tenant_id": tenant_id,
@@ -59,6 +70,12 @@ class MemoryLoopStore:
             "failure_state": None, "started_at": _now(), "completed_at": None,
         })
         return str(trace["loop_id"])
+
+    def start_all(self, tenant_id: str, loops: Sequence[tuple[str, str]]) -> dict[str, str]:
+        return {incident_id: self.start(loop_id, incident_id, tenant_id) for loop_id, incident_id in loops}
+
+    def progress(self, tenant_id: str, incident_ids: Collection[str], key: str) -> dict[str, Progress]:
+        return {i: Progress(self.completed(tenant_id, i), self.result(tenant_id, i, key)) for i in incident_ids}
 
     def result(self, tenant_id: str, incident_id: str, key: str) -> dict[str, Any] | None:
         event = self.events.get(f"{incident_id}:{key}")
@@ -87,6 +104,11 @@ class MemoryLoopStore:
         if loop_complete and not trace["is_complete"]:
             trace["is_complete"], trace["completed_at"] = True, _now()
         return True
+
+    def record_all(self, records: Sequence[StageRecord]) -> None:
+        for r in records:
+            self.record(r.event, key=r.key, completed=r.completed, blocked=r.blocked,
+                        pending_checkpoints=list(r.pending_checkpoints), loop_complete=r.loop_complete)
 
     def completed(self, tenant_id: str, incident_id: str) -> list[str] | None:
         trace = self.trace(tenant_id, incident_id)
@@ -130,10 +152,43 @@ class MemoryCheckpointStore:
 
 
 class MemoryStageQueues:
-    """Remembers what was sent, in order."""
+    """Remembers what was sent, in order; send_all() sends each through send() (so a test can break it)."""
 
     def __init__(self) -> None:
         self.sent: list[Envelope] = []
 
     def send(self, envelope: Envelope) -> None:
         self.sent.append(envelope)
+
+    def send_all(self, envelopes: Sequence[Envelope]) -> list[Exception | None]:
+        answers: list[Exception | None] = []
+        for envelope in envelopes:
+            try:
+                self.send(envelope)
+                answers.append(None)
+            except Exception as exc:  # noqa: BLE001 - the answer for that envelope
+                answers.append(exc)
+        return answers
+
+
+class SentMessages(list[Any]):
+    """What was sent to a queue: outside every transaction, so a rollback does not take it back."""
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SentMessages:
+        return self
+
+
+class MemoryNotifications:
+    """A NotificationOutbox in memory: targets by (tenant, event), runs by id, and the runner's queue."""
+
+    def __init__(self) -> None:
+        self.configured: dict[tuple[str, str], Any] = {}
+        self.runs: dict[str, dict[str, Any]] = {}
+        self.queued = SentMessages()
+
+    def targets(self, tenant_id: str, event: Any) -> Any:
+        return self.configured.get((tenant_id, event.value))
+
+    def submit(self, run_id: str, tenant_id: str, name: str, definition: Any) -> None:
+        self.runs.setdefault(run_id, {"tenant_id": tenant_id, "name": name, "definition": deepcopy(definition)})
+        self.queued.append(run_id)

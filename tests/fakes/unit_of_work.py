@@ -7,9 +7,15 @@ from contextlib import contextmanager
 from copy import deepcopy
 
 from fakes.learning_stores import MemoryPatternStore, MemoryPolicyStore, MemoryRecoveryStore, MemoryRoutingStore
-from fakes.loop_stores import MemoryCheckpointStore, MemoryIncidentStore, MemoryLoopStore, MemoryStageQueues
+from fakes.loop_stores import (
+    MemoryCheckpointStore,
+    MemoryIncidentStore,
+    MemoryLoopStore,
+    MemoryNotifications,
+    MemoryStageQueues,
+)
 
-STORES = ("incidents", "loop", "patterns", "recoveries", "checkpoints", "policies", "routing")
+STORES = ("incidents", "loop", "patterns", "recoveries", "checkpoints", "policies", "routing", "notifications")
 
 
 class MemoryUnitOfWork:
@@ -23,9 +29,21 @@ class MemoryUnitOfWork:
         self.checkpoints = MemoryCheckpointStore()
         self.policies = MemoryPolicyStore()
         self.routing = MemoryRoutingStore()
+        self.notifications = MemoryNotifications()
         self.queues = MemoryStageQueues()
         self.tenants: list[str | None] = []  # the tenant of every transaction begun, in order
         self.commits = 0
+        self.batches = 0  # how many of them were batches
+        self.scopes: list[str | None] = []  # every tenant a transaction was scoped to on the way
+
+    def scope(self, tenant_id: str | None) -> None:
+        self.scopes.append(tenant_id)
+
+    @contextmanager
+    def batch(self, tenant_id: str | None) -> Iterator[MemoryUnitOfWork]:
+        self.batches += 1
+        with self.begin(tenant_id):
+            yield self
 
     @contextmanager
     def begin(self, tenant_id: str | None) -> Iterator[MemoryUnitOfWork]:

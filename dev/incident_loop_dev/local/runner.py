@@ -98,6 +98,9 @@ class LocalApp:
         if self.endpoint_url:  # boto3 in the handlers talks to moto's server
             merged["AWS_ENDPOINT_URL"] = self.endpoint_url
         merged.pop("DB_SECRET_ARN", None)
+        # Deliveries here are one after the other, each function's transaction committed before the next
+        # delivery: an announcement's run needs no delay past the commit (and moto would hold it unseen).
+        merged.setdefault("NOTIFICATION_DELAY_S", "0")
         os.environ.update(merged)
         self.exported = sorted(merged)
         reset_container_caches()
@@ -238,10 +241,9 @@ class LocalApp:
 
 
 # Everything a warm container caches that depends on the environment, beside its AWS clients (aws.reset):
-# settings, the idempotency layer, breakers.
+# settings, breakers, the workflow runner's idempotency layer, the skills' parameter providers and transport.
 CONTAINER_CACHES = [
-    ("incident_loop.settings", "get_settings"), ("incident_loop.loop.stage", "idempotency_config"),
-    ("incident_loop.loop.stage", "_persistence"), ("incident_loop.breakers", "named"),
+    ("incident_loop.settings", "get_settings"), ("incident_loop.breakers", "named"),
     ("incident_loop.workflows.consumer", "idempotency_config"), ("incident_loop.workflows.consumer", "_persistence"),
     ("incident_loop.skills.secrets", "_ssm"), ("incident_loop.skills.secrets", "_secrets"),
     ("incident_loop.skills.wiring", "default_transport"),
@@ -253,9 +255,7 @@ def reset_container_caches() -> None:
     import importlib
 
     for module, name in CONTAINER_CACHES:
-        cached = getattr(importlib.import_module(module), name, None)
-        if cached is not None:  # a module may drop its cache; the others still reset
-            cached.cache_clear()
+        getattr(importlib.import_module(module), name).cache_clear()
     from incident_loop import aws, db
     from incident_loop.failures import persist
     from incident_loop.skills import registry

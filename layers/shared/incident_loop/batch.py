@@ -7,6 +7,11 @@ instead of the invocation dying with them. Two rules give that bound:
   the rest of the batch fails without being tried: each try would only wait out the same bound;
 * no record starts once the invocation has less left than one record's worst case (a connect plus
   a statement, from the settings).
+
+A consumer that works set-based gives a `batch_handler`: it gets every record that parsed, at once,
+and answers each with its result or its exception (one transaction and one send for the batch, say).
+Powertools then reports each record as usual: a poison record fails at parsing, before the batch
+handler sees it, and a record the batch handler failed goes back to the queue alone.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
 from incident_loop.db import DatabaseUnavailable
 from incident_loop.observability import logger, metrics
@@ -43,13 +48,61 @@ def record_reserve_ms() -> int:
     return settings.db_connect_timeout_s * 1000 + settings.db_statement_timeout_ms
 
 
+# Answers every parsed record of a batch at once: for each, in order, its result or its exception.
+BatchHandler = Callable[[list[Any]], list[Any]]
+
+
 class LoggingBatchProcessor(BatchProcessor):
     """A batch processor that logs why each failed record failed (poison messages reach the DLQ),
     and fails the rest of a batch once the database is unavailable or time runs short."""
 
+    def __init__(self, event_type: EventType, model: Any = None, *, batch_handler: BatchHandler | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(event_type=event_type, model=model, **kwargs)
+        self._batch_handler = batch_handler
+
     def _prepare(self) -> None:
         super()._prepare()
         self._unavailable: DatabaseUnavailable | None = None
+        self._answers: dict[str, Any] | None = None
+
+    def handler(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """The Lambda handler of a consumer with a batch_handler: the event's records, partial failures."""
+        return process_partial_response(event=event, record_handler=self._answer, processor=self, context=context)
+
+    def _answer(self, record: Any) -> Any:
+        """A record's answer from the batch handler (raised when it is an exception)."""
+        answer = (self._answers or {}).get(record.messageId, NotAttempted("not answered by the batch"))
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
+
+    def process(self) -> list[tuple[Any, ...]]:
+        if self._batch_handler is not None:
+            self._answers = self._run_batch(self._batch_handler)
+        return super().process()
+
+    def _run_batch(self, batch_handler: BatchHandler) -> dict[str, Any]:
+        parsed = []
+        for raw in self.records:
+            try:
+                parsed.append(self._to_batch_type(record=raw, event_type=self.event_type, model=self.model))
+            except Exception:  # noqa: BLE001, S112 - Powertools reports it when it parses the record again
+                continue
+        if not parsed:
+            return {}
+        short = self._too_late()
+        try:
+            answers = [NotAttempted(short)] * len(parsed) if short else batch_handler(parsed)
+        except Exception as exc:  # noqa: BLE001 - the batch's failure is each record's, reported for each
+            answers = [exc] * len(parsed)
+        return {record.messageId: answer for record, answer in zip(parsed, answers, strict=True)}
+
+    def _too_late(self) -> str | None:
+        context = getattr(self, "lambda_context", None)
+        if context is not None and context.get_remaining_time_in_millis() < record_reserve_ms():
+            return "too little time left in this invocation; left for redelivery"
+        return None
 
     def __call__(self, records: list[dict[str, Any]], handler: Callable[..., Any],
                  lambda_context: Any = None) -> LoggingBatchProcessor:
@@ -58,11 +111,13 @@ class LoggingBatchProcessor(BatchProcessor):
     def _bounded(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(handler)  # keeps the signature Powertools inspects for lambda_context
         def bounded(record: Any, **kwargs: Any) -> Any:
+            if self._answers is not None:  # the batch handler did the work, under the same rules
+                return handler(record=record, **kwargs)
             if self._unavailable is not None:
                 raise NotAttempted(f"the database is unavailable ({self._unavailable}); left for redelivery")
-            context = getattr(self, "lambda_context", None)
-            if context is not None and context.get_remaining_time_in_millis() < record_reserve_ms():
-                raise NotAttempted("too little time left in this invocation; left for redelivery")
+            short = self._too_late()
+            if short:
+                raise NotAttempted(short)
             try:
                 return handler(record=record, **kwargs)
             except DatabaseUnavailable as exc:

@@ -50,21 +50,23 @@ def conninfo(settings: Settings | None = None) -> str:
 
 
 def connect(dsn: str | None = None, *, autocommit: bool = False, connect_timeout_s: int | None = None,
-            bounded: bool = False) -> psycopg.Connection[dict[str, Any]]:
+            bounded: bool = False, statement_timeout_ms: int | None = None,
+            lock_timeout_ms: int | None = None) -> psycopg.Connection[dict[str, Any]]:
     """A new connection with dict rows; server-side prepares off so RDS Proxy / PgBouncer work.
 
     `bounded` (the functions' connections) gives the session the settings' statement_timeout and
-    lock_timeout, and a tcp_user_timeout: a network that silently drops packets of an established
-    connection (a black hole after connect) breaks it instead of holding the caller. Migrations and
-    the CLI's bulk loads connect unbounded.
+    lock_timeout (or the tighter ones given), and a tcp_user_timeout: a network that silently drops
+    packets of an established connection (a black hole after connect) breaks it instead of holding
+    the caller. Migrations and the CLI's bulk loads connect unbounded.
     """
     settings = get_settings()
+    statement_ms = statement_timeout_ms or settings.db_statement_timeout_ms
+    lock_ms = lock_timeout_ms or settings.db_lock_timeout_ms
     bounds: dict[str, Any] = {}
     if bounded:
-        bounds["tcp_user_timeout"] = settings.db_statement_timeout_ms
+        bounds["tcp_user_timeout"] = statement_ms
         if settings.db_session_options:
-            bounds["options"] = (f"-c statement_timeout={settings.db_statement_timeout_ms}"
-                                 f" -c lock_timeout={settings.db_lock_timeout_ms}")
+            bounds["options"] = f"-c statement_timeout={statement_ms} -c lock_timeout={lock_ms}"
     try:
         return psycopg.connect(
             dsn or conninfo(settings),
@@ -118,14 +120,17 @@ def reset_connection() -> None:
 
 
 class ConnectionPool:
-    """Idle bounded connections for worker threads, reused across warm invocations, per database.
+    """Idle bounded connections for worker threads, reused across warm invocations, per database; their
+    statement and lock bounds (the settings', or tighter ones given) are set when they connect.
 
     Each taker has its connection to itself for as long as it holds it; a connection the server
     ended while it sat idle is dropped, never handed out.
     """
 
-    def __init__(self, *, connect_timeout_s: int | None = None) -> None:
+    def __init__(self, *, connect_timeout_s: int | None = None, statement_timeout_ms: int | None = None,
+                 lock_timeout_ms: int | None = None) -> None:
         self._connect_timeout_s = connect_timeout_s
+        self._bounds = {"statement_timeout_ms": statement_timeout_ms, "lock_timeout_ms": lock_timeout_ms}
         self._idle: dict[str, list[psycopg.Connection[Any]]] = {}
         self._lock = threading.Lock()
 
@@ -137,7 +142,7 @@ class ConnectionPool:
                 if alive(conn):
                     return conn
                 conn.close()
-        return connect(dsn, connect_timeout_s=self._connect_timeout_s, bounded=True)
+        return connect(dsn, connect_timeout_s=self._connect_timeout_s, bounded=True, **self._bounds)
 
     def give_back(self, dsn: str, conn: psycopg.Connection[Any]) -> None:
         if not alive(conn):
@@ -179,6 +184,46 @@ def _scope(conn: psycopg.Connection[Any], tenant_id: str | None, statement_timeo
     )
 
 
+@contextmanager
+def _pipelined(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """BEGIN ... COMMIT in pipeline mode, synced once, at the end.
+
+    psycopg's own transaction() syncs the pipeline at each of its boundaries (and so does the BEGIN it
+    sends by itself when the connection does not autocommit), which would cost the round trips
+    pipelining saves: the connection autocommits for the block, and the block sends BEGIN and COMMIT
+    itself. Whatever fails (a statement, or the code between them) leaves no transaction open.
+    """
+    autocommit = conn.autocommit
+    conn.autocommit = True  # the connection is idle here: no round trip
+    try:
+        with conn.pipeline():
+            conn.execute("BEGIN")
+            yield
+            conn.execute("COMMIT")
+    except BaseException:
+        if not (conn.closed or conn.broken) and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            conn.rollback()  # the block failed before COMMIT, or COMMIT was skipped after a failed statement
+        raise
+    finally:
+        if not (conn.closed or conn.broken):
+            conn.autocommit = autocommit
+
+
+@contextmanager
+def savepoint(conn: psycopg.Connection[Any]) -> Iterator[None]:
+    """A savepoint in the caller's transaction: what fails in the block is undone, the rest stays.
+
+    Not in a pipelined transaction (db.transaction(pipelined=True)): there psycopg cannot tell that a
+    transaction is open (the server says so only at a sync), and the block needs none, since a failure
+    anywhere in such a transaction rolls all of it back.
+    """
+    if conn.pgconn.pipeline_status != psycopg.pq.PipelineStatus.OFF:
+        yield
+        return
+    with conn.transaction():
+        yield
+
+
 def unavailable(exc: psycopg.OperationalError) -> DatabaseUnavailable:
     """The domain error for a driver error: a timeout (cancelled statement, lock not granted) or unreachable."""
     if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
@@ -189,7 +234,7 @@ def unavailable(exc: psycopg.OperationalError) -> DatabaseUnavailable:
 @contextmanager
 def transaction(
     conn: psycopg.Connection[Any] | None = None, *, tenant_id: str | None, statement_timeout_ms: int | None = None,
-    lock_timeout_ms: int | None = None,
+    lock_timeout_ms: int | None = None, pipelined: bool = False,
 ) -> Iterator[psycopg.Connection[Any]]:
     """A transaction on the given (or the container's) connection, scoped to `tenant_id` and bounded.
 
@@ -197,10 +242,18 @@ def transaction(
     reused connection never carries one tenant's scope into the next. Every statement is bounded by
     the settings' statement_timeout and lock_timeout (or the tighter ones given); one that runs past
     them raises DatabaseTimeout, a lost connection DatabaseUnavailable, and a broken connection is dropped.
+
+    `pipelined` runs it in psycopg's pipeline mode: a statement whose rows nobody fetches is sent with
+    the next one that is fetched (BEGIN and the scope with the first read, COMMIT with the sync at the
+    end), in order, so a batch's writes cost no round trip of their own. An error surfaces at the next
+    fetch or at the end, and rolls the whole transaction back as usual.
     """
     conn = conn or get_connection()
     try:
-        with conn.transaction():
+        # A connection a bare statement left in a transaction cannot switch to autocommit: its block
+        # nests in that transaction as a savepoint, as without pipelining.
+        idle = conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        with _pipelined(conn) if pipelined and idle else conn.transaction():
             _scope(conn, tenant_id, statement_timeout_ms, lock_timeout_ms)
             yield conn
     except psycopg.OperationalError as exc:

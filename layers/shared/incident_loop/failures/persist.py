@@ -11,12 +11,17 @@ API answers 503 and the client's retry is idempotent).
 A failure's id is derived from what it says (tenant, run, step, code, message, skill, context) unless
 the producer gave one, so a redelivered message, a producer's retry, a late write and its replay
 all land on the same row.
+
+A batch of failures (an SQS batch of incidents) is one write: one pipelined transaction per tenant
+(one round trip), on a pooled connection whose bounds were set when it connected, under the same
+deadline; parked together, ten to a SendMessageBatch, when it cannot be.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from functools import cache
 from typing import Literal
@@ -29,12 +34,13 @@ from pydantic import BaseModel
 from incident_loop import aws
 from incident_loop.catalog.lookup import Catalog
 from incident_loop.catalog.sync import load as load_catalog
-from incident_loop.db import ConnectionPool, DatabaseUnavailable, conninfo, transaction
+from incident_loop.db import ConnectionPool, DatabaseUnavailable, conninfo, set_tenant, transaction
 from incident_loop.failures.breaker_guard import PersistGuard, persist_guard
 from incident_loop.observability import logger, metrics
 from incident_loop.schemas.failures import FailureIn, FailureRecord
 from incident_loop.settings import get_settings
-from incident_loop.stores.failures import insert
+from incident_loop.stores.failures import insert, insert_many
+from incident_loop.stores.queues import send_batches
 
 PERSIST_TIMEOUT_S = 2.0
 # The server cancels a write soon after its caller gave up on it (the caller has parked it by then).
@@ -71,8 +77,10 @@ def catalog() -> Catalog:
 _workers = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="failure-persist")
 
 
-# The workers' connections, reused across warm invocations (at most one per worker, per database).
-connections = ConnectionPool(connect_timeout_s=max(2, int(PERSIST_TIMEOUT_S)))
+# The workers' connections, reused across warm invocations (at most one per worker, per database),
+# bounded when they connect as every write on them is: the server cancels what the caller gave up on.
+connections = ConnectionPool(connect_timeout_s=max(2, int(PERSIST_TIMEOUT_S)), statement_timeout_ms=WRITE_BOUND_MS,
+                             lock_timeout_ms=WRITE_BOUND_MS)
 
 
 def to_record(failure: FailureIn, found: Catalog | None = None) -> FailureRecord:
@@ -99,6 +107,24 @@ def _write(record: FailureRecord, dsn: str | None) -> None:
         with transaction(conn, tenant_id=record.tenant_id, statement_timeout_ms=WRITE_BOUND_MS,
                          lock_timeout_ms=WRITE_BOUND_MS):
             insert(conn, record)
+    finally:
+        connections.give_back(dsn, conn)
+
+
+def _write_all(records: Sequence[FailureRecord], dsn: str | None) -> None:
+    # One pipelined transaction, scoped to each tenant in turn: BEGIN, the scopes, one insert per tenant
+    # and COMMIT in one round trip.
+    dsn = dsn or conninfo()
+    conn = connections.take(dsn)
+    try:
+        tenants: dict[str, list[FailureRecord]] = {}
+        for record in records:
+            tenants.setdefault(record.tenant_id, []).append(record)
+        with transaction(conn, tenant_id=records[0].tenant_id, statement_timeout_ms=WRITE_BOUND_MS,
+                         lock_timeout_ms=WRITE_BOUND_MS, pipelined=True):
+            for tenant_id, group in tenants.items():
+                set_tenant(conn, tenant_id)
+                insert_many(conn, group)
     finally:
         connections.give_back(dsn, conn)
 
@@ -148,6 +174,65 @@ def persist_failure(failure: FailureIn, guard: PersistGuard | None = None, *, ds
     if guard is not None:
         guard.record_failure(reason)
     return Outcome(**outcome, result=park(record, reason), reason=reason)
+
+
+def park_all(records: Sequence[FailureRecord], reason: str) -> list[Outcome | FailureNotPersisted]:
+    """park() each, ten to a SendMessageBatch; a record the queue refused is FailureNotPersisted."""
+    url = get_settings().failure_retry_queue_url
+    attributes = {"reason": {"DataType": "String", "StringValue": reason[:250]}}
+    if url:
+        refused: list[Exception | None] = list(send_batches(
+            aws.sqs(), url, [r.model_dump_json() for r in records], [attributes] * len(records)))
+    else:
+        refused = [RuntimeError("FAILURE_RETRY_QUEUE_URL is not configured")] * len(records)
+    answers: list[Outcome | FailureNotPersisted] = []
+    for record, error in zip(records, refused, strict=True):
+        if error is None:
+            metrics.add_metric(name="FailurePersistParked", unit=MetricUnit.Count, value=1)
+            logger.warning("failure parked", failure_id=str(record.id), reason=reason)
+            answers.append(Outcome(failure_id=record.id, catalog_match=record.match_type,  # type: ignore[arg-type]
+                                   result="parked", reason=reason))
+            continue
+        metrics.add_metric(name="FailurePersistRefused", unit=MetricUnit.Count, value=1)
+        logger.error("failure neither written nor parked, returned to the caller", failure_id=str(record.id),
+                     reason=reason, park_error=str(error))
+        answers.append(FailureNotPersisted(f"failure {record.id} could be neither written ({reason}) nor parked"
+                                           f" ({type(error).__name__})"))
+    return answers
+
+
+def persist_failures(failures: Sequence[FailureIn], guard: PersistGuard | None = None, *, dsn: str | None = None,
+                     timeout_s: float = PERSIST_TIMEOUT_S) -> list[Outcome | FailureNotPersisted]:
+    """persist_failure() for a batch, in one write within `timeout_s`; parked together when that cannot happen.
+
+    For each failure, in order: its Outcome, or FailureNotPersisted when it could be neither written nor
+    parked (never acknowledge that one).
+    """
+    records = [to_record(f) for f in failures]
+    if not records:
+        return []
+    hits = sum(1 for r in records if r.catalog_entry_id is not None)
+    if hits:
+        metrics.add_metric(name="FailureMatchHits", unit=MetricUnit.Count, value=hits)
+    if len(records) > hits:
+        metrics.add_metric(name="FailureMatchMisses", unit=MetricUnit.Count, value=len(records) - hits)
+    if guard is not None and not guard.allow():
+        return park_all(records, "breaker_open")
+    future = _workers.submit(_write_all, records, dsn)
+    try:
+        future.result(timeout=timeout_s)
+    except concurrent.futures.TimeoutError:
+        reason = f"write exceeded {timeout_s}s"
+    except Exception as exc:  # noqa: BLE001 - any database failure parks the records
+        reason = f"{type(exc).__name__}: {exc}"[:250]
+    else:
+        if guard is not None:
+            guard.record_success()
+        return [Outcome(failure_id=r.id, catalog_match=r.match_type, result="stored")  # type: ignore[arg-type]
+                for r in records]
+    if guard is not None:
+        guard.record_failure(reason)
+    return park_all(records, reason)
 
 
 def replay(record: FailureRecord) -> bool:

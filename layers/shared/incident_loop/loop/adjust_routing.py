@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from incident_loop.categories import ADJUSTMENTS
 from incident_loop.loop.errors import NotReady
 from incident_loop.loop.outcome import StageOutcome
@@ -12,6 +14,16 @@ from incident_loop.settings import get_settings
 from incident_loop.stores.ports import UnitOfWork
 
 STEP_PER_SEVERITY = 0.05
+
+
+def read_ahead(uow: UnitOfWork, envs: Sequence[Envelope]) -> None:
+    """For a batch of one tenant: its incidents, their policies (locked, as get() locks them) and the
+    latest KPI of their agents, in three reads."""
+    tenant = envs[0].tenant_id
+    incidents = uow.incidents.get_many(tenant, {env.incident_id for env in envs})
+    uow.policies.get_many(tenant, {str(env.payload.get("policy_id", "")) for env in envs})
+    if incidents:
+        uow.routing.latest_kpis(tenant, {row["agent_id"] for row in incidents.values()})
 
 
 def adjust_routing(uow: UnitOfWork, env: Envelope) -> StageOutcome:

@@ -62,7 +62,6 @@ def announce(uow: UnitOfWork, tenant_id: str, event: NotificationEvent, subject_
         return None
     run_id = announcement_id(tenant_id, event, subject_id)
     steps = definition(event, targets, text, subject_id, occurred_at, data)
-    queued = uow.notifications.submit(run_id, tenant_id, steps.name or event.value, steps.model_dump(mode="json"))
-    logger.info("announcement queued" if queued else "announcement already queued", event=event.value,
-                subject_id=subject_id, workflow_run_id=run_id)
+    uow.notifications.submit(run_id, tenant_id, steps.name or event.value, steps.model_dump(mode="json"))
+    logger.info("announcement queued", event=event.value, subject_id=subject_id, workflow_run_id=run_id)
     return run_id

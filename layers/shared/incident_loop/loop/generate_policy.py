@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from incident_loop.categories import category as failure_category
 from incident_loop.loop.errors import NotReady
 from incident_loop.loop.outcome import StageOutcome
@@ -9,6 +11,18 @@ from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.loop.policy import PolicyRule
 from incident_loop.settings import get_settings
 from incident_loop.stores.ports import UnitOfWork
+
+
+def read_ahead(uow: UnitOfWork, envs: Sequence[Envelope]) -> None:
+    """For a batch of one tenant: its incidents, their recoveries, the recoveries' patterns and those
+    patterns' policies (a policy that exists needs no insert), in four reads."""
+    tenant = envs[0].tenant_id
+    incidents = {env.incident_id for env in envs}
+    uow.incidents.get_many(tenant, incidents)
+    patterns = {recovery.pattern_id for recovery in uow.recoveries.for_incidents(tenant, incidents).values()}
+    if patterns:
+        uow.patterns.get_many(tenant, patterns)
+        uow.policies.for_patterns(tenant, patterns)
 
 
 def generate_policy(uow: UnitOfWork, env: Envelope) -> StageOutcome:

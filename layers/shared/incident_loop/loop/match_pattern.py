@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from uuid import uuid4
 
-from incident_loop.grouping.matcher import MatchDecision, decide, exact_confidence
+from incident_loop.grouping.matcher import CONFIG, MatchDecision, decide, exact_confidence
+from incident_loop.grouping.normalise import signature
 from incident_loop.loop.errors import NotReady
 from incident_loop.loop.outcome import StageOutcome
 from incident_loop.schemas.envelope import Envelope
@@ -61,6 +63,18 @@ def match_pattern(uow: UnitOfWork, env: Envelope) -> StageOutcome:
     )
 
 
+def read_ahead(uow: UnitOfWork, envs: Sequence[Envelope]) -> None:
+    """For a batch of one tenant: its incidents, the patterns their signatures hit and those patterns'
+    policies, in three reads (what match_pattern reads for each envelope)."""
+    tenant = envs[0].tenant_id
+    incidents = uow.incidents.get_many(tenant, {env.incident_id for env in envs})
+    # The signature decide() will look up: the message's template under the matcher's configuration.
+    signatures = {signature(row["error_type"], CONFIG.template(row["error_message"])) for row in incidents.values()}
+    hits = uow.patterns.by_signatures(tenant, signatures) if signatures else {}
+    if hits:
+        uow.policies.for_patterns(tenant, {hit.pattern_id for hit in hits.values()})
+
+
 def match_confidence(decision: MatchDecision) -> float:
     """The seed's 0.95 for an exact hash hit on the pattern's template (seed 000: "exact hash, 0.95
     confidence"; such hits belong 99.9% of the time, docs/benchmarks.md); otherwise (a hit on words
@@ -79,9 +93,7 @@ def _apply_policy(uow: UnitOfWork, env: Envelope, decision: MatchDecision) -> St
         return None
     would_block = policy.action != "warn"
     if policy.mode == PolicyMode.SHADOW:
-        if uow.policies.record_evaluation(policy, env.incident_id, would_block):
-            policy.record_shadow_evaluation(would_block)
-            uow.policies.save(env.tenant_id, policy)
+        uow.policies.record_shadow(env.tenant_id, policy, env.incident_id, would_block)
         return None
 
     uow.policies.record_evaluation(policy, env.incident_id, True)

@@ -8,7 +8,7 @@ hand-off in its details, so a replay re-sends exactly what the first run sent.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +16,7 @@ from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.loop.confidence import ConfidenceBand
 from incident_loop.schemas.loop.enums import LoopFailureState, LoopStage, is_failure
 from incident_loop.stores.ports import UnitOfWork
+from incident_loop.stores.records import StageRecord
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,8 @@ class StageOutcome:
 
 
 Bridge = Callable[[UnitOfWork, Envelope], StageOutcome]
+# Reads ahead, for a batch of envelopes of one tenant, what the bridge will read for each of them.
+BatchRead = Callable[[UnitOfWork, Sequence[Envelope]], None]
 
 
 def hand_off(stage: LoopStage | None, **payload: Any) -> dict[str, Any] | None:
@@ -55,22 +58,27 @@ def handed_off(envelope: Envelope, details: dict[str, Any]) -> Envelope | None:
     return envelope.next(LoopStage(nxt["stage"]), **nxt.get("payload", {}))
 
 
-def record(uow: UnitOfWork, envelope: Envelope, outcome: StageOutcome, next_stage: LoopStage | None, *,
-           key: str | None = None) -> tuple[dict[str, Any], Envelope | None]:
-    """Record what `envelope.stage` did; returns its details (hand-off included) and the envelope to send.
+def to_record(envelope: Envelope, outcome: StageOutcome, next_stage: LoopStage | None, *,
+              key: str | None = None) -> tuple[StageRecord, dict[str, Any], Envelope | None]:
+    """What recording `envelope.stage`'s outcome writes, its details (hand-off included) and the envelope to send.
 
     A hand-off after the last stage (no next stage) completes the loop.
     """
     nxt = envelope.next(next_stage, **outcome.hand_off) if outcome.hand_off is not None and next_stage else None
     details = {**outcome.details, "next": hand_off(nxt.stage, **nxt.payload) if nxt else None}
-    waiting = list(outcome.waiting_on)
-    uow.loop.record(
-        envelope.event(envelope.stage, details, failure_state=outcome.failure_state,
-                       confidence_band=outcome.confidence_band, requires_human_review=bool(waiting)),
-        key=key,
-        completed=outcome.completed,
-        blocked=bool(waiting),
-        pending_checkpoints=waiting,
-        loop_complete=outcome.hand_off is not None and next_stage is None,
-    )
+    waiting = tuple(outcome.waiting_on)
+    event = envelope.event(envelope.stage, details, failure_state=outcome.failure_state,
+                           confidence_band=outcome.confidence_band, requires_human_review=bool(waiting))
+    recorded = StageRecord(event, key=key, completed=outcome.completed, blocked=bool(waiting),
+                           pending_checkpoints=waiting,
+                           loop_complete=outcome.hand_off is not None and next_stage is None)
+    return recorded, details, nxt
+
+
+def record(uow: UnitOfWork, envelope: Envelope, outcome: StageOutcome, next_stage: LoopStage | None, *,
+           key: str | None = None) -> tuple[dict[str, Any], Envelope | None]:
+    """Record what `envelope.stage` did; returns its details (hand-off included) and the envelope to send."""
+    recorded, details, nxt = to_record(envelope, outcome, next_stage, key=key)
+    uow.loop.record(recorded.event, key=key, completed=recorded.completed, blocked=recorded.blocked,
+                    pending_checkpoints=list(recorded.pending_checkpoints), loop_complete=recorded.loop_complete)
     return details, nxt

@@ -1,135 +1,200 @@
-"""Running one loop stage for one envelope: exactly-once effects over at-least-once delivery.
+"""Running one loop stage for a batch of envelopes: exactly-once effects over at-least-once delivery.
 
-Three layers keep a redelivered or out-of-order message from changing anything twice:
-Powertools idempotency on DynamoDB (keyed on incident and stage), a per-incident advisory
-lock for the transaction, and unique keys in PostgreSQL. A stage that already recorded its
-event replays the stored outcome (re-sending the next envelope, which is itself idempotent),
-so a crash between commit and send never strands a loop. A stage whose predecessor has not
+Two things keep a redelivered or out-of-order message from changing anything twice: a per-incident
+advisory lock for the transaction, and unique keys in PostgreSQL (loop_events' event key above all,
+written in the same transaction as the stage's effects). A stage that already recorded its event
+replays the stored outcome (re-sending the next envelope, which is itself exactly-once at the next
+stage), so a crash between commit and send never strands a loop. A stage whose predecessor has not
 completed yet raises NotReady and waits for redelivery: an early message never skips the loop ahead.
+No idempotency record is kept beside them: the stage has no effect outside PostgreSQL but the
+hand-off, and a repeated hand-off is a replay at the next stage.
 
-stage_handler(stage) is the one SQS handler every stage's function wraps in its Powertools decorators.
+A batch is one transaction (UnitOfWork.batch): one statement locks every incident; then, for each
+tenant of the batch in turn (the transaction scoped to it), one statement reads where each loop
+stands, the bridge's read_ahead reads for all of them, the bridges run one envelope at a time against
+what was read, and one statement records every event. The hand-offs go out ten to a SendMessageBatch
+once it committed. When anything but an unavailable database fails the batch, it is rolled back and
+each envelope runs again alone, so a bad one fails by itself and its neighbours pass.
+stage_handler(stage) is the SQS handler every stage's function wraps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import cache
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
+from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from incident_loop.batch import LoggingBatchProcessor, log_context
+from incident_loop.batch import LoggingBatchProcessor, NotAttempted, log_context
+from incident_loop.db import DatabaseUnavailable
 from incident_loop.loop import registry
 from incident_loop.loop.errors import NotReady
-from incident_loop.loop.outcome import handed_off, record
+from incident_loop.loop.outcome import handed_off, to_record
 from incident_loop.loop.wiring import unit_of_work
 from incident_loop.observability import logger, metrics
 from incident_loop.schemas.envelope import Envelope, EnvelopeRecord
 from incident_loop.schemas.loop.enums import LoopStage
-from incident_loop.settings import get_settings
 from incident_loop.stores.ports import UnitOfWork
+from incident_loop.stores.records import Progress, StageRecord
+
+# What running a stage gave one envelope: (its details, the envelope it hands on to), or why it failed.
+Done = tuple[dict[str, Any], Envelope | None]
+Result = Done | Exception
 
 
 class WrongStage(ValueError):
     """The envelope asks for a stage this function does not perform (a misrouted message)."""
 
 
-def _require_predecessor(uow: UnitOfWork, envelope: Envelope, stage: LoopStage) -> None:
-    """A stage runs only after the one before it completed; an early message waits (SQS redelivers it)."""
+def _waiting(progress: Progress | None, envelope: Envelope, stage: LoopStage) -> NotReady | None:
+    """Why the stage cannot run yet: its incident is not stored (or not this tenant's), or the stage
+    before it has not completed; None when it can."""
+    if progress is None or progress.completed is None:  # retried, then dead-lettered
+        return NotReady(f"incident {envelope.incident_id} of tenant {envelope.tenant_id} is not stored yet")
     before = registry.previous(stage)
-    done = uow.loop.completed(envelope.tenant_id, envelope.incident_id)
-    if done is None:  # not stored yet, or not this tenant's: retried, then dead-lettered
-        raise NotReady(f"incident {envelope.incident_id} of tenant {envelope.tenant_id} is not stored yet")
-    if before.value not in done:
-        raise NotReady(f"{stage.value} of incident {envelope.incident_id} waits for {before.value}")
+    if before.value not in progress.completed:
+        return NotReady(f"{stage.value} of incident {envelope.incident_id} waits for {before.value}")
+    return None
+
+
+def _run(uow: UnitOfWork, envelopes: Sequence[Envelope], stage: LoopStage) -> list[Result]:
+    """The stage for envelopes of one incident each, in one transaction scoped to each tenant in turn.
+
+    An envelope that waits (NotReady) fails alone; anything a bridge raises fails the whole transaction.
+    """
+    tenants: dict[str, list[int]] = {}
+    for i, env in enumerate(envelopes):
+        tenants.setdefault(env.tenant_id, []).append(i)
+    results: list[Result] = [NotReady("not run")] * len(envelopes)  # each replaced below
+    with uow.batch(envelopes[0].tenant_id):
+        uow.loop.lock_all([env.incident_id for env in envelopes])
+        for tenant_id, indexes in tenants.items():
+            # Scoped to the envelopes' tenant: an envelope naming another tenant's incident finds
+            # nothing (it waits, is retried and dead-lettered) and changes nothing.
+            uow.scope(tenant_id)
+            for i, result in zip(indexes, _run_tenant(uow, tenant_id, [envelopes[i] for i in indexes], stage),
+                                 strict=True):
+                results[i] = result
+    return results
+
+
+def _run_tenant(uow: UnitOfWork, tenant_id: str, envelopes: Sequence[Envelope], stage: LoopStage) -> list[Result]:
+    """One tenant's part of the batch's transaction: where each loop stands and what the bridge reads, for
+    all of them at once, then the bridge for each that may run, and every event recorded at once."""
+    entry = registry.stage(stage)
+    results: list[Result] = []
+    todo: list[int] = []
+    progress = uow.loop.progress(tenant_id, [env.incident_id for env in envelopes], stage.value)
+    if entry.read_ahead is not None:  # for every envelope: its first read brings `progress` back with it
+        entry.read_ahead(uow, envelopes)
+    for env in envelopes:
+        stored = progress.get(env.incident_id)
+        waiting = _waiting(stored, env, stage)
+        if stored is not None and stored.recorded is not None:  # redelivered: replay what it handed on
+            results.append((stored.recorded, handed_off(env, stored.recorded)))
+        else:
+            if waiting is None:
+                todo.append(len(results))
+            results.append(waiting or NotReady("not run"))
+    records: list[StageRecord] = []
+    for i in todo:
+        log_context(envelopes[i].incident_id, tenant_id, stage.value)
+        recorded, details, nxt = to_record(envelopes[i], entry.bridge(uow, envelopes[i]), entry.next)
+        records.append(recorded)
+        results[i] = (details, nxt)
+    uow.loop.record_all(records)
+    return results
+
+
+def _each_alone(uow: UnitOfWork, envelopes: Sequence[Envelope], stage: LoopStage) -> list[Result]:
+    """_run() for each envelope by itself, so what fails is that envelope's own failure. Once the database
+    is unavailable, the rest are left for redelivery untried."""
+    ran: list[Result] = []
+    for env in envelopes:
+        unavailable = next((r for r in ran if isinstance(r, DatabaseUnavailable)), None)
+        if unavailable is not None:
+            ran.append(NotAttempted(f"the database is unavailable ({unavailable}); left for redelivery"))
+            continue
+        try:
+            ran.append(_run(uow, [env], stage)[0])
+        except Exception as exc:  # noqa: BLE001 - the envelope's own failure, reported for it alone
+            ran.append(exc)
+    return ran
+
+
+def process_batch(envelopes: Sequence[Envelope], stage: LoopStage, *,
+                  uow: UnitOfWork | None = None) -> list[Result]:
+    """Perform `stage` for each envelope and hand each off; for each, its details or why it failed.
+
+    One transaction for the batch; when it fails for anything but an unavailable database, each envelope
+    runs again alone. An incident delivered twice in one batch runs once, and the copy replays it.
+    """
+    results: list[Result | None] = [None] * len(envelopes)
+    first: dict[tuple[str, str], int] = {}
+    for i, env in enumerate(envelopes):
+        if env.stage != stage:
+            results[i] = WrongStage(f"this function performs {stage.value}, the message asks for {env.stage.value}")
+        else:
+            first.setdefault((env.tenant_id, env.incident_id), i)
+    unique = [envelopes[i] for i in sorted(first.values())]
+    ran: list[Result] = []
+    if unique:
+        try:
+            uow = unit_of_work(uow)  # connects, when the container has no connection yet
+            ran = _run(uow, unique, stage)
+        except DatabaseUnavailable as exc:
+            ran = [exc] * len(unique)
+        except Exception as exc:  # noqa: BLE001 - one envelope's failure must not fail its neighbours
+            if len(unique) == 1:
+                ran = [exc]
+            else:
+                logger.warning("batch failed, running its envelopes one by one", reason=f"{type(exc).__name__}: {exc}")
+                ran = _each_alone(uow, unique, stage)  # type: ignore[arg-type]
+    by_key = {(env.tenant_id, env.incident_id): result for env, result in zip(unique, ran, strict=True)}
+    for i, env in enumerate(envelopes):
+        if results[i] is None:
+            results[i] = by_key[(env.tenant_id, env.incident_id)]
+    _hand_off(uow, envelopes, results)
+    done = sum(1 for r in results if isinstance(r, tuple))
+    if done:
+        metrics.add_metric(name="LoopStageProcessed", unit=MetricUnit.Count, value=done)
+    return results  # type: ignore[return-value]
+
+
+def _hand_off(uow: UnitOfWork | None, envelopes: Sequence[Envelope], results: list[Result | None]) -> None:
+    """Send every hand-off of the committed envelopes; one that is not sent fails its envelope (SQS
+    redelivers it, and the replay sends it again)."""
+    sending = [i for i, r in enumerate(results) if isinstance(r, tuple) and r[1] is not None]
+    answers = uow.queues.send_all([results[i][1] for i in sending]) if uow and sending else []  # type: ignore[index,misc]
+    failed = {i: failure for i, failure in zip(sending, answers, strict=True) if failure is not None}
+    for i, result in enumerate(results):
+        if i in failed:
+            results[i] = failed[i]
+        elif isinstance(result, tuple):
+            log_context(envelopes[i].incident_id, envelopes[i].tenant_id, envelopes[i].stage.value)
+            logger.info("stage processed", handed_off=[result[1].stage.value] if result[1] else [])
 
 
 def process_stage(envelope: Envelope, stage: LoopStage, *, uow: UnitOfWork | None = None) -> dict[str, Any]:
-    """Perform `stage` for the envelope inside one transaction, then hand off to the next stage."""
+    """Perform `stage` for one envelope inside one transaction, then hand off to the next stage."""
     log_context(envelope.incident_id, envelope.tenant_id, stage.value)
-    if envelope.stage != stage:
-        raise WrongStage(f"this function performs {stage.value}, the message asks for {envelope.stage.value}")
-    entry = registry.stage(stage)
-    uow = unit_of_work(uow)
-    # Scoped to the envelope's tenant: an envelope naming another tenant's incident finds nothing
-    # (the bridge raises NotReady, so the message is retried and dead-lettered) and changes nothing.
-    with uow.begin(envelope.tenant_id):
-        uow.loop.lock(envelope.incident_id)
-        details = uow.loop.result(envelope.tenant_id, envelope.incident_id, stage.value)
-        if details is not None:
-            logger.info("stage already recorded, replaying its hand-off")
-            nxt = handed_off(envelope, details)
-        else:
-            _require_predecessor(uow, envelope, stage)
-            details, nxt = record(uow, envelope, entry.bridge(uow, envelope), entry.next)
-    if nxt is not None:
-        uow.queues.send(nxt)
-    metrics.add_metric(name="LoopStageProcessed", unit=MetricUnit.Count, value=1)
-    logger.info("stage processed", handed_off=[nxt.stage.value] if nxt else [])
-    return details
-
-
-@cache
-def idempotency_config() -> IdempotencyConfig:
-    """Idempotency on the envelope's (tenant, incident, stage): the same work done once per expiry window.
-
-    The tenant is part of the key, so another tenant's envelope never replays a stored result.
-    """
-    return IdempotencyConfig(
-        event_key_jmespath="[tenant_id, incident_id, stage]",
-        expires_after_seconds=get_settings().idempotency_expiry_s,
-        raise_on_no_idempotency_key=True,
-    )
-
-
-@cache
-def _persistence() -> DynamoDBPersistenceLayer:
-    return DynamoDBPersistenceLayer(table_name=get_settings().idempotency_table)
-
-
-def run_idempotent_stage(envelope: Envelope, stage: LoopStage) -> dict[str, Any]:
-    """process_stage behind Powertools idempotency (DynamoDB), keyed on tenant, incident and stage."""
-
-    @idempotent_function(
-        data_keyword_argument="envelope",
-        persistence_store=_persistence(),
-        config=idempotency_config(),
-    )
-    def _once(envelope: Envelope) -> dict[str, Any]:
-        return process_stage(envelope, stage)
-
-    # The function name is part of the idempotency key: keep it per stage.
-    _once.__qualname__ = f"stage_{stage.value}"
-    return _once(envelope=envelope)
-
-
-def sqs_processor() -> LoggingBatchProcessor:
-    """The processor every loop consumer uses: SQS records parsed into envelopes."""
-    return LoggingBatchProcessor(event_type=EventType.SQS, model=EnvelopeRecord)
+    [result] = process_batch([envelope], stage, uow=uow)
+    if isinstance(result, Exception):
+        raise result
+    return result[0]
 
 
 def stage_handler(stage: LoopStage) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The handler of the function performing `stage`: its queue's batches, with partial failures.
 
-    Each record runs once per (tenant, incident, stage); a failed record goes back to the queue alone.
+    The batch runs as one (process_batch); each record that failed goes back to the queue alone.
     """
     registry.stage(stage)  # a stage no bridge performs fails at import, not at the first message
-    processor = sqs_processor()
 
-    def record_handler(record: EnvelopeRecord) -> dict[str, Any]:
-        return run_idempotent_stage(record.body, stage)
+    def run(records: list[EnvelopeRecord]) -> list[Any]:
+        return [r if isinstance(r, Exception) else r[0]
+                for r in process_batch([record.body for record in records], stage)]
 
-    def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        idempotency_config().register_lambda_context(context)
-        return process_partial_response(
-            event=event, record_handler=record_handler, processor=processor, context=context
-        )
-
-    return handle
+    return LoggingBatchProcessor(event_type=EventType.SQS, model=EnvelopeRecord, batch_handler=run).handler

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+from incident_loop.loop.announce import announce
 from incident_loop.loop.errors import NotReady
 from incident_loop.loop.outcome import StageOutcome
 from incident_loop.loop.recovery_templates import plan_for
@@ -10,11 +13,20 @@ from incident_loop.schemas.loop.confidence import ConfidenceCalculator
 from incident_loop.schemas.loop.enums import HumanCheckpointType, LoopFailureState
 from incident_loop.schemas.loop.events import HumanCheckpoint
 from incident_loop.schemas.loop.results import RecoverySuggestion
+from incident_loop.schemas.notifications import NotificationEvent
 from incident_loop.stores.ports import UnitOfWork
 
 
+def read_ahead(uow: UnitOfWork, envs: Sequence[Envelope]) -> None:
+    """For a batch of one tenant: its incidents and their patterns, in two reads."""
+    tenant = envs[0].tenant_id
+    uow.incidents.get_many(tenant, {env.incident_id for env in envs})
+    uow.patterns.get_many(tenant, {str(env.payload.get("pattern_id", "")) for env in envs})
+
+
 def suggest_recovery(uow: UnitOfWork, env: Envelope) -> StageOutcome:
-    """Answer the incident's pattern with a recovery; auto-apply it or open an approval checkpoint."""
+    """Answer the incident's pattern with a recovery; auto-apply it or open an approval checkpoint (announced
+    to the tenant's targets, if it has any)."""
     incident = uow.incidents.get(env.tenant_id, env.incident_id)
     pattern = uow.patterns.get(env.tenant_id, env.payload.get("pattern_id", ""))
     if incident is None or pattern is None:
@@ -57,6 +69,12 @@ def suggest_recovery(uow: UnitOfWork, env: Envelope) -> StageOutcome:
             ),
         ),
     )
+    announce(uow, env.tenant_id, NotificationEvent.CHECKPOINT_CREATED, checkpoint.checkpoint_id,
+             text=f"Checkpoint {checkpoint.checkpoint_id} needs a decision: {checkpoint.description}",
+             occurred_at=checkpoint.created_at.isoformat(),
+             data={"incident_id": env.incident_id, "checkpoint_type": checkpoint.checkpoint_type.value,
+                   "target_id": checkpoint.target_id, "description": checkpoint.description,
+                   "options": list(checkpoint.options)})
     # The loop waits here; resolving the checkpoint (loop.checkpoints) hands it on.
     return StageOutcome(
         {"recovery": recovery.to_dict(), "occurrence_count": occurrences, "checkpoint_id": checkpoint.checkpoint_id},

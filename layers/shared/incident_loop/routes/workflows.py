@@ -64,9 +64,10 @@ def put_notifications(event: NotificationEvent, targets: NotificationTargets) ->
     return set_targets(tenant_id(), event, targets, caller())
 
 
-@router.delete("/notifications/<event>", summary="Stop announcing an event", responses=EVENT_PATH)
-def delete_notifications(event: NotificationEvent) -> Response[dict[str, Any]]:
+@router.delete("/notifications/<event>", summary="Stop announcing an event",
+               responses={**EVENT_PATH, 204: {"description": "removed"}})
+def delete_notifications(event: NotificationEvent) -> Response[None]:
     from incident_loop.workflows.notifications import remove_targets
 
     remove_targets(tenant_id(), event)
-    return Response(status_code=204, content_type=content_types.APPLICATION_JSON, body=None)
+    return Response(status_code=204, body=None)

@@ -16,30 +16,29 @@ _COLUMNS = (
 
 
 def insert_checkpoint(conn: Connection[Any], cp: HumanCheckpoint) -> HumanCheckpoint:
-    """Open the checkpoint unless the same one is already open; returns the stored one."""
-    conn.execute(
-        "INSERT INTO human_checkpoints (id, tenant_id, checkpoint_type, incident_id, stage, target_id,"
+    """Open the checkpoint unless the same one is already open; returns the stored one (one statement,
+    a second only when another transaction stored it after the first one's snapshot was taken)."""
+    params = {
+        "id": cp.checkpoint_id,
+        "tenant": cp.tenant_id,
+        "type": cp.checkpoint_type.value,
+        "incident": cp.incident_id,
+        "stage": cp.stage.value,
+        "target": cp.target_id,
+        "description": cp.description,
+        "options": Jsonb(cp.options),
+        "created": cp.created_at,
+    }
+    stored = (f"SELECT {_COLUMNS} FROM human_checkpoints WHERE tenant_id = %(tenant)s"
+              " AND incident_id = %(incident)s AND checkpoint_type = %(type)s AND target_id = %(target)s")
+    row = conn.execute(
+        "WITH ins AS (INSERT INTO human_checkpoints (id, tenant_id, checkpoint_type, incident_id, stage, target_id,"
         " description, options, created_at) VALUES (%(id)s, %(tenant)s, %(type)s, %(incident)s,"
         " %(stage)s, %(target)s, %(description)s, %(options)s, %(created)s)"
-        " ON CONFLICT (incident_id, checkpoint_type, target_id) DO NOTHING",
-        {
-            "id": cp.checkpoint_id,
-            "tenant": cp.tenant_id,
-            "type": cp.checkpoint_type.value,
-            "incident": cp.incident_id,
-            "stage": cp.stage.value,
-            "target": cp.target_id,
-            "description": cp.description,
-            "options": Jsonb(cp.options),
-            "created": cp.created_at,
-        },
-    )
-    row = conn.execute(
-        f"SELECT {_COLUMNS} FROM human_checkpoints WHERE tenant_id = %(tenant)s AND incident_id = %(incident)s"
-        " AND checkpoint_type = %(type)s AND target_id = %(target)s",
-        {"tenant": cp.tenant_id, "incident": cp.incident_id, "type": cp.checkpoint_type.value,
-         "target": cp.target_id},
-    ).fetchone()
+        f" ON CONFLICT (incident_id, checkpoint_type, target_id) DO NOTHING RETURNING {_COLUMNS})"
+        f" SELECT * FROM ins UNION ALL {stored} AND NOT EXISTS (SELECT 1 FROM ins)",
+        params,
+    ).fetchone() or conn.execute(stored, params).fetchone()
     assert row is not None
     return HumanCheckpoint.model_validate(row)
 

@@ -7,11 +7,13 @@ function runs in the caller's transaction, which has set the tenant (incident_lo
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
 from psycopg import Connection
+from psycopg.errors import UniqueViolation
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from incident_loop.db import set_tenant
@@ -43,6 +45,57 @@ def _by_tenant(items: Iterable[tuple[Any, ...]], at: int) -> dict[str, list[tupl
     return groups
 
 
+def writes_every_tenant(conn: Connection[Any]) -> bool:
+    """Whether this connection's role writes and reads costsim_provenance past row-level security (a
+    superuser, a BYPASSRLS role, or the table's owner when RLS is not forced on it): only such a role
+    may COPY straight into the table, and see every tenant's keys to know a batch is new."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
+            "SELECT r.rolsuper OR r.rolbypassrls OR (pg_has_role(c.relowner, 'USAGE') AND NOT c.relforcerowsecurity)"
+            " FROM pg_roles r, pg_class c WHERE r.rolname = current_user AND c.oid = 'costsim_provenance'::regclass"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def _any_stored(conn: Connection[Any], rows: list[tuple[Any, ...]]) -> bool:
+    with conn.cursor(row_factory=tuple_row) as cur:
+        found = cur.execute(
+            "SELECT EXISTS (SELECT 1 FROM unnest(%(t)s::text[], %(h)s::text[]) AS k(t, h)"
+            " JOIN costsim_provenance p ON p.tenant_id = k.t AND p.input_hash = k.h)",
+            {"t": [r[1] for r in rows], "h": [r[0] for r in rows]},
+        ).fetchone()
+    return bool(found and found[0])
+
+
+def copy_new(conn: Connection[Any], rows: Iterable[tuple[Any, ...]], *,
+             probe: bool = True) -> tuple[list[tuple[Any, ...]], bool]:
+    """COPY the rows straight into the table, all or none, as they come (the caller's role writes every
+    tenant's rows: writes_every_tenant()): no staging, no second pass. Returns every row taken from
+    `rows`, and whether they went in. They did not, and nothing was written, when a key is stored already
+    or repeats among them: found by the probe (one index lookup per row, before the COPY), or by the
+    unique index during the COPY (rolled back to a savepoint). The caller stages them instead.
+    """
+    source: Iterator[tuple[Any, ...]]
+    if probe:
+        kept, source = list(rows), iter(())
+        if _any_stored(conn, kept):
+            return kept, False
+    else:
+        kept, source = [], iter(rows)  # kept as the COPY takes them
+    try:
+        with conn.transaction(), conn.cursor() as cur, \
+                cur.copy(f"COPY costsim_provenance ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for row in kept:
+                copy.write_row(row)
+            for row in source:
+                kept.append(row)
+                copy.write_row(row)
+    except UniqueViolation:
+        kept.extend(source)  # what the COPY had not taken yet when the index objected
+        return kept, False
+    return kept, True
+
+
 def insert_batch(conn: Connection[Any], rows: Iterable[tuple[Any, ...]]) -> int:
     """COPY a batch into a staging table, then insert what is new; returns the rows inserted.
 
@@ -51,6 +104,7 @@ def insert_batch(conn: Connection[Any], rows: Iterable[tuple[Any, ...]]) -> int:
     tenants: each tenant's rows go in under that tenant's scope (row-level security), all in the
     caller's transaction.
     """
+    rows = list(rows)
     conn.execute(
         "CREATE TEMP TABLE IF NOT EXISTS provenance_staging (input_hash TEXT, tenant_id TEXT, plan JSONB,"
         " v1_version TEXT, v1_cost_usd DOUBLE PRECISION, v2_version TEXT, v2_cost_usd DOUBLE PRECISION,"
@@ -58,18 +112,18 @@ def insert_batch(conn: Connection[Any], rows: Iterable[tuple[Any, ...]]) -> int:
     )
     inserted = 0
     with conn.cursor() as cur:
-        for tenant_id, group in _by_tenant(rows, COLUMNS.index("tenant_id")).items():
-            with cur.copy(f"COPY provenance_staging ({', '.join(COLUMNS)}) FROM STDIN") as copy:
-                for row in group:
-                    copy.write_row(row)
+        with cur.copy(f"COPY provenance_staging ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        for tenant_id in {row[1] for row in rows}:  # one COPY for the batch, one INSERT per tenant
             set_tenant(conn, tenant_id)
             cur.execute(
                 f"INSERT INTO costsim_provenance ({', '.join(COLUMNS)})"
-                f" SELECT {', '.join(COLUMNS)} FROM provenance_staging"
-                " ON CONFLICT (tenant_id, input_hash) DO NOTHING"
+                f" SELECT {', '.join(COLUMNS)} FROM provenance_staging WHERE tenant_id = %(t)s"
+                " ON CONFLICT (tenant_id, input_hash) DO NOTHING", {"t": tenant_id}
             )
             inserted += cur.rowcount
-            cur.execute("TRUNCATE provenance_staging")
+        cur.execute("TRUNCATE provenance_staging")
     return inserted
 
 

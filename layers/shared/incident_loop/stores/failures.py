@@ -5,6 +5,7 @@ Every query names tenant_id first, so each one is served by the seed's tenant in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Literal
 from uuid import UUID
 
@@ -34,6 +35,24 @@ def insert(conn: Connection[Any], failure: FailureRecord) -> bool:
          "created_at": failure.created_at.replace(tzinfo=None) if failure.created_at else None},
     ).fetchone()
     return row is not None
+
+
+# The columns insert() writes, from rows typed by the table itself (jsonb_populate_recordset).
+_WRITTEN = ("id, run_id, tenant_id, error_code, error_message, catalog_entry_id, match_type, match_confidence,"
+            " category, severity, is_retryable, recovery_mode, recovery_suggestion, skill_id, step_index, context_json")
+
+
+def insert_many(conn: Connection[Any], failures: Sequence[FailureRecord]) -> None:
+    """insert() for each, in one statement whose answer nobody waits for (a pipelined batch's write)."""
+    rows = [{**f.model_dump(mode="json", exclude={"created_at"}),
+             "created_at": f.created_at.replace(tzinfo=None).isoformat() if f.created_at else None}
+            for f in failures]
+    conn.execute(
+        f"INSERT INTO failure_matches ({_WRITTEN}, created_at) SELECT {_WRITTEN},"
+        " COALESCE(created_at, now() AT TIME ZONE 'utc') FROM jsonb_populate_recordset(NULL::failure_matches,"
+        " %(rows)s) ON CONFLICT (id) DO NOTHING",
+        {"rows": Jsonb(rows)},
+    )
 
 
 Status = Literal["unrecovered", "recovered", "all"]

@@ -1,10 +1,9 @@
 """The tenants' notification targets, and announcements queued as workflow runs, in PostgreSQL.
 
 An announcement is a workflow run (m11_audit.workflow_runs) written in the caller's transaction, with an
-id derived from what it announces: a retried stage or request finds the run already there and queues
-nothing. Its message goes to the workflow queue delayed past the commit (Settings.notification_delay_s),
-so the runner does not look for a run that is not committed yet; if the commit fails, the retry writes
-the run and queues it again.
+id derived from what it announces: a retried stage or request finds the run already there. Its message
+goes to the workflow queue delayed past the commit (Settings.notification_delay_s), so the runner does not
+look for a run that is not committed yet; if the commit fails, the retry writes the run and queues it again.
 """
 
 from __future__ import annotations
@@ -19,22 +18,33 @@ from psycopg.types.json import Jsonb
 from incident_loop.schemas.notifications import NotificationEvent, NotificationSetting, NotificationTargets
 from incident_loop.schemas.workflows import WorkflowMessage
 from incident_loop.settings import get_settings
+from incident_loop.stores.read_ahead import MISSING, ReadAhead
 from incident_loop.stores.workflow_queue import SqsWorkflowQueue
 
 
 class PostgresNotifications:
-    """NotificationOutbox on one connection; statements run in the caller's transaction."""
+    """NotificationOutbox on one connection; statements run in the caller's transaction.
 
-    def __init__(self, conn: Connection[Any], queue: Any | None = None) -> None:
+    Targets are read once per transaction (a batch's checkpoints share one read); the run's INSERT waits for
+    no answer, so in a pipelined batch it travels with the next read or the COMMIT.
+    """
+
+    def __init__(self, conn: Connection[Any], read_ahead: ReadAhead | None = None, queue: Any | None = None) -> None:
         self.conn = conn
+        self.read_ahead = read_ahead or ReadAhead()
         self._queue = queue
 
     def targets(self, tenant_id: str, event: NotificationEvent) -> NotificationTargets | None:
         """The event's targets for the tenant, or None when it sends nothing."""
+        known = self.read_ahead.get("notification_targets", (tenant_id, event.value))
+        if known is not MISSING:
+            return known  # type: ignore[no-any-return]
         row = self.conn.execute(
             "SELECT targets FROM notification_targets WHERE tenant_id = %s AND event = %s",
             (tenant_id, event.value)).fetchone()
-        return None if row is None else NotificationTargets.model_validate(row[0])
+        found = None if row is None else NotificationTargets.model_validate(row["targets"])
+        self.read_ahead.put("notification_targets", (tenant_id, event.value), found)
+        return found
 
     def all(self, tenant_id: str) -> list[NotificationSetting]:
         """Every event the tenant has targets for."""
@@ -45,6 +55,7 @@ class PostgresNotifications:
 
     def put(self, tenant_id: str, event: NotificationEvent, targets: NotificationTargets, by: str | None) -> None:
         """Set (or replace) the event's targets."""
+        self.read_ahead.drop("notification_targets")
         self.conn.execute(
             "INSERT INTO notification_targets (tenant_id, event, targets, updated_by) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (tenant_id, event) DO UPDATE SET targets = EXCLUDED.targets,"
@@ -53,19 +64,20 @@ class PostgresNotifications:
 
     def remove(self, tenant_id: str, event: NotificationEvent) -> bool:
         """Stop announcing the event; whether it had targets."""
+        self.read_ahead.drop("notification_targets")
         cur = self.conn.execute("DELETE FROM notification_targets WHERE tenant_id = %s AND event = %s",
                                 (tenant_id, event.value))
         return cur.rowcount > 0
 
-    def submit(self, run_id: str, tenant_id: str, name: str, definition: Mapping[str, Any]) -> bool:
-        """Write the announcement's run and queue it (delayed past the commit); False when it already exists."""
-        row = self.conn.execute(
+    def submit(self, run_id: str, tenant_id: str, name: str, definition: Mapping[str, Any]) -> None:
+        """Write the announcement's run (once per id) and queue it, delayed past the commit.
+
+        A retry that finds the run written queues it again: the runner answers a finished run with its outcome
+        and a running one later, so a second message changes nothing.
+        """
+        self.conn.execute(
             "INSERT INTO m11_audit.workflow_runs (id, tenant_id, name, definition) VALUES (%s, %s, %s, %s)"
-            " ON CONFLICT (id) DO NOTHING RETURNING id",
-            (run_id, tenant_id, name, Jsonb(dict(definition)))).fetchone()
-        if row is None:
-            return False
+            " ON CONFLICT (id) DO NOTHING", (run_id, tenant_id, name, Jsonb(dict(definition))))
         queue = self._queue or SqsWorkflowQueue()
         queue.send(WorkflowMessage(workflow_run_id=run_id, tenant_id=tenant_id, correlation_id=run_id),
                    delay_seconds=get_settings().notification_delay_s)
-        return True

@@ -8,11 +8,13 @@ for fuzzy candidates. Nothing scans the patterns, and nothing needs pg_trgm (see
 from __future__ import annotations
 
 import secrets
+from collections.abc import Collection
 from typing import Any, overload
 
 from psycopg import Connection
 from psycopg.rows import dict_row, tuple_row
 
+from incident_loop.db import savepoint
 from incident_loop.grouping.matcher import (
     MAX_CANDIDATES,
     MatchDecision,
@@ -21,6 +23,7 @@ from incident_loop.grouping.matcher import (
     exact_confidence,
     merge,
 )
+from incident_loop.stores.read_ahead import MISSING, ReadAhead
 
 # The pattern as it is now (its template) comes with the hit: the confidence of an exact hit depends
 # on whether the pattern has generalised the message's words since.
@@ -28,6 +31,11 @@ BY_SIGNATURE_SQL = (
     "SELECT s.pattern_id, p.template FROM pattern_signatures s"
     " JOIN failure_patterns p ON p.tenant_id = s.tenant_id AND p.id = s.pattern_id"
     " WHERE s.tenant_id = %(t)s AND s.signature = %(s)s"
+)
+BY_SIGNATURES_SQL = (
+    "SELECT s.signature, s.pattern_id, p.template FROM pattern_signatures s"
+    " JOIN failure_patterns p ON p.tenant_id = s.tenant_id AND p.id = s.pattern_id"
+    " WHERE s.tenant_id = %(t)s AND s.signature = ANY(%(s)s)"
 )
 # Oldest first, as the index hands them over: no sort, however many patterns share the key.
 CANDIDATES_SQL = (
@@ -61,14 +69,70 @@ class PostgresPatternIndex:
 
 
 class PostgresPatternStore(PostgresPatternIndex):
-    """PatternStore on the unit of work's connection: the index Bridge 1 decides on, and what it records."""
+    """PatternStore on the unit of work's connection: the index Bridge 1 decides on, and what it records.
+
+    by_signature() and get() answer from what by_signatures() and get_many() read ahead in the same
+    transaction, kept current by what record_match() writes: a new pattern or alias is remembered, a
+    generalised pattern forgotten (its template changed), and any recording forgets the pattern's row.
+    """
+
+    def __init__(self, conn: Connection[Any], read_ahead: ReadAhead | None = None) -> None:
+        super().__init__(conn)
+        self._ahead = read_ahead or ReadAhead()
+
+    def by_signature(self, tenant_id: str, signature: str) -> PatternCandidate | None:
+        hit = self._ahead.get("signature", (tenant_id, signature))
+        return super().by_signature(tenant_id, signature) if hit is MISSING else hit
+
+    def by_signatures(self, tenant_id: str, signatures: Collection[str]) -> dict[str, PatternCandidate]:
+        with self._conn.cursor(row_factory=tuple_row) as cur:
+            rows = cur.execute(BY_SIGNATURES_SQL, {"t": tenant_id, "s": list(signatures)}).fetchall()
+        found = {str(sig): PatternCandidate(str(pid), str(tpl)) for sig, pid, tpl in rows}
+        self._ahead.put_all("signature", tenant_id, signatures, found)
+        return found
 
     def get(self, tenant_id: str, pattern_id: str) -> dict[str, Any] | None:
-        return get_pattern(self._conn, tenant_id, pattern_id)
+        row = self._ahead.get("pattern", (tenant_id, pattern_id))
+        if row is MISSING:
+            return get_pattern(self._conn, tenant_id, pattern_id)
+        return None if row is None else dict(row)
+
+    def get_many(self, tenant_id: str, pattern_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        with self._conn.cursor(row_factory=dict_row) as cur:
+            rows = cur.execute("SELECT * FROM failure_patterns WHERE tenant_id = %(t)s AND id = ANY(%(ids)s)",
+                               {"t": tenant_id, "ids": list(pattern_ids)}).fetchall()
+        found = {r["id"]: r for r in rows}
+        self._ahead.put_all("pattern", tenant_id, pattern_ids, found)
+        return {k: dict(v) for k, v in found.items()}
 
     def record_match(self, tenant_id: str, incident_id: str, error_type: str,
                      decision: MatchDecision) -> tuple[str, int, bool]:
-        return record_match(self._conn, tenant_id, incident_id, error_type, decision)
+        recorded = record_match(self._conn, tenant_id, incident_id, error_type, decision)
+        pattern_id, _, is_new = recorded
+        signature = (tenant_id, decision.signature)
+        if (decision.match_type == "new" and is_new) or (decision.match_type == "exact" and decision.new_alias):
+            # The signature now names the pattern, whose template is this message's.
+            self._ahead.put("signature", signature, PatternCandidate(pattern_id, decision.template))
+        elif not _plain_hit(decision):  # generalised, or created by another worker first: template unknown
+            self._ahead.drop_where("signature", lambda hit: hit is not None and hit.pattern_id == pattern_id)
+            self._ahead.drop("signature", signature)
+        self._ahead.drop("pattern", (tenant_id, pattern_id))
+        return recorded
+
+
+def _plain_hit(decision: MatchDecision) -> bool:
+    """An exact hit that only counts: no pattern to create, no template to merge, no alias to add."""
+    return decision.match_type == "exact" and decision.pattern_id is not None and not decision.new_alias
+
+
+# A plain exact hit counted in one statement: the occurrence once, and the count with it. No row back
+# means the incident was counted before (a redelivery): record_match then reads what it was counted as.
+COUNT_HIT_SQL = (
+    "WITH o AS (INSERT INTO pattern_occurrences (pattern_id, incident_id, match_type, confidence)"
+    " VALUES (%(p)s, %(i)s, %(m)s, %(c)s) ON CONFLICT DO NOTHING RETURNING pattern_id)"
+    " UPDATE failure_patterns p SET occurrence_count = occurrence_count + 1, last_seen_at = now() FROM o"
+    " WHERE p.tenant_id = %(t)s AND p.id = o.pattern_id RETURNING p.occurrence_count, p.first_incident_id"
+)
 
 
 def get_pattern(conn: Connection[Any], tenant_id: str, pattern_id: str) -> dict[str, Any] | None:
@@ -99,7 +163,13 @@ def record_match(conn: Connection[Any], tenant_id: str, incident_id: str, *args:
     Also accepts the older (conn, tenant_id, incident_id, error_type, decision).
     """
     decision = decision_arg(args)
-    with conn.transaction(), conn.cursor(row_factory=tuple_row) as cur:
+    if _plain_hit(decision):  # the common case: one statement, atomic by itself (no savepoint)
+        with conn.cursor(row_factory=tuple_row) as cur:
+            row = cur.execute(COUNT_HIT_SQL, {"p": decision.pattern_id, "i": incident_id, "m": decision.match_type,
+                                              "c": decision.confidence, "t": tenant_id}).fetchone()
+            if row is not None:
+                return str(decision.pattern_id), int(row[0]), row[1] == incident_id
+    with savepoint(conn), conn.cursor(row_factory=tuple_row) as cur:
         done = _recorded(cur, tenant_id, incident_id)
         if done is not None:
             return done

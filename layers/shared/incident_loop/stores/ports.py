@@ -4,11 +4,14 @@ Bridges and services use these and nothing below them: PostgreSQL implements the
 (unit_of_work.py, one transaction on one connection), in-memory fakes in the unit tests. Every
 method that reads or writes a tenant's rows takes the tenant; the unit of work also scopes its
 transaction to one (row-level security), so a wrong tenant finds nothing.
+
+A batch of messages is one transaction (UnitOfWork.batch): `*_many`/`*_all` read or write for all of
+them at once, and what they read answers the one-row reads that follow in the same transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -20,6 +23,8 @@ if TYPE_CHECKING:  # types only: importing a port must not load the matcher or t
     from incident_loop.schemas.loop.events import HumanCheckpoint, LoopEvent
     from incident_loop.schemas.loop.policy import PolicyRule, RoutingAdjustment
     from incident_loop.schemas.loop.results import RecoverySuggestion
+    from incident_loop.schemas.notifications import NotificationEvent, NotificationTargets
+    from incident_loop.stores.records import Progress, StageRecord
 
 Row = dict[str, Any]
 
@@ -31,7 +36,15 @@ class IncidentStore(Protocol):
         """Store the incident unless its key is known: (its id, whether it was new)."""
         ...
 
+    def insert_many(self, tenant_id: str, incidents: Sequence[tuple[str, IncidentIn]]) -> list[tuple[str, bool]]:
+        """insert() for each (new id, incident), in one statement; (id, new) for each, in order."""
+        ...
+
     def get(self, tenant_id: str, incident_id: str) -> Row | None: ...
+
+    def get_many(self, tenant_id: str, incident_ids: Collection[str]) -> dict[str, Row]:
+        """The incidents found, by id; get() answers from them for the rest of the transaction."""
+        ...
 
     def set_status(self, tenant_id: str, incident_id: str, status: str) -> None: ...
 
@@ -43,8 +56,20 @@ class LoopStore(Protocol):
         """Serialise work on one incident for the rest of the transaction."""
         ...
 
+    def lock_all(self, incident_ids: Collection[str]) -> None:
+        """lock() every incident, in one statement and one order (two batches never deadlock)."""
+        ...
+
     def start(self, loop_id: str, incident_id: str, tenant_id: str) -> str:
         """Open the incident's loop unless it has one; returns the loop's id."""
+        ...
+
+    def start_all(self, tenant_id: str, loops: Sequence[tuple[str, str]]) -> dict[str, str]:
+        """start() for each (new loop id, incident id) of the tenant; the loop id of each incident."""
+        ...
+
+    def progress(self, tenant_id: str, incident_ids: Collection[str], key: str) -> Mapping[str, Progress]:
+        """Each incident's Progress for the event key (read when first looked at, or with a read before)."""
         ...
 
     def result(self, tenant_id: str, incident_id: str, key: str) -> Row | None:
@@ -56,8 +81,8 @@ class LoopStore(Protocol):
         """Append the event (once per key) and move the trace; False when it was already recorded."""
         ...
 
-    def completed(self, tenant_id: str, incident_id: str) -> list[str] | None:
-        """The stages completed so far, in order; None when the incident has no loop."""
+    def record_all(self, records: Sequence[StageRecord]) -> None:
+        """record() each (at most one per incident), in one statement whose answer nobody waits for."""
         ...
 
     def trace(self, tenant_id: str, incident_id: str) -> Row | None: ...
@@ -72,10 +97,18 @@ class PatternStore(Protocol):
 
     def by_signature(self, tenant_id: str, signature: str) -> PatternCandidate | None: ...
 
+    def by_signatures(self, tenant_id: str, signatures: Collection[str]) -> dict[str, PatternCandidate]:
+        """by_signature() for each, at once (the hits, by signature); later lookups answer from them."""
+        ...
+
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> Sequence[PatternCandidate]: ...
 
     def get(self, tenant_id: str, pattern_id: str) -> Row | None:
         """The pattern's row (id, category, signature, template, first_incident_id, ...), or None."""
+        ...
+
+    def get_many(self, tenant_id: str, pattern_ids: Collection[str]) -> dict[str, Row]:
+        """get() for each, at once (the rows found, by id)."""
         ...
 
     def record_match(self, tenant_id: str, incident_id: str, error_type: str,
@@ -92,6 +125,10 @@ class RecoveryStore(Protocol):
         ...
 
     def for_incident(self, tenant_id: str, incident_id: str) -> RecoverySuggestion | None: ...
+
+    def for_incidents(self, tenant_id: str, incident_ids: Collection[str]) -> dict[str, RecoverySuggestion]:
+        """for_incident() for each, at once (the recoveries found, by incident id)."""
+        ...
 
     def get(self, tenant_id: str, recovery_id: str) -> RecoverySuggestion | None:
         """One recovery, locked for the transaction."""
@@ -125,8 +162,16 @@ class PolicyStore(Protocol):
 
     def for_pattern(self, tenant_id: str, pattern_id: str) -> PolicyRule | None: ...
 
+    def for_patterns(self, tenant_id: str, pattern_ids: Collection[str]) -> dict[str, PolicyRule]:
+        """for_pattern() for each, at once (the policies found, by pattern id)."""
+        ...
+
     def get(self, tenant_id: str, policy_id: str) -> PolicyRule | None:
         """One policy, locked for the transaction."""
+        ...
+
+    def get_many(self, tenant_id: str, policy_ids: Collection[str]) -> dict[str, PolicyRule]:
+        """get() for each, at once, locked in one order (the policies found, by id)."""
         ...
 
     def of_tenant(self, tenant_id: str, mode: PolicyMode | None) -> list[PolicyRule]: ...
@@ -135,6 +180,10 @@ class PolicyStore(Protocol):
 
     def record_evaluation(self, policy: PolicyRule, incident_id: str, would_block: bool) -> bool:
         """Note an evaluation against an incident; False when it already was evaluated."""
+        ...
+
+    def record_shadow(self, tenant_id: str, policy: PolicyRule, incident_id: str, would_block: bool) -> None:
+        """Count a shadow evaluation once: the evaluation and the policy's counters, added up where stored."""
         ...
 
     def insert_prevention(self, *, prevention_id: str, tenant_id: str, policy: PolicyRule,
@@ -169,11 +218,29 @@ class RoutingStore(Protocol):
 
     def latest_kpi(self, tenant_id: str, agent_id: str) -> float | None: ...
 
+    def latest_kpis(self, tenant_id: str, agent_ids: Collection[str]) -> dict[str, float]:
+        """latest_kpi() for each, at once (the agents that reported one)."""
+        ...
+
+
+class NotificationOutbox(Protocol):
+    """A tenant's notification targets, and announcements queued as workflow runs (loop.announce)."""
+
+    def targets(self, tenant_id: str, event: NotificationEvent) -> NotificationTargets | None: ...
+
+    def submit(self, run_id: str, tenant_id: str, name: str, definition: Mapping[str, Any]) -> None:
+        """Write the run in this transaction (once per id) and queue it for the runner."""
+        ...
+
 
 class StageQueues(Protocol):
     """Where the loop hands an envelope to the stage it names."""
 
     def send(self, envelope: Envelope) -> None: ...
+
+    def send_all(self, envelopes: Sequence[Envelope]) -> list[Exception | None]:
+        """send() each, ten to a call; for each, None once sent, or why it was not."""
+        ...
 
 
 class UnitOfWork(Protocol):
@@ -205,6 +272,18 @@ class UnitOfWork(Protocol):
     def routing(self) -> RoutingStore: ...
 
     @property
+    def notifications(self) -> NotificationOutbox: ...
+
+    @property
     def queues(self) -> StageQueues: ...
 
     def begin(self, tenant_id: str | None) -> AbstractContextManager[UnitOfWork]: ...
+
+    def scope(self, tenant_id: str | None) -> None:
+        """Scope the rest of the transaction to another tenant (a batch's next tenant)."""
+        ...
+
+    def batch(self, tenant_id: str | None) -> AbstractContextManager[UnitOfWork]:
+        """begin() for a batch of messages: a write whose answer nobody waits for costs no round trip of
+        its own (it travels with the next read), and what the `*_many` reads found answers the rest."""
+        ...

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from psycopg import Connection
@@ -9,6 +10,7 @@ from psycopg.types.json import Jsonb
 
 from incident_loop.schemas.loop.confidence import ConfidenceBand
 from incident_loop.schemas.loop.results import RecoverySuggestion
+from incident_loop.stores.read_ahead import MISSING, ReadAhead
 
 
 def to_model(row: dict[str, Any]) -> RecoverySuggestion:
@@ -32,14 +34,16 @@ def to_model(row: dict[str, Any]) -> RecoverySuggestion:
 def insert_recovery(
     conn: Connection[Any], tenant_id: str, suggestion: RecoverySuggestion, text: str
 ) -> RecoverySuggestion:
-    """Store the incident's recovery unless it has one; returns the stored one."""
-    conn.execute(
-        "INSERT INTO recovery_candidates (id, tenant_id, suggestion, confidence, source_incident_id,"
+    """Store the incident's recovery unless it has one; returns the stored one (one statement, as a rule)."""
+    row = conn.execute(
+        "WITH ins AS (INSERT INTO recovery_candidates (id, tenant_id, suggestion, confidence, source_incident_id,"
         " source_pattern_id, suggestion_type, confidence_band, requires_confirmation,"
         " confirmations_received, action_type, action_params, auto_applicable, status, rejection_reason)"
         " VALUES (%(id)s, %(tenant)s, %(text)s, %(confidence)s, %(incident)s, %(pattern)s, %(stype)s,"
         " %(band)s, %(requires)s, %(received)s, %(action)s, %(params)s, %(auto)s, %(status)s, %(reason)s)"
-        " ON CONFLICT (source_incident_id) DO NOTHING",
+        " ON CONFLICT (source_incident_id) DO NOTHING RETURNING *)"
+        " SELECT * FROM ins UNION ALL SELECT * FROM recovery_candidates WHERE tenant_id = %(tenant)s"
+        " AND source_incident_id = %(incident)s AND NOT EXISTS (SELECT 1 FROM ins)",
         {
             "id": suggestion.recovery_id,
             "tenant": tenant_id,
@@ -57,8 +61,9 @@ def insert_recovery(
             "status": suggestion.status,
             "reason": suggestion.rejection_reason,
         },
-    )
-    stored = recovery_for_incident(conn, tenant_id, suggestion.incident_id)
+    ).fetchone()
+    # None: another transaction stored it after this statement's snapshot; a new statement sees it.
+    stored = to_model(row) if row is not None else recovery_for_incident(conn, tenant_id, suggestion.incident_id)
     assert stored is not None
     return stored
 
@@ -97,19 +102,35 @@ def save_recovery(conn: Connection[Any], tenant_id: str, suggestion: RecoverySug
 
 
 class PostgresRecoveryStore:
-    """RecoveryStore on the unit of work's connection."""
+    """RecoveryStore on the unit of work's connection; for_incident() answers from for_incidents()."""
 
-    def __init__(self, conn: Connection[Any]) -> None:
+    def __init__(self, conn: Connection[Any], read_ahead: ReadAhead | None = None) -> None:
         self._conn = conn
+        self._ahead = read_ahead or ReadAhead()
 
     def insert(self, tenant_id: str, suggestion: RecoverySuggestion, text: str) -> RecoverySuggestion:
-        return insert_recovery(self._conn, tenant_id, suggestion, text)
+        stored = insert_recovery(self._conn, tenant_id, suggestion, text)
+        self._ahead.drop("recovery_for_incident", (tenant_id, suggestion.incident_id))
+        return stored
 
     def for_incident(self, tenant_id: str, incident_id: str) -> RecoverySuggestion | None:
-        return recovery_for_incident(self._conn, tenant_id, incident_id)
+        found = self._ahead.get("recovery_for_incident", (tenant_id, incident_id))
+        if found is MISSING:
+            return recovery_for_incident(self._conn, tenant_id, incident_id)
+        return None if found is None else found.model_copy(deep=True)
+
+    def for_incidents(self, tenant_id: str, incident_ids: Collection[str]) -> dict[str, RecoverySuggestion]:
+        rows = self._conn.execute(
+            "SELECT * FROM recovery_candidates WHERE tenant_id = %(tenant)s AND source_incident_id = ANY(%(ids)s)",
+            {"tenant": tenant_id, "ids": list(incident_ids)},
+        ).fetchall()
+        found = {r["source_incident_id"]: to_model(r) for r in rows}
+        self._ahead.put_all("recovery_for_incident", tenant_id, incident_ids, found)
+        return {k: v.model_copy(deep=True) for k, v in found.items()}
 
     def get(self, tenant_id: str, recovery_id: str) -> RecoverySuggestion | None:
         return get_recovery(self._conn, tenant_id, recovery_id)
 
     def save(self, tenant_id: str, suggestion: RecoverySuggestion) -> None:
         save_recovery(self._conn, tenant_id, suggestion)
+        self._ahead.drop("recovery_for_incident", (tenant_id, suggestion.incident_id))

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from psycopg import Connection
 
 from incident_loop.schemas.loop.policy import RoutingAdjustment
+from incident_loop.stores.read_ahead import MISSING, ReadAhead
 
 _COLUMNS = (
     "id AS adjustment_id, agent_id, capability, adjustment_type, magnitude, reason, source_policy_id,"
@@ -18,14 +20,21 @@ _COLUMNS = (
 def insert_adjustment(
     conn: Connection[Any], tenant_id: str, incident_id: str, adj: RoutingAdjustment
 ) -> tuple[RoutingAdjustment, bool]:
-    """One adjustment per (policy, agent): a recurring failure never stacks past max_delta."""
-    row = conn.execute(
-        "INSERT INTO routing_adjustments (id, tenant_id, agent_id, capability, adjustment_type, magnitude,"
+    """One adjustment per (policy, agent): a recurring failure never stacks past max_delta.
+
+    One statement returns the stored adjustment and whether this call created it (a second only when
+    another transaction stored it after the first one's snapshot was taken).
+    """
+    stored = conn.execute(
+        "WITH ins AS (INSERT INTO routing_adjustments (id, tenant_id, agent_id, capability, adjustment_type, magnitude,"
         " reason, source_policy_id, source_incident_id, max_delta, decay_days, rollback_threshold,"
         " created_at, expires_at, kpi_baseline)"
         " VALUES (%(id)s, %(tenant)s, %(agent)s, %(capability)s, %(type)s, %(magnitude)s, %(reason)s,"
         " %(policy)s, %(incident)s, %(max_delta)s, %(decay)s, %(threshold)s, %(created)s, %(expires)s,"
-        " %(baseline)s) ON CONFLICT (source_policy_id, agent_id) DO NOTHING RETURNING id",
+        f" %(baseline)s) ON CONFLICT (source_policy_id, agent_id) DO NOTHING RETURNING {_COLUMNS})"
+        " SELECT *, TRUE AS created FROM ins UNION ALL"
+        f" SELECT {_COLUMNS}, FALSE FROM routing_adjustments WHERE tenant_id = %(tenant)s"
+        " AND source_policy_id = %(policy)s AND agent_id = %(agent)s AND NOT EXISTS (SELECT 1 FROM ins)",
         {
             "id": adj.adjustment_id,
             "tenant": tenant_id,
@@ -43,14 +52,14 @@ def insert_adjustment(
             "expires": adj.expires_at,
             "baseline": adj.kpi_baseline,
         },
-    ).fetchone()
-    stored = conn.execute(
-        f"SELECT {_COLUMNS} FROM routing_adjustments"
+    ).fetchone() or conn.execute(
+        f"SELECT {_COLUMNS}, FALSE AS created FROM routing_adjustments"
         " WHERE tenant_id = %(tenant)s AND source_policy_id = %(policy)s AND agent_id = %(agent)s",
         {"tenant": tenant_id, "policy": adj.source_policy_id, "agent": adj.agent_id},
     ).fetchone()
     assert stored is not None
-    return RoutingAdjustment.model_validate(stored), row is not None
+    created = bool(stored.pop("created"))
+    return RoutingAdjustment.model_validate(stored), created
 
 
 def adjustments_for_agent(
@@ -90,11 +99,22 @@ def latest_kpi(conn: Connection[Any], tenant_id: str, agent_id: str) -> float | 
     return None if row is None else float(row["kpi"])
 
 
-class PostgresRoutingStore:
-    """RoutingStore on the unit of work's connection."""
+def latest_kpis(conn: Connection[Any], tenant_id: str, agent_ids: Collection[str]) -> dict[str, float]:
+    """latest_kpi() of each agent that reported one, in one statement."""
+    rows = conn.execute(
+        "SELECT DISTINCT ON (agent_id) agent_id, kpi FROM agent_kpis WHERE tenant_id = %(tenant)s"
+        " AND agent_id = ANY(%(agents)s) ORDER BY agent_id, reported_at DESC, id DESC",
+        {"tenant": tenant_id, "agents": list(agent_ids)},
+    ).fetchall()
+    return {r["agent_id"]: float(r["kpi"]) for r in rows}
 
-    def __init__(self, conn: Connection[Any]) -> None:
+
+class PostgresRoutingStore:
+    """RoutingStore on the unit of work's connection; latest_kpi() answers from latest_kpis()."""
+
+    def __init__(self, conn: Connection[Any], read_ahead: ReadAhead | None = None) -> None:
         self._conn = conn
+        self._ahead = read_ahead or ReadAhead()
 
     def insert(self, tenant_id: str, incident_id: str,
                adjustment: RoutingAdjustment) -> tuple[RoutingAdjustment, bool]:
@@ -108,6 +128,13 @@ class PostgresRoutingStore:
 
     def record_kpi(self, tenant_id: str, agent_id: str, kpi: float) -> None:
         record_kpi(self._conn, tenant_id, agent_id, kpi)
+        self._ahead.drop("kpi", (tenant_id, agent_id))
 
     def latest_kpi(self, tenant_id: str, agent_id: str) -> float | None:
-        return latest_kpi(self._conn, tenant_id, agent_id)
+        known = self._ahead.get("kpi", (tenant_id, agent_id))
+        return latest_kpi(self._conn, tenant_id, agent_id) if known is MISSING else known
+
+    def latest_kpis(self, tenant_id: str, agent_ids: Collection[str]) -> dict[str, float]:
+        found = latest_kpis(self._conn, tenant_id, agent_ids)
+        self._ahead.put_all("kpi", tenant_id, agent_ids, found)
+        return found
