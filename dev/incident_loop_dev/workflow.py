@@ -133,7 +133,9 @@ def local_workflows(root: Path, admin_url: str, tenant: str = DEFAULT_TENANT) ->
         app.provision()
         fakes = None
         if not any(os.environ.get(name) for name in EXTERNAL):
-            fakes = stack.enter_context(fake_services(ssm_client=boto3.client("ssm", endpoint_url=endpoint)))
+            # The receivers' secrets as the tenant's own: a call may name only incident-loop/<stage>/tenants/<tenant>/
+            fakes = stack.enter_context(fake_services(ssm_client=boto3.client("ssm", endpoint_url=endpoint),
+                                                      prefix=f"/incident-loop/local/tenants/{tenant}"))
             os.environ.update(fakes.env)
             reset_container_caches()
         moto = urlsplit(endpoint)

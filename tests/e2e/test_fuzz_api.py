@@ -65,7 +65,7 @@ def world(local_api: LocalApi) -> dict[str, Any]:
     return {"token": token, "ids": {"incident_id": accepted.body["incident_id"],
                                     "checkpoint_id": checkpoint["checkpoint_id"], "failure_id": failure["id"],
                                     "policy_id": "pol_unknown", "agent_id": body["agent_id"],
-                                    "workflow_run_id": workflow.body["workflow_run_id"]}}
+                                    "workflow_run_id": workflow.body["workflow_run_id"], "event": "checkpoint_created"}}
 
 
 def _strategies(operation: Any, ids: dict[str, str]) -> dict[str, Any]:

@@ -146,9 +146,17 @@ def tenant_a(server: dict[str, Any]) -> dict[str, Any]:
     api.drained()
     status, workflow = api.call("GET", f"/workflows/{accepted['workflow_run_id']}", token)
     assert status == 200 and workflow["status"] == "completed", workflow
+    for event in ("checkpoint_created", "policy_activated"):  # set last: nothing above is announced
+        status, targets = api.call("PUT", f"/notifications/{event}", token, _targets("tenant-a"))
+        assert status == 200, targets
     return {"token": token, "incident_id": first["incident_id"], "checkpoint": checkpoint, "policy": policy,
             "failure": failures["failures"][0], "agent_id": agent, "routing": routing, "loop": loop,
             "workflow_run_id": accepted["workflow_run_id"]}
+
+
+def _targets(tenant: str) -> dict[str, Any]:
+    return {"webhook": {"url": f"https://hooks.example.com/{tenant}",
+                        "secret_parameter": f"/incident-loop/local/tenants/{tenant}/hook"}}
 
 
 def _undecayed(routing: dict[str, Any]) -> dict[str, Any]:
@@ -170,6 +178,7 @@ def _snapshot(api: Api, a: dict[str, Any]) -> dict[str, Any]:
         "graduation": api.call("GET", "/graduation", token)[1],
         "stats": api.call("GET", "/failures/stats", token)[1],
         "workflow": api.call("GET", f"/workflows/{a['workflow_run_id']}", token)[1],
+        "notifications": api.call("GET", "/notifications", token)[1],
     }
 
 
@@ -221,6 +230,9 @@ def test_tenant_b_reads_lists_and_changes_nothing_of_tenant_a(server: dict[str, 
         ("GET", "/workflows/{workflow_run_id}"): api.call("GET", f"/workflows/{a['workflow_run_id']}", b),
         ("POST", "/workflows/{workflow_run_id}/replay"): api.call("POST", f"/workflows/{a['workflow_run_id']}/replay",
                                                                   b),
+        ("GET", "/notifications"): api.call("GET", "/notifications", b),
+        ("PUT", "/notifications/{event}"): api.call("PUT", "/notifications/policy_activated", b, _targets("tenant-b")),
+        ("DELETE", "/notifications/{event}"): api.call("DELETE", "/notifications/checkpoint_created", b),
     }
     routes = {(r.method.upper(), r.path) for fn in read_app(ROOT).functions.values() for r in fn.routes}
     assert set(covered) == routes, f"routes without an isolation check: {routes - set(covered)}"
@@ -253,6 +265,12 @@ def test_tenant_b_reads_lists_and_changes_nothing_of_tenant_a(server: dict[str, 
     # B's workflow is B's own run (another id), run on B's kv namespace.
     status, theirs = covered[("POST", "/workflows")]
     assert status == 202 and theirs["workflow_run_id"] != a["workflow_run_id"]
+    # B's notification targets are B's own: none of A's listed, A's not removed, B's set beside them.
+    assert covered[("GET", "/notifications")][1] == {"notifications": []}
+    assert covered[("DELETE", "/notifications/{event}")][0] == 404
+    status, mine = covered[("PUT", "/notifications/{event}")]
+    assert status == 200 and [n["targets"]["webhook"]["url"] for n in mine["notifications"]] == [
+        "https://hooks.example.com/tenant-b"]
     # Operator switches need the operator role.
     assert covered[("POST", "/costsim/breaker/disable")][0] == 403
     assert covered[("POST", "/costsim/breaker/enable")][0] == 403

@@ -179,11 +179,14 @@ class SentMessages(list[Any]):
 
 
 class MemoryNotifications:
-    """A NotificationOutbox in memory: targets by (tenant, event), runs by id, and the runner's queue."""
+    """A NotificationOutbox in memory: targets by (tenant, event), runs by id, and the runner's queue.
+
+    A run's message is pending until its transaction commits (flush), as on PostgreSQL."""
 
     def __init__(self) -> None:
         self.configured: dict[tuple[str, str], Any] = {}
         self.runs: dict[str, dict[str, Any]] = {}
+        self.pending: list[str] = []
         self.queued = SentMessages()
 
     def targets(self, tenant_id: str, event: Any) -> Any:
@@ -191,4 +194,11 @@ class MemoryNotifications:
 
     def submit(self, run_id: str, tenant_id: str, name: str, definition: Any) -> None:
         self.runs.setdefault(run_id, {"tenant_id": tenant_id, "name": name, "definition": deepcopy(definition)})
-        self.queued.append(run_id)
+        self.pending.append(run_id)
+
+    def discard(self) -> None:
+        self.pending.clear()
+
+    def flush(self) -> None:
+        self.queued.extend(self.pending)
+        self.pending.clear()

@@ -54,5 +54,7 @@ class MemoryUnitOfWork:
         except BaseException:
             for name, state in saved.items():  # rolled back: every store as it was
                 vars(getattr(self, name)).update(state)
+            self.notifications.discard()
             raise
         self.commits += 1
+        self.notifications.flush()  # committed: the announcements' messages go out

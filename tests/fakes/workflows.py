@@ -122,7 +122,7 @@ class MemoryQueue:
     def __init__(self) -> None:
         self.sent: list[Any] = []
 
-    def send(self, message: Any, *, delay_seconds: int = 0) -> None:
+    def send(self, message: Any) -> None:
         self.sent.append(message)
 
 

@@ -154,9 +154,9 @@ def test_a_tenant_without_targets_announces_nothing(
     ({}, "give a slack or a webhook target"),
     ({"slack": {"channel": "#a", "webhook_parameter": "/p/tenants/x/hook"}}, "exactly one of channel"),
     ({"webhook": {"url": "ftp://example.com/x", "secret_parameter": "/p/s"}}, "url"),
-    ({"webhook": {"url": "https://example.com/x", "secret_parameter": "/incident-loop/tenants/someone-else/s"}},
+    ({"webhook": {"url": "https://example.com/x", "secret_parameter": "/incident-loop/local/tenants/someone-else/s"}},
      "the tenant's own secrets"),
-    ({"webhook": {"url": "https://10.0.0.8/x", "secret_parameter": "/incident-loop/tenants/{tenant}/s"}},
+    ({"webhook": {"url": "https://10.0.0.8/x", "secret_parameter": "/incident-loop/local/tenants/{tenant}/s"}},
      "webhook_send"),
 ])
 def test_bad_targets_are_refused_with_a_reason_and_nothing_is_stored(

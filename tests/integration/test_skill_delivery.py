@@ -49,7 +49,7 @@ def send(url: str, payload: Any, key: str, **extra: Any) -> dict[str, Any]:
 
 
 def test_rotated_secrets_verify_at_a_real_receiver_through_the_switch(env: dict[str, Any]) -> None:
-    parameter = put_parameter(env["ssm"], f"/hooks/{uuid.uuid4().hex[:6]}", OLD)
+    parameter = put_parameter(env["ssm"], f"/incident-loop/test/tenants/tenant-a/hook-{uuid.uuid4().hex[:6]}", OLD)
     with FakeWebhookReceiver(secrets=[OLD]) as receiver:
         send(f"{receiver.url}/in", {"phase": "old"}, "p0", secret_parameter=parameter)
         put_parameter(env["ssm"], parameter, f"{NEW} {OLD}")  # 1. add the new secret: both are sent

@@ -255,7 +255,7 @@ def test_a_retryable_failure_is_retried_then_dead_lettered_and_a_redrive_resumes
     stats = app.drain()
 
     [dead] = app.dlq_messages("WorkflowQueue")
-    assert json.loads(dead["Body"])["workflow_run_id"] == run_id and stats.failed == 5  # maxReceiveCount
+    assert json.loads(dead["Body"])["workflow_run_id"] == run_id and stats.failed == 10  # maxReceiveCount
     status, run = app.request("GET", f"/workflows/{run_id}", workflows.tenant)
     assert status == 200 and run["status"] == "running" and run["ops"][0]["status"] == "pending"
     assert run["ops"][0]["error_code"] == "store_unavailable"

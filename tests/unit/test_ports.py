@@ -53,7 +53,7 @@ def test_both_units_of_work_hand_out_every_store_and_begin_a_transaction() -> No
     members = _members(ports.UnitOfWork)
     stores = [name for name, value in members.items() if isinstance(value, property)]
     assert set(stores) == {"incidents", "loop", "patterns", "recoveries", "checkpoints", "policies", "routing",
-                           "queues"}
+                           "notifications", "queues"}
     assigned = inspect.getsource(PostgresUnitOfWork.__init__)
     for name in stores:
         assert f"self.{name} = " in assigned, name

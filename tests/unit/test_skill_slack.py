@@ -19,7 +19,8 @@ from incident_loop.skills.slack_send import SlackSendSkill
 from incident_loop_dev.fakes.aws import KV_TABLE, create_skill_tables, skill_breakers
 from incident_loop_dev.fakes.transport import FakeClock, ScriptedTransport, response
 
-SECRETS = {"/slack/token": "xoxb-123", "/slack/hook": "https://hooks.slack.example/services/T/B/secret"}
+HOOK = "/incident-loop/test/tenants/tenant-a/slack-hook"
+SECRETS = {"/slack/token": "xoxb-123", HOOK: "https://hooks.slack.example/services/T/B/secret"}
 CTX = SkillContext("tenant-a")
 
 
@@ -121,9 +122,9 @@ def test_without_a_token_parameter_the_api_route_is_not_configured(client: Any, 
 
 def test_an_incoming_webhook_from_a_parameter_is_posted_without_a_token(client: Any, clock: FakeClock) -> None:
     transport = ScriptedTransport(default=response(200, b"ok"))
-    out = make(client, clock, transport).execute({"webhook_parameter": "/slack/hook", "text": "hi"}, CTX)
+    out = make(client, clock, transport).execute({"webhook_parameter": HOOK, "text": "hi"}, CTX)
     request = transport.requests[0]
-    assert request.url == SECRETS["/slack/hook"] and "authorization" not in request.headers
+    assert request.url == SECRETS[HOOK] and "authorization" not in request.headers
     assert request.connect_ip == "93.184.216.34" and json.loads(request.body or b"") == {"text": "hi"}
     assert out == {"via": "webhook", "channel": None, "ts": None, "delivered": True}
 
@@ -147,3 +148,15 @@ def test_a_private_incoming_webhook_url_is_refused(client: Any, clock: FakeClock
 def test_bad_slack_arguments_are_input_errors(args: dict, client: Any, clock: FakeClock) -> None:
     with pytest.raises(SkillInputError):
         make(client, clock, ScriptedTransport()).execute(args, CTX)
+
+
+def test_a_secret_named_in_the_arguments_must_be_the_tenants_own(client: Any, clock: FakeClock) -> None:
+    transport = ScriptedTransport(default=response(200, b"ok"))
+    skill = make(client, clock, transport)
+    for foreign in ("/incident-loop/test/tenants/tenant-b/slack-hook", "/slack/token", "/incident-loop/test/db"):
+        with pytest.raises(SkillInputError) as refused:
+            skill.execute({"webhook_parameter": foreign, "text": "hi"}, CTX)
+        assert "not one of the tenant's own" in str(refused.value)
+        with pytest.raises(SkillInputError):
+            skill.execute({"channel": "C1", "token_parameter": foreign, "text": "hi"}, CTX)
+    assert transport.requests == []  # nothing was read or sent

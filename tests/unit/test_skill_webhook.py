@@ -62,8 +62,11 @@ def make(client: Any, clock: FakeClock, transport: ScriptedTransport, **settings
     config = Settings(**{"webhook_retry_scale": 1.0, "skill_max_wait_s": 20.0, **settings})
     return WebhookSendSkill(kv=KvTable(KV_TABLE, client, clock), transport=transport, resolver=resolver,
                             breaker_for=skill_breakers(client, clock=clock), clock=clock, sleep=clock.sleep,
-                            settings=config, secret_source={"/hooks/a": f"{NEW} {OLD}"}.__getitem__,
+                            settings=config, secret_source={HOOKS: f"{NEW} {OLD}"}.__getitem__,
                             persistence=DynamoDBPersistenceLayer(table_name=IDEMPOTENCY_TABLE, boto3_client=client))
+
+
+HOOKS = "/incident-loop/test/tenants/tenant-a/hooks"
 
 
 def ctx(key: str = "op-1") -> SkillContext:
@@ -111,7 +114,7 @@ def test_key_rotation_receivers_switch_while_both_are_sent(client: Any, clock: F
 
 def test_secrets_from_a_parameter_are_all_used(client: Any, clock: FakeClock) -> None:
     transport = ScriptedTransport()
-    make(client, clock, transport).execute({"url": URL, "payload": [1], "secret_parameter": "/hooks/a"}, ctx())
+    make(client, clock, transport).execute({"url": URL, "payload": [1], "secret_parameter": HOOKS}, ctx())
     assert verify(NEW, transport.requests[0]) == verify(OLD, transport.requests[0]) == [1]
 
 
@@ -229,7 +232,7 @@ def test_a_payload_over_the_limit_is_refused_before_any_lookup(client: Any, cloc
     {"url": URL, "payload": {}, "secrets": ["not-a-secret"]},
     {"url": URL, "payload": {}, "secrets": [signing.PREFIX + base64.b64encode(b"short").decode()]},
     {"url": URL, "payload": {}},
-    {"url": URL, "payload": {}, "secrets": [OLD], "secret_parameter": "/hooks/a"},
+    {"url": URL, "payload": {}, "secrets": [OLD], "secret_parameter": HOOKS},
     {"url": "ftp://hooks.example.com/x", "payload": {}, "secrets": [OLD]},
     {"url": "https://user:pw@hooks.example.com/x", "payload": {}, "secrets": [OLD]},
 ])

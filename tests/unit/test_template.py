@@ -29,7 +29,7 @@ CONSUMERS = {**LOOP, "AlertWorkerFunction": "AlertQueue", "FailurePersistFunctio
 # One workflow run per invocation: its ops are external calls, each may take the skill's whole budget.
 BATCH_SIZES = {"WorkflowQueue": 1}
 # Alerts wait out an Alertmanager outage (20 receives x 180 s) before they dead-letter.
-MAX_RECEIVES = {"AlertQueue": 20, "FailureRetryQueue": 50}
+MAX_RECEIVES = {"AlertQueue": 20, "FailureRetryQueue": 50, "WorkflowQueue": 10}  # the rest: 5
 FOURTEEN_DAYS = 14 * 24 * 3600
 
 

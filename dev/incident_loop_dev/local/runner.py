@@ -98,9 +98,6 @@ class LocalApp:
         if self.endpoint_url:  # boto3 in the handlers talks to moto's server
             merged["AWS_ENDPOINT_URL"] = self.endpoint_url
         merged.pop("DB_SECRET_ARN", None)
-        # Deliveries here are one after the other, each function's transaction committed before the next
-        # delivery: an announcement's run needs no delay past the commit (and moto would hold it unseen).
-        merged.setdefault("NOTIFICATION_DELAY_S", "0")
         os.environ.update(merged)
         self.exported = sorted(merged)
         reset_container_caches()

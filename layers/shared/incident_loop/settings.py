@@ -76,8 +76,6 @@ class Settings(BaseModel):
     workflow_queue_url: str | None = None
     notify_queue_url: str | None = None
     audit_retention_days: int = Field(default=90, ge=1)
-    # An announcement's run message waits this long, past the commit of the transaction that wrote the run
-    notification_delay_s: int = Field(default=5, ge=0, le=900)
 
     api_base_path: str = ""
 

@@ -3,7 +3,8 @@
 A tenant names, per event, a Slack route (a channel for chat.postMessage with the deployment's bot
 token, or the SSM parameter / Secrets Manager secret holding an incoming-webhook URL) and a webhook
 endpoint signed per Standard Webhooks with the secret(s) held in a parameter. Secrets are referenced,
-never stored here, and only the tenant's own: a reference must contain `tenants/<tenant_id>/`.
+never stored here, and only the tenant's own: incident-loop/<stage>/tenants/<tenant_id>/... (SSM or
+Secrets Manager; skills.secrets.tenant_owns).
 """
 
 from __future__ import annotations

@@ -185,6 +185,16 @@ class ExternalSkill(IdempotentSkill):
             self._secret_source = fetch
         return self._secret_source(name)
 
+    def tenant_secret(self, name: str, ctx: SkillContext) -> str:
+        """A secret the call's arguments name: only one of the calling tenant's own (skills.secrets.tenant_owns),
+        never the deployment's or another tenant's. SkillInputError otherwise, naming the parameter only."""
+        from incident_loop.skills.secrets import tenant_owns
+
+        if not tenant_owns(name, ctx.tenant_id):
+            raise SkillInputError(f"secret {name!r} is not one of the tenant's own: a call may name only "
+                                  f"incident-loop/<stage>/tenants/{ctx.tenant_id}/...")
+        return self.secret(name)
+
     def call(self, target: str, build: Callable[[int], HttpRequest], key: str | None,
              delays: list[float] | None = None) -> Delivered:
         """One logical call to `target`: build(attempt) sent until it succeeds or may not be retried.

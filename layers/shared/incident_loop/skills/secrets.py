@@ -4,6 +4,7 @@ SSM parameter name (SecureString decrypted). Values are cached for MAX_AGE_S and
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
@@ -15,6 +16,16 @@ from incident_loop.skills.errors import SkillError
 
 MAX_AGE_S = 300  # a rotated secret is picked up within five minutes
 SECRETS_PREFIX = "secretsmanager:"
+# Where a tenant's own secrets live, under the stage's prefix that the functions may read:
+# SSM `/incident-loop/<stage>/tenants/<tenant>/...`, Secrets Manager `incident-loop/<stage>/tenants/<tenant>/...`
+_TENANT_SECRET = (r"^(?:arn:aws[\w-]*:secretsmanager:[\w-]+:\d{{12}}:secret:|{prefix})?"
+                  r"/?incident-loop/[^/]+/tenants/{tenant}/[^/]")
+
+
+def tenant_owns(name: str, tenant_id: str) -> bool:
+    """Whether a secret's name is one of the tenant's own (what a call's arguments may name)."""
+    pattern = _TENANT_SECRET.format(prefix=re.escape(SECRETS_PREFIX), tenant=re.escape(tenant_id))
+    return re.match(pattern, name) is not None
 
 
 @cache

@@ -72,16 +72,19 @@ class SlackSendSkill(ExternalSkill):
     def run(self, data: SlackInput, ctx: SkillContext) -> SlackOutput:
         message: dict[str, Any] = {"text": data.text, **({"blocks": data.blocks} if data.blocks else {})}
         if data.webhook_url or data.webhook_parameter:
-            url = data.webhook_url or self.secret(data.webhook_parameter or "")
+            url = data.webhook_url or self.tenant_secret(data.webhook_parameter or "", ctx)
             target = ssrf.check(url, self.settings.webhook_allow_hosts, self.resolver)
             lane = "webhook:" + hashlib.sha256(url.encode()).hexdigest()[:16]
-            self._send(ctx, lane, url, {}, message, target.ip)
+            # Its own breaker: a tenant's failing webhook URL must not open the one every tenant's API posts share
+            self._send(ctx, lane, url, {}, message, target.ip, breaker=f"slack-webhook:{target.netloc}")
             return SlackOutput(via="webhook", channel=data.channel, ts=None)
         parameter = data.token_parameter or self.settings.slack_token_parameter
         if not parameter:
             raise SkillError("slack_send needs a bot token: set SLACK_TOKEN_PARAMETER or give token_parameter",
                              code="not_configured")
-        headers = {"authorization": f"Bearer {self.secret(parameter)}"}
+        # The deployment's bot token, or a token the tenant keeps among its own secrets
+        token = self.tenant_secret(parameter, ctx) if data.token_parameter else self.secret(parameter)
+        headers = {"authorization": f"Bearer {token}"}
         url = self.settings.slack_base_url.rstrip("/") + "/chat.postMessage"
         answer = self._send(ctx, str(data.channel), url, headers, {"channel": data.channel, **message}, None)
         try:
@@ -96,7 +99,7 @@ class SlackSendSkill(ExternalSkill):
         return SlackOutput(via="api", channel=body.get("channel") or data.channel, ts=body.get("ts"))
 
     def _send(self, ctx: SkillContext, lane: str, url: str, headers: dict[str, str], message: dict[str, Any],
-              connect_ip: str | None) -> Any:
+              connect_ip: str | None, breaker: str = "slack") -> Any:
         body = canonical_json(message).encode("utf-8")
         headers = {**headers, "content-type": "application/json; charset=utf-8"}
 
@@ -107,7 +110,7 @@ class SlackSendSkill(ExternalSkill):
                 self.sleep(wait)
             return HttpRequest("POST", url, headers, body, connect_ip)
 
-        return self.call("slack", build, ctx.key()).response
+        return self.call(breaker, build, ctx.key()).response
 
     def call_budget_s(self) -> float:
         # Each attempt may first wait for its pacing slot, then for a retry: both at most skill_max_wait_s.

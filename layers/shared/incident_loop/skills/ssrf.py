@@ -59,10 +59,22 @@ def parse_allow_list(text: str) -> tuple[frozenset[str], tuple[ipaddress.IPv4Net
     return frozenset(hosts), tuple(networks)
 
 
+# IPv6 prefixes that carry an IPv4 address a gateway would reach: NAT64 (well-known and local-use) and the
+# deprecated IPv4-compatible form. 6to4 (2002::/16) is unwrapped through `sixtofour`.
+_EMBEDS_IPV4 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"),
+                ipaddress.ip_network("::/96"))
+
+
 def _address(text: str) -> IPAddress:
+    """The address a connection to `text` reaches: an IPv4 address carried inside IPv6 is judged as itself."""
     ip = ipaddress.ip_address(text.split("%", 1)[0])  # drop an IPv6 zone id
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return ip.ipv4_mapped
+        if ip.sixtofour is not None:
+            return ip.sixtofour
+        if any(ip in net for net in _EMBEDS_IPV4) and int(ip) > 1:  # not :: or ::1, judged as they are
+            return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
     return ip
 
 
@@ -76,7 +88,8 @@ def check(url: str, allow: str, resolver: Resolver = resolve) -> Target:
     try:
         parts = parse_url(url)
     except ValueError as exc:
-        raise SkillInputError(f"not a URL: {exc}") from exc
+        # Never the parser's message: it quotes the input, which may have come from a secret.
+        raise SkillInputError(f"not a URL ({type(exc).__name__})") from None
     if parts.scheme not in ("http", "https") or not parts.host:
         raise SkillInputError("a webhook URL must be http(s)://host/...")
     if parts.auth:

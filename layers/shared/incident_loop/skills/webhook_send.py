@@ -108,7 +108,7 @@ class WebhookSendSkill(ExternalSkill):
         if disabled is not None:
             raise EndpointDisabled(f"{target.netloc} answered 410 Gone at {disabled.value.get('disabled_at')}; "
                                    "sends are refused until the endpoint is re-enabled")
-        texts = data.secrets or signing.split_secrets(self.secret(data.secret_parameter or ""))
+        texts = data.secrets or signing.split_secrets(self.tenant_secret(data.secret_parameter or "", ctx))
         keys = [signing.parse_secret(text) for text in texts[:signing.MAX_SECRETS]]
         msg_id = signing.message_id(tenant, key)
         body = canonical_json(data.payload).encode("utf-8")

@@ -1,9 +1,9 @@
 """The tenants' notification targets, and announcements queued as workflow runs, in PostgreSQL.
 
 An announcement is a workflow run (m11_audit.workflow_runs) written in the caller's transaction, with an
-id derived from what it announces: a retried stage or request finds the run already there. Its message
-goes to the workflow queue delayed past the commit (Settings.notification_delay_s), so the runner does not
-look for a run that is not committed yet; if the commit fails, the retry writes the run and queues it again.
+id derived from what it announces: a retried stage or request finds the run already there. Its message to
+the workflow queue is held until that transaction commits (the unit of work sends it then, and drops it
+on a rollback), so the runner is never told of a run that was not committed.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from psycopg import Connection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from incident_loop.observability import logger
 from incident_loop.schemas.notifications import NotificationEvent, NotificationSetting, NotificationTargets
 from incident_loop.schemas.workflows import WorkflowMessage
-from incident_loop.settings import get_settings
 from incident_loop.stores.read_ahead import MISSING, ReadAhead
 from incident_loop.stores.workflow_queue import SqsWorkflowQueue
 
@@ -26,13 +26,15 @@ class PostgresNotifications:
     """NotificationOutbox on one connection; statements run in the caller's transaction.
 
     Targets are read once per transaction (a batch's checkpoints share one read); the run's INSERT waits for
-    no answer, so in a pipelined batch it travels with the next read or the COMMIT.
+    no answer, so in a pipelined batch it travels with the next read or the COMMIT. `flush` after the
+    commit sends what `submit` queued; `discard` after a rollback forgets it.
     """
 
     def __init__(self, conn: Connection[Any], read_ahead: ReadAhead | None = None, queue: Any | None = None) -> None:
         self.conn = conn
         self.read_ahead = read_ahead or ReadAhead()
         self._queue = queue
+        self.pending: list[WorkflowMessage] = []
 
     def targets(self, tenant_id: str, event: NotificationEvent) -> NotificationTargets | None:
         """The event's targets for the tenant, or None when it sends nothing."""
@@ -70,14 +72,25 @@ class PostgresNotifications:
         return cur.rowcount > 0
 
     def submit(self, run_id: str, tenant_id: str, name: str, definition: Mapping[str, Any]) -> None:
-        """Write the announcement's run (once per id) and queue it, delayed past the commit.
-
-        A retry that finds the run written queues it again: the runner answers a finished run with its outcome
-        and a running one later, so a second message changes nothing.
-        """
+        """Write the announcement's run (once per id); its message waits for the commit (flush)."""
         self.conn.execute(
             "INSERT INTO m11_audit.workflow_runs (id, tenant_id, name, definition) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (id) DO NOTHING", (run_id, tenant_id, name, Jsonb(dict(definition))))
+        self.pending.append(WorkflowMessage(workflow_run_id=run_id, tenant_id=tenant_id, correlation_id=run_id))
+
+    def discard(self) -> None:
+        """The transaction rolled back: its runs were never written, so nothing is sent."""
+        self.pending.clear()
+
+    def flush(self) -> None:
+        """The transaction committed: send each run's message (a second message for a run changes nothing:
+        the runner answers a finished run with its outcome). QueueUnavailable if SQS refuses one; the
+        run stays `queued` (logged with its id)."""
+        pending, self.pending = self.pending, []
         queue = self._queue or SqsWorkflowQueue()
-        queue.send(WorkflowMessage(workflow_run_id=run_id, tenant_id=tenant_id, correlation_id=run_id),
-                   delay_seconds=get_settings().notification_delay_s)
+        for message in pending:
+            try:
+                queue.send(message)
+            except Exception:
+                logger.exception("announcement not queued", workflow_run_id=message.workflow_run_id)
+                raise

@@ -64,5 +64,9 @@ class PostgresUnitOfWork:
         try:
             with transaction(self.conn, tenant_id=tenant_id, pipelined=pipelined):
                 yield
+        except BaseException:
+            self.notifications.discard()  # rolled back: the announcements' runs were never written
+            raise
         finally:
             self.read_ahead.clear()  # read under this transaction's locks: worthless after it
+        self.notifications.flush()  # committed: the runner may now read the runs it is told of

@@ -19,16 +19,14 @@ class SqsWorkflowQueue:
         self._settings = settings or get_settings()
         self._client = client
 
-    def send(self, message: WorkflowMessage, *, delay_seconds: int = 0) -> None:
-        """QueueUnconfigured without a queue URL; QueueUnavailable when SQS refuses or cannot be reached.
-
-        `delay_seconds` keeps the message invisible that long (SQS allows up to 900)."""
+    def send(self, message: WorkflowMessage) -> None:
+        """QueueUnconfigured without a queue URL; QueueUnavailable when SQS refuses or cannot be reached."""
         url = self._settings.workflow_queue_url
         if not url:
             raise QueueUnconfigured("no workflow queue configured (WORKFLOW_QUEUE_URL)")
         client = self._client or aws.sqs()
         try:
-            client.send_message(QueueUrl=url, MessageBody=message.model_dump_json(), DelaySeconds=delay_seconds)
+            client.send_message(QueueUrl=url, MessageBody=message.model_dump_json())
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "ClientError")
             raise QueueUnavailable(f"queue {url} refused the message ({code})") from exc

@@ -18,12 +18,18 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
+from incident_loop import aws
 from incident_loop.batch import LoggingBatchProcessor
+from incident_loop.observability import logger
 from incident_loop.schemas.workflows import WorkflowMessage, WorkflowRecord
 from incident_loop.settings import get_settings
+from incident_loop.skills.errors import SkillError
 from incident_loop.skills.idempotency import register_lambda_context
 from incident_loop.workflows.runner import run_workflow
+
+MAX_VISIBILITY_S = 43_200  # SQS's longest visibility timeout: 12 hours
 
 
 @cache
@@ -52,13 +58,32 @@ def run_idempotent(message: WorkflowMessage, time_left_ms: Callable[[], int] | N
     return workflow_segment(message=message)
 
 
+def come_back_after(receipt_handle: str, seconds: float) -> None:
+    """Redeliver the record when its skill asked to be called again (Retry-After, the webhook schedule, a
+    breaker's cooldown) rather than after the queue's visibility timeout. Best effort: if SQS refuses, the
+    visibility timeout brings it back anyway."""
+    url = get_settings().workflow_queue_url
+    if not url:
+        return
+    try:
+        aws.sqs().change_message_visibility(QueueUrl=url, ReceiptHandle=receipt_handle,
+                                            VisibilityTimeout=max(1, min(int(seconds + 0.999), MAX_VISIBILITY_S)))
+    except (BotoCoreError, ClientError):
+        logger.warning("redelivery time not set; the visibility timeout applies", retry_after_s=seconds)
+
+
 def workflow_handler() -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
     """The runner function's handler: the workflow queue's batches, each record one run segment."""
     processor = LoggingBatchProcessor(event_type=EventType.SQS, model=WorkflowRecord)
 
     def record_handler(record: WorkflowRecord, lambda_context: LambdaContext | None = None) -> dict[str, Any]:
         clock = lambda_context.get_remaining_time_in_millis if lambda_context is not None else None
-        return run_idempotent(record.body, clock)
+        try:
+            return run_idempotent(record.body, clock)
+        except SkillError as exc:
+            if exc.retryable and getattr(exc, "retry_after_s", None):
+                come_back_after(record.receiptHandle, float(exc.retry_after_s))  # type: ignore[attr-defined]
+            raise
 
     def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         idempotency_config().register_lambda_context(context)

@@ -22,11 +22,13 @@ from incident_loop.workflows.wiring import skill_source
 
 def check_targets(tenant_id: str, event: NotificationEvent, targets: NotificationTargets) -> None:
     """InvalidDefinition (422) unless every secret is the tenant's own and the skills accept the targets."""
-    own = f"tenants/{tenant_id}/"
-    foreign = [ref for ref in targets.secret_references() if own not in ref]
+    from incident_loop.skills.secrets import tenant_owns
+
+    foreign = [ref for ref in targets.secret_references() if not tenant_owns(ref, tenant_id)]
     if foreign:
-        raise InvalidDefinition([{"field": "targets", "reason": f"a secret reference must name one of the tenant's "
-                                  f"own secrets (contain '{own}'): {', '.join(foreign)}"}])
+        reason = (f"a secret reference must name one of the tenant's own secrets "
+                  f"(incident-loop/<stage>/tenants/{tenant_id}/...): {', '.join(foreign)}")
+        raise InvalidDefinition([{"field": "targets", "reason": reason}])
     sample = definition(event, targets, "sample", "sample", "1970-01-01T00:00:00Z", {})
     check_definition(sample, skill_source(None))
     if targets.webhook is not None:

@@ -110,7 +110,7 @@ class AuditStore(Protocol):
 class WorkflowQueue(Protocol):
     """Where runs are handed to the runner (the workflow queue)."""
 
-    def send(self, message: WorkflowMessage, *, delay_seconds: int = 0) -> None: ...
+    def send(self, message: WorkflowMessage) -> None: ...
 
 
 class SkillSource(Protocol):

@@ -1,0 +1,67 @@
+"""A workflow record whose skill asked to be called later comes back then, not after the visibility timeout."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+
+from incident_loop.settings import get_settings
+from incident_loop.skills.errors import ExternalError, SkillInputError
+from incident_loop.workflows import consumer
+
+
+class FakeSqs:
+    def __init__(self) -> None:
+        self.visibility: list[dict[str, Any]] = []
+
+    def change_message_visibility(self, **kwargs: Any) -> None:
+        self.visibility.append(kwargs)
+
+
+@pytest.fixture
+def sqs(monkeypatch: pytest.MonkeyPatch) -> FakeSqs:
+    fake = FakeSqs()
+    monkeypatch.setenv("WORKFLOW_QUEUE_URL", "https://sqs.local/123/workflows")
+    get_settings.cache_clear()
+    monkeypatch.setattr(consumer.aws, "sqs", lambda: fake)
+    yield fake
+    get_settings.cache_clear()
+
+
+def record(receipt: str = "rh-1") -> dict[str, Any]:
+    body = {"workflow_run_id": "wf_1", "tenant_id": "tenant-a", "correlation_id": "wf_1"}
+    return {"messageId": "m-1", "receiptHandle": receipt, "body": json.dumps(body), "attributes": {
+        "ApproximateReceiveCount": "1", "SentTimestamp": "0", "SenderId": "x", "ApproximateFirstReceiveTimestamp": "0"},
+        "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:workflows", "awsRegion": "us-east-1"}
+
+
+def handle(monkeypatch: pytest.MonkeyPatch, error: Exception, lambda_context: Any) -> None:
+    """One record whose run raises `error`: the batch fails whole (Powertools raises when every record failed)."""
+    def failing(message: Any, clock: Any = None) -> Any:
+        raise error
+
+    monkeypatch.setattr(consumer, "run_idempotent", failing)
+    with pytest.raises(BatchProcessingError):
+        consumer.workflow_handler()({"Records": [record()]}, lambda_context)
+
+
+@pytest.mark.parametrize(("retry_after", "visibility"), [(300.0, 300), (4.2, 5), (90_000.0, 43_200)])
+def test_a_retryable_error_with_a_retry_after_sets_when_the_record_comes_back(
+    sqs: FakeSqs, monkeypatch: pytest.MonkeyPatch, lambda_context: Any, retry_after: float, visibility: int
+) -> None:
+    error = ExternalError("503 from the receiver", code="http_503", retryable=True, retry_after_s=retry_after)
+    handle(monkeypatch, error, lambda_context)
+    assert sqs.visibility == [{"QueueUrl": "https://sqs.local/123/workflows", "ReceiptHandle": "rh-1",
+                               "VisibilityTimeout": visibility}]
+
+
+def test_an_error_without_a_time_leaves_the_visibility_timeout_alone(
+    sqs: FakeSqs, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    handle(monkeypatch, ExternalError("timeout", code="timeout", retryable=True), lambda_context)
+    handle(monkeypatch, SkillInputError("bad args"), lambda_context)
+    assert sqs.visibility == []
