@@ -25,14 +25,16 @@ def fn_conn(db_url: str) -> Iterator[psycopg.Connection[Any]]:
         yield conn
 
 
-def _run(admin: Any, tenant: str, age_days: int, ops: int, replays: int = 1) -> str:
-    """A finished run with its ops and replays, all `age_days` old (written as the owner)."""
+def _run(admin: Any, tenant: str, age_days: int, ops: int, replays: int = 1, status: str = "completed") -> str:
+    """A run with its ops and replays, all `age_days` old (written as the owner); finished unless `status`
+    says it is still running."""
     run_id = f"wf_{uuid.uuid4().hex}"
     age = {"age": age_days}
-    admin.execute("INSERT INTO m11_audit.workflow_runs (id, tenant_id, definition, status, created_at, updated_at)"
-                  " VALUES (%(id)s, %(t)s, %(d)s, 'completed', now() - make_interval(days => %(age)s),"
-                  " now() - make_interval(days => %(age)s))",
-                  {"id": run_id, "t": tenant, "d": Jsonb({"steps": []}), **age})
+    admin.execute("INSERT INTO m11_audit.workflow_runs (id, tenant_id, definition, status, created_at, updated_at,"
+                  " completed_at) VALUES (%(id)s, %(t)s, %(d)s, %(status)s, now() - make_interval(days => %(age)s),"
+                  " now() - make_interval(days => %(age)s),"
+                  " CASE WHEN %(status)s = 'running' THEN NULL ELSE now() - make_interval(days => %(age)s) END)",
+                  {"id": run_id, "t": tenant, "d": Jsonb({"steps": []}), "status": status, **age})
     for index in range(ops):
         admin.execute("INSERT INTO m11_audit.ops (op_id, workflow_run_id, op_index, op_type, args, args_hash, status,"
                       " tenant_id, created_at) VALUES (%(op)s, %(id)s, %(i)s, 'kv_store', %(a)s, 'h', 'completed',"
@@ -113,3 +115,15 @@ def test_a_retention_age_below_a_day_deletes_nothing(admin_conn: Any, fn_conn: A
 
     assert counts == {"ops_deleted": 0, "replays_deleted": 0, "runs_deleted": 0}
     assert _left(admin_conn, [run_id])["ops"] == 1
+
+
+def test_a_run_still_running_keeps_its_ops_however_old(admin_conn: Any, fn_conn: Any) -> None:
+    tenant = f"tenant-{uuid.uuid4().hex[:6]}"
+    running = _run(admin_conn, tenant, age_days=400, ops=3, replays=0, status="running")
+    finished = _run(admin_conn, tenant, age_days=400, ops=3, replays=0)
+    for _ in range(20):
+        if fn_conn.execute("SELECT * FROM m11_audit.purge_audit(1, 1000)").fetchone()["ops_deleted"] == 0:
+            break
+    fn_conn.commit()
+    assert _left(admin_conn, [running]) == {"workflow_runs": 1, "ops": 3, "replay_runs": 0}
+    assert _left(admin_conn, [finished]) == {"workflow_runs": 0, "ops": 0, "replay_runs": 0}

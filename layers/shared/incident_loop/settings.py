@@ -34,6 +34,9 @@ class Settings(BaseModel):
     idempotency_table: str = "incident-loop-idempotency"
     breakers_table: str = "incident-loop-breakers"
     idempotency_expiry_s: int = 7 * 24 * 3600
+    # A skill's effect is remembered longer than a workflow message can live (queue 4 days + its DLQ 14 days, a
+    # redrive resumes a pending op): a redriven op never repeats its effect.
+    skill_idempotency_expiry_s: int = Field(default=19 * 24 * 3600, ge=3600)
 
     # SQS: the queue each stage hands its work to
     pattern_queue_url: str | None = None

@@ -140,7 +140,8 @@ class IdempotentSkill(Skill):
         try:
             result, hit = run_once(persistence=self.persistence, skill=self.name, tenant_id=ctx.tenant_id, key=key,
                                    args=args, effect=lambda: super(IdempotentSkill, self)._execute(data, ctx),
-                                   expires_after_s=self.settings.idempotency_expiry_s, budget_s=self.call_budget_s())
+                                   expires_after_s=self.settings.skill_idempotency_expiry_s,
+                                   budget_s=self.call_budget_s())
         except SkillError as exc:
             if exc.code == "idempotency_conflict":
                 metrics.idempotency(self.name, hit=False, tenant_id=ctx.tenant_id)
