@@ -134,14 +134,14 @@ def _robustness(rows: list[dict[str, Any]], names: list[str]) -> list[str]:
 
 
 def _goals(results: list[dict[str, Any]], loo: dict[str, Any]) -> list[str]:
-    """Issue 14's goals, checked on these figures, and what they cannot show."""
+    """The grouping's goals, checked on these figures, and what they cannot show."""
     loo_mean = sum(r["loo_ga"] for r in results) / len(results)
     ties = [r["dataset"] for r in results if r["loo_ga"] == r["drain3_ga"]]
     below = [r["dataset"] for r in results if r["loo_ga"] < r["drain3_ga"]]
     slow = [r["dataset"] for r in results if r["throughput_ratio"] < 1.0]
     worst = min(results, key=lambda r: r["calibration"]["top80_precision"])
     return [
-        "", "### Against the goals of issue 14", "",
+        "", "### Against the goals", "",
         f"* LOO mean GA {loo_mean:.3f} (goal 0.95); at or above Drain3 on "
         + ("every dataset" if not below else f"all but {', '.join(below)}")
         + (f" ({', '.join(ties)} equal to it)" if ties else "") + ".",

@@ -160,7 +160,7 @@ def _write_docs(r: dict[str, Any], mixed: dict[str, Any]) -> None:
         " ahead with `= ANY(...)`, every event recorded in one statement, the hand-offs ten to a"
         " SendMessageBatch, no idempotency record (the event key and the lock already make a stage exactly"
         " once), and ingest's failures written once per batch on the persistence pool's connection. The goal"
-        " (issue 13): at most 3 round trips and 3 AWS calls per message, no connection per message.\n\n"
+        ": at most 3 round trips and 3 AWS calls per message, no connection per message.\n\n"
         f"| stage | round trips | statements | AWS calls | new connections | round trips, {MIXED_TENANTS} tenants"
         " a batch |\n|---|---|---|---|---|---|\n" + rows + "\n"
         f"The last column mixes {MIXED_TENANTS} tenants in every batch (two messages each, and five times the"

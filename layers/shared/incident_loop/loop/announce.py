@@ -10,12 +10,15 @@ idempotency keys derive from the run id and the step).
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from incident_loop.observability import logger
-from incident_loop.schemas.notifications import NotificationEvent, NotificationTargets
-from incident_loop.schemas.workflows import WorkflowDefinition, WorkflowStep
+from incident_loop.schemas.loop.enums import NotificationEvent
 from incident_loop.stores.ports import UnitOfWork
+
+if TYPE_CHECKING:  # loaded when a tenant has targets, not at every stage function's init
+    from incident_loop.schemas.notifications import NotificationTargets
+    from incident_loop.schemas.workflows import WorkflowDefinition
 
 _NAMESPACE = uuid.UUID("5b0c4c2e-9f59-4a4e-8a43-6f1d7c2b8e11")
 # Standard Webhooks event types (dotted, as the spec's examples write them)
@@ -42,6 +45,8 @@ def literal(value: Any) -> Any:
 def definition(event: NotificationEvent, targets: NotificationTargets, text: str, subject_id: str,
                occurred_at: str, data: dict[str, Any]) -> WorkflowDefinition:
     """The announcement's steps: Slack first (a person reads it), then the signed webhook."""
+    from incident_loop.schemas.workflows import WorkflowDefinition, WorkflowStep
+
     steps = []
     if targets.slack is not None:
         steps.append(WorkflowStep(skill="slack_send", args=literal(

@@ -8,10 +8,9 @@ from incident_loop.loop.announce import announce
 from incident_loop.loop.errors import NotFound
 from incident_loop.loop.wiring import unit_of_work
 from incident_loop.observability import logger
-from incident_loop.schemas.loop.enums import PolicyMode
+from incident_loop.schemas.loop.enums import NotificationEvent, PolicyMode
 from incident_loop.schemas.loop.policy import PolicyRule
 from incident_loop.schemas.loop.requests import PolicyFeedback
-from incident_loop.schemas.notifications import NotificationEvent
 from incident_loop.settings import get_settings
 from incident_loop.stores.ports import UnitOfWork
 

@@ -10,10 +10,9 @@ from incident_loop.loop.outcome import StageOutcome
 from incident_loop.loop.recovery_templates import plan_for
 from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.loop.confidence import ConfidenceCalculator
-from incident_loop.schemas.loop.enums import HumanCheckpointType, LoopFailureState
+from incident_loop.schemas.loop.enums import HumanCheckpointType, LoopFailureState, NotificationEvent
 from incident_loop.schemas.loop.events import HumanCheckpoint
 from incident_loop.schemas.loop.results import RecoverySuggestion
-from incident_loop.schemas.notifications import NotificationEvent
 from incident_loop.stores.ports import UnitOfWork
 
 

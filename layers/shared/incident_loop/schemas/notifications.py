@@ -10,18 +10,15 @@ Secrets Manager; skills.secrets.tenant_owns).
 from __future__ import annotations
 
 from datetime import datetime
-from enum import Enum
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from incident_loop.schemas.loop.enums import NotificationEvent
+
+__all__ = ["NotificationEvent", "NotificationSetting", "NotificationSettings", "NotificationTargets", "SlackTarget",
+           "WebhookTarget"]
+
 PARAMETER = r"^[A-Za-z0-9_.:/+=@-]{1,2048}$"  # an SSM parameter name or a Secrets Manager ARN / name
-
-
-class NotificationEvent(str, Enum):
-    """What the loop announces."""
-
-    CHECKPOINT_CREATED = "checkpoint_created"
-    POLICY_ACTIVATED = "policy_activated"
 
 
 class SlackTarget(BaseModel):

@@ -9,17 +9,19 @@ on a rollback), so the runner is never told of a run that was not committed.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from psycopg import Connection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from incident_loop.observability import logger
-from incident_loop.schemas.notifications import NotificationEvent, NotificationSetting, NotificationTargets
-from incident_loop.schemas.workflows import WorkflowMessage
 from incident_loop.stores.read_ahead import MISSING, ReadAhead
-from incident_loop.stores.workflow_queue import SqsWorkflowQueue
+
+if TYPE_CHECKING:  # the models load when a tenant has targets, not at every stage function's init
+    from incident_loop.schemas.loop.enums import NotificationEvent
+    from incident_loop.schemas.notifications import NotificationSetting, NotificationTargets
+    from incident_loop.schemas.workflows import WorkflowMessage
 
 
 class PostgresNotifications:
@@ -44,12 +46,16 @@ class PostgresNotifications:
         row = self.conn.execute(
             "SELECT targets FROM notification_targets WHERE tenant_id = %s AND event = %s",
             (tenant_id, event.value)).fetchone()
+        from incident_loop.schemas.notifications import NotificationTargets
+
         found = None if row is None else NotificationTargets.model_validate(row["targets"])
         self.read_ahead.put("notification_targets", (tenant_id, event.value), found)
         return found
 
     def all(self, tenant_id: str) -> list[NotificationSetting]:
         """Every event the tenant has targets for."""
+        from incident_loop.schemas.notifications import NotificationSetting
+
         with self.conn.cursor(row_factory=dict_row) as cur:
             rows = cur.execute("SELECT event, targets, updated_by, updated_at FROM notification_targets"
                                " WHERE tenant_id = %s ORDER BY event", (tenant_id,)).fetchall()
@@ -73,6 +79,8 @@ class PostgresNotifications:
 
     def submit(self, run_id: str, tenant_id: str, name: str, definition: Mapping[str, Any]) -> None:
         """Write the announcement's run (once per id); its message waits for the commit (flush)."""
+        from incident_loop.schemas.workflows import WorkflowMessage
+
         self.conn.execute(
             "INSERT INTO m11_audit.workflow_runs (id, tenant_id, name, definition) VALUES (%s, %s, %s, %s)"
             " ON CONFLICT (id) DO NOTHING", (run_id, tenant_id, name, Jsonb(dict(definition))))
@@ -87,6 +95,10 @@ class PostgresNotifications:
         the runner answers a finished run with its outcome). QueueUnavailable if SQS refuses one; the
         run stays `queued` (logged with its id)."""
         pending, self.pending = self.pending, []
+        if not pending:
+            return
+        from incident_loop.stores.workflow_queue import SqsWorkflowQueue
+
         queue = self._queue or SqsWorkflowQueue()
         for message in pending:
             try:

@@ -83,3 +83,10 @@ class HumanCheckpointType(str, Enum):
     SIMULATE_ROUTING = "simulate_routing"
     REVERT_LOOP = "revert_loop"
     OVERRIDE_GUARDRAIL = "override_guardrail"
+
+
+class NotificationEvent(str, Enum):
+    """What the loop announces to a tenant's notification targets."""
+
+    CHECKPOINT_CREATED = "checkpoint_created"
+    POLICY_ACTIVATED = "policy_activated"
