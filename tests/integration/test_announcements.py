@@ -177,3 +177,37 @@ def test_targets_are_removed_and_an_unknown_event_is_refused(local: LocalWorkflo
     assert local.app.request("DELETE", "/notifications/checkpoint_created", tenant)[0] == 404
     assert local.app.request("PUT", "/notifications/every_minute", tenant, _targets(local, tenant))[0] == 422
     assert local.app.request("GET", "/notifications", tenant)[1] == {"notifications": []}
+
+
+class _Queue:
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, message: Any) -> None:
+        self.sent.append(message.workflow_run_id)
+
+
+def test_a_run_is_queued_only_when_the_outermost_transaction_commits_and_never_after_a_rollback(
+    conn: psycopg.Connection[Any]
+) -> None:
+    from incident_loop.stores.notifications import PostgresNotifications
+    from incident_loop.stores.unit_of_work import PostgresUnitOfWork
+
+    tenant, queue = f"tenant-ob-{uuid.uuid4().hex[:6]}", _Queue()
+    uow = PostgresUnitOfWork(queues=None, conn=conn)  # type: ignore[arg-type]
+    uow.notifications = PostgresNotifications(conn, uow.read_ahead, queue=queue)
+    steps = {"steps": [{"skill": "kv_store", "args": {"op": "get", "key": "k"}}]}
+    with uow.begin(tenant):
+        with uow.begin(tenant):  # a savepoint: not committed yet
+            uow.notifications.submit("wf_outer", tenant, "n", steps)
+        assert queue.sent == []
+    assert queue.sent == ["wf_outer"]
+    with pytest.raises(RuntimeError), uow.begin(tenant):
+        uow.notifications.submit("wf_rolled_back", tenant, "n", steps)
+        raise RuntimeError("the stage failed")
+    with uow.begin(tenant):
+        pass
+    assert queue.sent == ["wf_outer"]
+    with uow.begin(tenant):
+        stored = conn.execute("SELECT id FROM m11_audit.workflow_runs WHERE tenant_id = %s", (tenant,)).fetchall()
+    assert [row["id"] for row in stored] == ["wf_outer"]

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from psycopg import Connection
+from psycopg.pq import TransactionStatus
 
 from incident_loop.db import get_connection, set_tenant, transaction
 from incident_loop.stores.checkpoints import PostgresCheckpointStore
@@ -69,4 +70,5 @@ class PostgresUnitOfWork:
             raise
         finally:
             self.read_ahead.clear()  # read under this transaction's locks: worthless after it
-        self.notifications.flush()  # committed: the runner may now read the runs it is told of
+        if self.conn.info.transaction_status == TransactionStatus.IDLE:  # not a savepoint inside another one
+            self.notifications.flush()  # committed: the runner may now read the runs it is told of
