@@ -65,8 +65,9 @@ def test_workflow_runner_runs_every_op_and_the_api_shows_and_verifies_the_run(cl
 def test_audit_retention_deletes_the_audit_past_the_retention_age(cloud: Artifact) -> None:
     old = f"wf_{uuid.uuid4().hex}"
     cloud.admin.execute(
-        "INSERT INTO m11_audit.workflow_runs (id, tenant_id, definition, status, created_at, updated_at)"
-        " VALUES (%(id)s, %(t)s, %(d)s, 'completed', now() - interval '400 days', now() - interval '400 days')",
+        "INSERT INTO m11_audit.workflow_runs (id, tenant_id, definition, status, created_at, updated_at, completed_at)"
+        " VALUES (%(id)s, %(t)s, %(d)s, 'completed', now() - interval '400 days', now() - interval '400 days',"
+        " now() - interval '400 days')",
         {"id": old, "t": cloud.tenant, "d": Jsonb({"steps": []})})
     cloud.admin.execute(
         "INSERT INTO m11_audit.ops (op_id, workflow_run_id, op_index, op_type, args, args_hash, tenant_id, created_at)"
