@@ -11,6 +11,7 @@ from typing import Any
 
 import boto3
 from botocore.config import Config
+from botocore.exceptions import ClientError
 
 # DynamoDB serves the breakers, which sit on hot paths: a DynamoDB that does not answer must cost little
 # before a breaker's fail mode decides (1 s to connect, 2 s to read, 2 attempts). Candidate settings.
@@ -37,3 +38,21 @@ def dynamodb() -> Any:
 def reset() -> None:
     """Forget every client, as a cold container would (local runs and tests, after the environment changed)."""
     client.cache_clear()
+
+
+def ensure_table(client: Any, table: str, key: str, ttl_attribute: str | None = None) -> None:
+    """Create a table keyed on one string attribute if it is missing, with its TTL attribute if it has one
+    (local runs, tests and benchmarks; in AWS the template creates every table)."""
+    try:
+        client.describe_table(TableName=table)
+        return
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+    client.create_table(TableName=table, KeySchema=[{"AttributeName": key, "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": key, "AttributeType": "S"}],
+                        BillingMode="PAY_PER_REQUEST")
+    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    if ttl_attribute:
+        client.update_time_to_live(TableName=table,
+                                   TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl_attribute})

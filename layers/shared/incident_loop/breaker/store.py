@@ -167,13 +167,4 @@ class CachedRecord:
 
 def ensure_table(client: Any, table: str) -> None:
     """Create the breakers table if it is missing (local runs and benchmarks; AWS gets it from the template)."""
-    try:
-        client.describe_table(TableName=table)
-        return
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise
-    client.create_table(TableName=table, KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
-                        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
-                        BillingMode="PAY_PER_REQUEST")
-    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
+    aws.ensure_table(client, table, "name")

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from functools import cache
-from typing import Literal
+from typing import Any, Literal
 
 import psycopg
 from aws_lambda_powertools.metrics import MetricUnit
@@ -160,20 +160,30 @@ def persist_failure(failure: FailureIn, guard: PersistGuard | None = None, *, ds
     outcome = {"failure_id": record.id, "catalog_match": record.match_type}
     if guard is not None and not guard.allow():
         return Outcome(**outcome, result=park(record, "breaker_open"), reason="breaker_open")
-    future = _workers.submit(_write, record, dsn)
+    reason = _bounded_write(_write, record, dsn, timeout_s, guard)
+    if reason is None:
+        return Outcome(**outcome, result="stored")
+    return Outcome(**outcome, result=park(record, reason), reason=reason)
+
+
+def _bounded_write(write: Callable[[Any, str | None], None], what: Any, dsn: str | None, timeout_s: float,
+                   guard: PersistGuard | None) -> str | None:
+    """write(what, dsn) within `timeout_s`, its outcome told to the guard: None when it was stored, else why
+    not (the caller parks what was not stored)."""
+    future = _workers.submit(write, what, dsn)
     try:
         future.result(timeout=timeout_s)
     except concurrent.futures.TimeoutError:
         reason = f"write exceeded {timeout_s}s"
-    except Exception as exc:  # noqa: BLE001 - any database failure parks the record
+    except Exception as exc:  # noqa: BLE001 - any database failure parks what was to be written
         reason = f"{type(exc).__name__}: {exc}"[:250]
     else:
         if guard is not None:
             guard.record_success()
-        return Outcome(**outcome, result="stored")
+        return None
     if guard is not None:
         guard.record_failure(reason)
-    return Outcome(**outcome, result=park(record, reason), reason=reason)
+    return reason
 
 
 def park_all(records: Sequence[FailureRecord], reason: str) -> list[Outcome | FailureNotPersisted]:
@@ -218,20 +228,10 @@ def persist_failures(failures: Sequence[FailureIn], guard: PersistGuard | None =
         metrics.add_metric(name="FailureMatchMisses", unit=MetricUnit.Count, value=len(records) - hits)
     if guard is not None and not guard.allow():
         return park_all(records, "breaker_open")
-    future = _workers.submit(_write_all, records, dsn)
-    try:
-        future.result(timeout=timeout_s)
-    except concurrent.futures.TimeoutError:
-        reason = f"write exceeded {timeout_s}s"
-    except Exception as exc:  # noqa: BLE001 - any database failure parks the records
-        reason = f"{type(exc).__name__}: {exc}"[:250]
-    else:
-        if guard is not None:
-            guard.record_success()
+    reason = _bounded_write(_write_all, records, dsn, timeout_s, guard)
+    if reason is None:
         return [Outcome(failure_id=r.id, catalog_match=r.match_type, result="stored")  # type: ignore[arg-type]
                 for r in records]
-    if guard is not None:
-        guard.record_failure(reason)
     return park_all(records, reason)
 
 

@@ -221,15 +221,6 @@ class KvTable:
 
 def ensure_table(client: Any, table: str) -> None:
     """Create the kv table with its TTL if it is missing (local runs, tests, benchmarks)."""
-    try:
-        client.describe_table(TableName=table)
-        return
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
-            raise
-    client.create_table(TableName=table, KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
-                        AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
-                        BillingMode="PAY_PER_REQUEST")
-    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 30})
-    client.update_time_to_live(TableName=table,
-                               TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+    from incident_loop import aws
+
+    aws.ensure_table(client, table, "pk", ttl_attribute="expires_at")
