@@ -7,13 +7,9 @@ import json
 
 def document() -> str:
     """The OpenAPI document of every route (the functions' assemblies together) as stable, indented JSON."""
-    from incident_loop import api, workflow_api
-    from incident_loop.http.error_map import map_errors
-    from incident_loop.http.resolver import BoundaryResolver
+    from incident_loop.api import ROUTERS, assemble
 
-    whole = map_errors(BoundaryResolver())  # what each function's resolver serves, documented as one API
-    for router in (*api.ROUTERS, *workflow_api.ROUTERS):
-        whole.include_router(router)
+    whole = assemble(*ROUTERS)  # what each function's resolver serves, documented as one API
     return json.dumps(json.loads(whole.get_openapi_json_schema()), indent=2, sort_keys=True) + "\n"
 
 

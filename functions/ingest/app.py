@@ -6,9 +6,11 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from incident_loop.api import app
+from incident_loop.api import assemble
 from incident_loop.loop.ingest import incident_handler
 from incident_loop.observability import logger, metrics, tracer
+
+app = assemble("ingest")
 
 handle_records = incident_handler()
 

@@ -7,8 +7,10 @@ from typing import Any
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from incident_loop.api import app
+from incident_loop.api import assemble
 from incident_loop.observability import logger, metrics, tracer
+
+app = assemble("loop")
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, clear_state=True)

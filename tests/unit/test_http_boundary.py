@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError
 
-from incident_loop import api
+from incident_loop.api import ROUTERS, assemble
 from incident_loop.db import DatabaseUnavailable
 from incident_loop.http.boundary import MAX_DEPTH, check_depth, parse_json, text_errors
 from incident_loop.http.errors import RETRY_AFTER_S, BadRequest
 from incident_loop.loop.wiring import stage_queues
+from incident_loop.routes import ingest as ingest_routes
 from incident_loop.routes import loop as loop_routes
 from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.loop.enums import LoopStage
@@ -27,6 +28,8 @@ from incident_loop.stores.queues import QueueUnavailable
 from incident_loop_dev.local.runner import FakeContext
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"
+# Every API function's routes on one resolver: the boundary is the same for each.
+APP = assemble(*ROUTERS)
 
 
 def event(method: str = "POST", path: str = "/incidents", body: str | bytes | None = None, *,
@@ -49,7 +52,7 @@ def event(method: str = "POST", path: str = "/incidents", body: str | bytes | No
 
 
 def call(evt: dict[str, Any]) -> tuple[int, dict[str, str], Any]:
-    response = api.app.resolve(evt, FakeContext(function_name="test"))
+    response = APP.resolve(evt, FakeContext(function_name="test"))
     headers = {**(response.get("headers") or {}),
                **{k: ",".join(v) for k, v in (response.get("multiValueHeaders") or {}).items()}}
     return response["statusCode"], headers, json.loads(response["body"]) if response.get("body") else None
@@ -70,7 +73,7 @@ def assert_shape(body: Any) -> None:
 def no_domain(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The routes' domain calls, recorded and never run: a boundary rejection must not reach them."""
     reached: list[Any] = []
-    monkeypatch.setattr(loop_routes, "ingest_incident", lambda *a, **k: reached.append(a))
+    monkeypatch.setattr(ingest_routes, "ingest_incident", lambda *a, **k: reached.append(a))
     monkeypatch.setattr(loop_routes, "report_kpi", lambda *a, **k: reached.append(a) or {})
     return reached
 
@@ -135,7 +138,7 @@ def test_json_content_types_and_none_are_taken(no_domain: list[Any], content_typ
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from incident_loop.schemas.incident import IncidentAccepted
 
-    monkeypatch.setattr(loop_routes, "ingest_incident", lambda *a, **k: IncidentAccepted(
+    monkeypatch.setattr(ingest_routes, "ingest_incident", lambda *a, **k: IncidentAccepted(
         incident_id="inc_1", loop_id="loop_1", duplicate=False, status_url="/loops/inc_1"))
     assert call(event(body=json.dumps(good_incident()), content_type=content_type))[0] == 202
 
@@ -170,7 +173,7 @@ def test_an_unavailable_dependency_is_a_503_with_retry_after(monkeypatch: pytest
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise error
 
-    monkeypatch.setattr(loop_routes, "ingest_incident", fail)
+    monkeypatch.setattr(ingest_routes, "ingest_incident", fail)
     status, headers, body = call(event(body=json.dumps(good_incident())))
     assert status == 503 and headers["Retry-After"] == str(RETRY_AFTER_S)
     assert_shape(body)
@@ -188,7 +191,7 @@ def test_an_unexpected_error_is_a_500_in_the_error_shape_not_a_502(monkeypatch: 
     def fail(*args: Any, **kwargs: Any) -> Any:
         raise ValueError("a bug")
 
-    monkeypatch.setattr(loop_routes, "ingest_incident", fail)
+    monkeypatch.setattr(ingest_routes, "ingest_incident", fail)
     status, _, body = call(event(body=json.dumps(good_incident())))
     assert status == 500 and body == {"message": "internal error"}
 

@@ -3,7 +3,6 @@ batch, and a message that fails, fails alone."""
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 from typing import Any
 
@@ -12,7 +11,7 @@ from fakes import MemoryUnitOfWork
 from fakes.driver import MemoryLoop, timeout
 
 from incident_loop.failures.persist import FailureNotPersisted
-from incident_loop.loop import ingest, registry
+from incident_loop.loop import ingest, match_pattern, registry
 from incident_loop.loop.errors import NotReady
 from incident_loop.loop.stage import WrongStage, process_batch
 from incident_loop.schemas.envelope import Envelope
@@ -46,15 +45,14 @@ def test_a_batch_is_one_transaction_and_every_envelope_is_handed_on(loop: Memory
 def test_a_bridge_failing_for_one_envelope_fails_it_alone_and_its_neighbours_pass(
         loop: MemoryLoop, monkeypatch: pytest.MonkeyPatch) -> None:
     good, bad, other = reported(loop, 1, 2, 3)
-    entry = registry.stage(LoopStage.PATTERN_MATCHED)
+    real = registry.stage(LoopStage.PATTERN_MATCHED).bridge
 
     def bridge(uow: Any, env: Envelope) -> Any:
         if env.incident_id == bad:
             raise RuntimeError("poison")
-        return entry.bridge(uow, env)
+        return real(uow, env)
 
-    monkeypatch.setattr(registry, "_BY_STAGE", {**registry._BY_STAGE,
-                                                entry.stage: dataclasses.replace(entry, bridge=bridge)})
+    monkeypatch.setattr(match_pattern, "match_pattern", bridge)
     results = loop.deliver_batch()
 
     assert isinstance(results[1], RuntimeError) and str(results[1]) == "poison"

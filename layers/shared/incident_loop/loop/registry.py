@@ -6,9 +6,11 @@ stages reads this table: the handler factory and the runner (loop.stage), the qu
 hand-offs), the hand-off after a checkpoint (loop.checkpoints) and the loop's status (loop.status).
 
 Adding a stage:
-* its bridge module here in loop/: `def bridge(uow, env) -> StageOutcome`, the hand-off being the
-  payload the next stage needs, and optionally `def read_ahead(uow, envs)` reading for a whole batch
-  what the bridge reads for each envelope (the `*_many` reads of the stores);
+* its bridge module here in loop/, named for its function `def <module>(uow, env) -> StageOutcome`, the
+  hand-off being the payload the next stage needs, and optionally `def read_ahead(uow, envs)` reading
+  for a whole batch what the bridge reads for each envelope (the `*_many` reads of the stores); the
+  module is imported when its bridge is first asked for, so what reads only the loop's order (ingest,
+  checkpoints, the loop API) does not load every bridge at init;
 * one entry below (and `next` of the entry before it pointing at it);
 * its block in template.yaml: queue, dead-letter queue and alarm, and its function, whose app.py
   is stage_handler(LoopStage.X) under the Powertools decorators; the previous stage's function gets
@@ -19,12 +21,13 @@ Adding a stage:
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 from pydantic import BaseModel
 
-from incident_loop.loop import adjust_routing, generate_policy, match_pattern, suggest_recovery
 from incident_loop.loop.outcome import BatchRead, Bridge
 from incident_loop.schemas.loop.enums import LoopStage
 from incident_loop.schemas.loop.policy import PolicyRule, RoutingAdjustment
@@ -51,36 +54,50 @@ class Result:
 class Stage:
     """One stage: the bridge that performs it, the queue that feeds it, what it produces, where it hands off.
 
+    module: the bridge's module in incident_loop.loop; its function of the same name is the bridge.
     queue: the Settings field holding the queue's URL (its environment variable is the name in capitals).
     next: the stage its hand-off goes to; None for the last, whose hand-off completes the loop.
-    read_ahead: reads, for a batch of envelopes, what the bridge reads for each (an optimisation only:
-    the bridge reads whatever was not read ahead itself).
     """
 
     stage: LoopStage
-    bridge: Bridge
+    module: str
     queue: str
     result: Result
     next: LoopStage | None
-    read_ahead: BatchRead | None = None
+
+    def _bridge_module(self) -> ModuleType:
+        return importlib.import_module(f"incident_loop.loop.{self.module}")
+
+    @property
+    def bridge(self) -> Bridge:
+        """The function that performs the stage for one envelope."""
+        found: Bridge = getattr(self._bridge_module(), self.module)
+        return found
+
+    @property
+    def read_ahead(self) -> BatchRead | None:
+        """Reads, for a batch of envelopes, what the bridge reads for each (an optimisation only: the
+        bridge reads whatever was not read ahead itself); None when the bridge has none."""
+        found: BatchRead | None = getattr(self._bridge_module(), "read_ahead", None)
+        return found
 
 
 # The stage before the first: recorded by ingest, which hands the incident to STAGES[0].
 OPENING = LoopStage.INCIDENT_CREATED
 
 STAGES: tuple[Stage, ...] = (
-    Stage(LoopStage.PATTERN_MATCHED, match_pattern.match_pattern, queue="pattern_queue_url",
+    Stage(LoopStage.PATTERN_MATCHED, "match_pattern", queue="pattern_queue_url",
           result=Result("match_result", PatternMatchResult, "pattern_match_result"),
-          next=LoopStage.RECOVERY_SUGGESTED, read_ahead=match_pattern.read_ahead),
-    Stage(LoopStage.RECOVERY_SUGGESTED, suggest_recovery.suggest_recovery, queue="recovery_queue_url",
+          next=LoopStage.RECOVERY_SUGGESTED),
+    Stage(LoopStage.RECOVERY_SUGGESTED, "suggest_recovery", queue="recovery_queue_url",
           result=Result("recovery", RecoverySuggestion, "recovery_suggestion"),
-          next=LoopStage.POLICY_GENERATED, read_ahead=suggest_recovery.read_ahead),
-    Stage(LoopStage.POLICY_GENERATED, generate_policy.generate_policy, queue="policy_queue_url",
+          next=LoopStage.POLICY_GENERATED),
+    Stage(LoopStage.POLICY_GENERATED, "generate_policy", queue="policy_queue_url",
           result=Result("policy", PolicyRule, "policy_rule"),
-          next=LoopStage.ROUTING_ADJUSTED, read_ahead=generate_policy.read_ahead),
-    Stage(LoopStage.ROUTING_ADJUSTED, adjust_routing.adjust_routing, queue="routing_queue_url",
+          next=LoopStage.ROUTING_ADJUSTED),
+    Stage(LoopStage.ROUTING_ADJUSTED, "adjust_routing", queue="routing_queue_url",
           result=Result("routing", RoutingAdjustment, "routing_adjustment"),
-          next=None, read_ahead=adjust_routing.read_ahead),
+          next=None),
 )
 
 _BY_STAGE = {entry.stage: entry for entry in STAGES}

@@ -191,7 +191,9 @@ def stage_handler(stage: LoopStage) -> Callable[[dict[str, Any], LambdaContext],
 
     The batch runs as one (process_batch); each record that failed goes back to the queue alone.
     """
-    registry.stage(stage)  # a stage no bridge performs fails at import, not at the first message
+    # A stage no bridge performs fails at import, not at the first message; its bridge loads at init.
+    if not callable(registry.stage(stage).bridge):
+        raise TypeError(f"the bridge of {stage.value} is not a function")
 
     def run(records: list[EnvelopeRecord]) -> list[Any]:
         return [r if isinstance(r, Exception) else r[0]

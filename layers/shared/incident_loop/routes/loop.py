@@ -1,6 +1,7 @@
-"""The loop's HTTP routes: incidents, loop status, checkpoints, policies, routing and graduation.
+"""The loop's HTTP routes: loop status, checkpoints, policies, routing and graduation (the loop API's).
 
-Included in the API's resolver (incident_loop.api); errors map to HTTP in incident_loop.http.error_map.
+Assembled by incident_loop.api; errors map to HTTP in incident_loop.http.error_map. Incidents come in
+through routes/ingest.py, the ingest function's own router.
 """
 
 from __future__ import annotations
@@ -13,21 +14,13 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from incident_loop.http.identity import tenant_id
 from incident_loop.loop.checkpoints import pending_checkpoints, resolve_checkpoint
-from incident_loop.loop.ingest import ingest_incident
 from incident_loop.loop.policies import confirm_policy, policies, regret_policy
 from incident_loop.loop.routing import report_kpi, routing_view
 from incident_loop.loop.status import graduation, loop_status
-from incident_loop.schemas.incident import IncidentAccepted, IncidentIn
 from incident_loop.schemas.loop.enums import PolicyMode
 from incident_loop.schemas.loop.requests import KpiReport, PolicyFeedback, ResolveCheckpoint
 
 router = Router()
-
-
-@router.post("/incidents", summary="Report a failed agent run", responses={202: {"description": "accepted"}})
-def post_incident(incident: IncidentIn) -> Response[dict[str, Any]]:
-    accepted: IncidentAccepted = ingest_incident(incident, tenant_id())
-    return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=accepted.model_dump())
 
 
 @router.get("/loops/<incident_id>", summary="Where an incident's loop stands", responses={
