@@ -56,12 +56,16 @@ def merge(a: Sequence[str], b: Sequence[str]) -> list[str]:
     return [x if x == y else WILDCARD for x, y in zip(a, b, strict=True)]
 
 
-def generalised(tokens: Sequence[str], pattern_tokens: Sequence[str]) -> int:
-    """Constant words of a message that the pattern's template holds as <*> (it generalised them)."""
+def generalised(tokens: Sequence[str], pattern_tokens: Sequence[str],
+                token_constants: Sequence[str | None] | None = None) -> int:
+    """Constant words of a message that the pattern's template holds as <*> (it generalised them).
+    `token_constants`: constants(tokens), when the caller has it."""
     if len(tokens) != len(pattern_tokens):
         return 0
     wild = pattern_tokens.count(WILDCARD)
     if not wild:
         return 0
-    both = sum(map(eq, tokens, pattern_tokens)) - sum(map(eq, constants(tokens), pattern_tokens))
-    return wild - both
+    if WILDCARD not in tokens:
+        return wild
+    mine = constants(tokens) if token_constants is None else token_constants
+    return wild - (sum(map(eq, tokens, pattern_tokens)) - sum(map(eq, mine, pattern_tokens)))

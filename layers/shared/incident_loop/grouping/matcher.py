@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from operator import eq
 from typing import Any, Protocol
 
 from incident_loop.grouping.classify import classify
@@ -255,9 +256,13 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
                              message, toks, new_alias=True)
     if best is not None:
         other = best.template_tokens()
-        count = generalised(toks, other)
+        count = generalised(toks, other, mine)
         sure = join_confidence(toks, True, best_score, best_unlike, count, text)
-        return MatchDecision("fuzzy", best.pattern_id, sure, sig, text, " ".join(merge(toks, other)), error_type,
+        # The pattern's template covers the message already (every position alike, or <*> in the pattern's)
+        # when the agreeing positions and the generalised words make up the whole: it stays as it is.
+        covered = sum(map(eq, toks, other)) + count == len(toks)
+        merged = best.template if covered else " ".join(merge(toks, other))
+        return MatchDecision("fuzzy", best.pattern_id, sure, sig, text, merged, error_type,
                              message, toks, similarity=best_score, differing=best_unlike, generalised=count)
     return MatchDecision("new", None, 0.0, sig, text, text, error_type, message, toks)
 

@@ -74,7 +74,8 @@ class MemoryPatternIndex:
             self._by_key.setdefault((tenant_id, decision.error_type, decision.candidate_key), []).append(cell)
         else:  # fuzzy: generalise against the template as it is now
             cell = self._cells[pattern_id]
-            if decision.match_type == "fuzzy":
+            # A template that already covers the message (the decision's merge left it as it was) stays.
+            if decision.match_type == "fuzzy" and decision.merged_template != cell[0].template:
                 merged = tuple(merge(decision.tokens, cell[0].template_tokens()))
                 cell[0] = PatternCandidate(pattern_id, " ".join(merged), merged, cell[0].count)
         self._signatures.setdefault((tenant_id, decision.signature), cell)

@@ -11,10 +11,11 @@ value, never about a system or a word seen in one log). Then a number and its un
 <*>, a written-out timestamp ("Fri Jul 1 07:57:30 2005") is one <*>, and a run of <*> is one <*> (a
 list of any length gives one template; an optional bracketed value after a variable leaves none).
 
-Memoised pure functions: a raw token's verdict, and the template of a message's verdicts; the
-constant words that make up most of every message cost one dictionary lookup each, done in C by
-map(). Every step is a pass over the message: the cost is linear in its length, however many tokens
-or variables it holds.
+Memoised pure functions: a message's template (its digits written 0: the lines of one log statement
+that differ only in their numbers are one lookup), a raw token's verdict, and the template of a
+message's verdicts; the constant words that make up most of every message cost one dictionary
+lookup each, done in C by map(). Every step is a pass over the message: the cost is linear in its
+length, however many tokens or variables it holds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from dataclasses import dataclass
 from incident_loop.grouping.tokens import CAL, MAX_VERDICTS, UNIT, WILDCARD, Verdicts
 
 _ZEROS = bytes.maketrans(b"123456789", b"000000000")
+# Whole messages memoised (digits written 0): bounded lower than the tokens' memo, a message being longer.
+MAX_MESSAGES = 20_000
 # A quoted value. An apostrophe inside a word ("can't") does not open or close one, and a quoted
 # string followed by ":" is a key ({"field": ...}), which is kept. One pattern per quote, each led by
 # its quote (the scan skips to quotes), with a fixed replacement.
@@ -60,10 +63,12 @@ class Normaliser:
         self._verdicts = Verdicts(options.mask_keyed)
         self._verdict = self._verdicts.__getitem__
         self._joined: dict[str, str] = {}
+        self._messages: dict[str, str] = {}
 
     def clear(self) -> None:
         self._verdicts.clear()
         self._joined.clear()
+        self._messages.clear()
 
     def template(self, message: str) -> str:
         """The message's template: its tokens, variables masked, joined by single spaces."""
@@ -74,12 +79,21 @@ class Normaliser:
             message = message.encode("ascii").translate(_ZEROS).decode("ascii")
         else:
             message = message.encode().translate(_ZEROS).decode()
+        # Messages that differ only in their digits (most lines of a log statement) are one message here.
+        found = self._messages.get(message)
+        if found is not None:
+            return found
+        key = message
         if self.options.mask_quoted:
             for quote, pattern, masked in _QUOTED:
                 if quote in message:
                     message = pattern.sub(masked, message)
         text = " ".join(map(self._verdict, message.split()))
-        return self._joined.get(text) or self._join(text)
+        final = self._joined.get(text) or self._join(text)
+        if len(self._messages) >= MAX_MESSAGES:
+            self._messages.clear()
+        self._messages[key] = final
+        return final
 
     def _join(self, text: str) -> str:
         """The template from its tokens' verdicts: a number and its unit, a written-out timestamp and
