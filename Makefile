@@ -47,10 +47,13 @@ cfn-lint: install
 build: $(SAM_VENV)/.installed
 	$(SAM) build
 
+# Two workers (pytest-xdist), each module whole on one (its module fixtures: a moto server, a database, the
+# functions' hosts); each worker has its own databases, servers and Alertmanager, installed here once first.
 test: install runtime $(SAM_VENV)/.installed
 	./scripts/check-postgres
+	./scripts/alertmanager install
 	$(MAKE) lint cfn-lint build
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadscope
 
 unit: install
 	$(BIN)/pytest -q tests/unit
