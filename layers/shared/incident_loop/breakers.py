@@ -23,10 +23,18 @@ from incident_loop.breaker import (
     config_for,
 )
 from incident_loop.breaker.config import SKILL_PREFIX
-from incident_loop.breaker_alerts import on_transition
 from incident_loop.stores.breaker_history import PostgresHistory
 
 __all__ = ["CATALOG_PERSIST", "COSTSIM_V2", "HOOKS", "for_skill", "named"]
+
+
+def on_transition(t: Transition) -> None:
+    """Alerts for every breaker, an incident for CostSim (incident_loop.breaker_alerts). Imported at the first
+    transition: most containers never see one, and need not load the alert models at every cold start."""
+    from incident_loop.breaker_alerts import on_transition as announce
+
+    announce(t)
+
 
 # What every transition a breaker of this container wins sets off, after its metric, log line and history row.
 HOOKS: tuple[Callable[[Transition], None], ...] = (on_transition,)
