@@ -201,3 +201,18 @@ def eventually() -> Any:
             time.sleep(0.2)
 
     return wait
+
+
+# A test's one-line summary (record_property("summary", ...)), printed at the end of the run: the workers'
+# output does not reach the terminal, their reports do.
+_SUMMARIES: list[str] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call":
+        _SUMMARIES.extend(str(value) for name, value in report.user_properties if name == "summary")
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for line in _SUMMARIES:
+        terminalreporter.write_line(line)

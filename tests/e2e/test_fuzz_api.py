@@ -122,7 +122,7 @@ def test_every_operation_answers_generated_requests_without_a_server_error(
 
 
 def test_the_fuzz_run_sent_requests_to_every_operation_and_got_no_server_error(
-        local_api: LocalApi, capsys: pytest.CaptureFixture[str]) -> None:
+        local_api: LocalApi, record_property: Any) -> None:
     total = Counter[int]()
     for statuses in TALLY.values():
         total.update(statuses)
@@ -132,8 +132,8 @@ def test_the_fuzz_run_sent_requests_to_every_operation_and_got_no_server_error(
     # What the run set going reached its consumers and nothing of the loop was dead-lettered (alerts of
     # the breaker switches are: no Alertmanager runs here, so AlertQueue's redrive is expected).
     dead = {name: n for name, n in local_api.dead_letters().items() if name != "AlertQueueDLQ"}
-    with capsys.disabled():
-        print(f"\nfuzz: {len(TALLY)} operations, {sum(total.values())} requests, seed {SEED}, "
-              f"{EXAMPLES} examples per kind; statuses {dict(sorted(total.items()))}; server errors {server_errors}; "
-              f"dead letters {dead}")
+    # Printed at the end of the run (tests/conftest.py), from whichever worker ran the fuzz module.
+    record_property("summary", f"fuzz: {len(TALLY)} operations, {sum(total.values())} requests, seed {SEED}, "
+                    f"{EXAMPLES} examples per kind; statuses {dict(sorted(total.items()))}; "
+                    f"server errors {server_errors}; dead letters {dead}")
     assert server_errors == 0 and not dead

@@ -64,7 +64,7 @@ def test_a_batch_the_database_cannot_take_within_two_seconds_is_parked_whole(
     finally:
         release.set()
         holder.join()
-    assert elapsed < 2.5
+    assert elapsed < 3.5  # the 2 s bound, and the parking after it (the suite shares the CPU)
     assert [o.result for o in outcomes] == ["parked"] * 12  # type: ignore[union-attr]
     local_app.drain()  # the replay function lands them
     assert _stored(tenant) == 12

@@ -343,3 +343,18 @@ def test_an_expired_disable_renewed_meanwhile_stays_disabled(make: Any, clock: C
     operator.disable("again", by="ops")  # stale still holds the expired disable in its cache
     assert not stale.allow()
     assert stale.status().reason == "again"
+
+
+def test_the_containers_breakers_hand_every_transition_to_the_alert_and_incident_hook(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """breakers.on_transition loads breaker_alerts at the first transition: that import and the hand-over
+    are proved here, not left to the first outage."""
+    from incident_loop import breaker_alerts, breakers
+
+    seen: list[Transition] = []
+    monkeypatch.setattr(breaker_alerts, "on_transition", seen.append)
+    t = Transition(breaker="costsim-v2", from_state=CLOSED, to_state=OPEN,
+                   reason="drift", changed_by="test", at=datetime.now(UTC), version=1)
+    assert breakers.HOOKS == (breakers.on_transition,)
+    breakers.on_transition(t)
+    assert seen == [t]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 from datetime import timedelta
 from typing import Any
 
@@ -44,6 +46,17 @@ def test_the_registry_chains_every_stage_once_in_the_loops_order() -> None:
         at = registry.stage(at.next)
     assert [registry.OPENING, *chain] == [s for s in LoopStage.ordered()]
     assert [registry.previous(s) for s in chain] == [registry.OPENING, *chain[:-1]]
+
+
+def test_every_stage_names_a_bridge_module_with_its_bridge_and_its_batch_read() -> None:
+    """The registry imports a bridge by its module's name when first asked: a typo or a renamed function
+    must fail here, not at the first message of that stage's function (nor switch read-ahead off unseen)."""
+    for entry in registry.STAGES:
+        module = importlib.import_module(f"incident_loop.loop.{entry.module}")
+        assert entry.bridge is getattr(module, entry.module), entry.stage
+        assert callable(entry.bridge) and callable(entry.read_ahead), entry.stage
+        assert list(inspect.signature(entry.bridge).parameters) == ["uow", "env"], entry.stage
+        assert list(inspect.signature(entry.read_ahead).parameters) == ["uow", "envs"], entry.stage
 
 
 def test_each_stage_result_has_its_field_in_loop_status() -> None:

@@ -1,4 +1,5 @@
-"""CostSim's HTTP routes (included in the API's resolver): simulate, status, the V2 breaker, canary reports."""
+"""CostSim's HTTP routes (the CostSim API's, assembled by incident_loop.api): simulate, status, the V2 breaker,
+canary reports, health."""
 
 from __future__ import annotations
 

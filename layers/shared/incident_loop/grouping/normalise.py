@@ -27,8 +27,10 @@ from dataclasses import dataclass
 from incident_loop.grouping.tokens import CAL, MAX_VERDICTS, UNIT, WILDCARD, Verdicts
 
 _ZEROS = bytes.maketrans(b"123456789", b"000000000")
-# Whole messages memoised (digits written 0): bounded lower than the tokens' memo, a message being longer.
+# Whole messages memoised (digits written 0), as many as MAX_MESSAGES of at most MAX_MEMO_LENGTH characters:
+# at most about 10 MB with their templates. A longer message is templated token by token each time.
 MAX_MESSAGES = 20_000
+MAX_MEMO_LENGTH = 256
 # A quoted value. An apostrophe inside a word ("can't") does not open or close one, and a quoted
 # string followed by ":" is a key ({"field": ...}), which is kept. One pattern per quote, each led by
 # its quote (the scan skips to quotes), with a fixed replacement.
@@ -90,9 +92,10 @@ class Normaliser:
                     message = pattern.sub(masked, message)
         text = " ".join(map(self._verdict, message.split()))
         final = self._joined.get(text) or self._join(text)
-        if len(self._messages) >= MAX_MESSAGES:
-            self._messages.clear()
-        self._messages[key] = final
+        if len(key) <= MAX_MEMO_LENGTH:
+            if len(self._messages) >= MAX_MESSAGES:
+                self._messages.clear()
+            self._messages[key] = final
         return final
 
     def _join(self, text: str) -> str:

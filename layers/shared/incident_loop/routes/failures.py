@@ -1,6 +1,7 @@
 """Recovery tracking over HTTP (seed 002): the tenant's failures, their counts, and recovery outcomes.
 
-Included in the API's resolver (incident_loop.api); errors map to HTTP in incident_loop.http.error_map.
+The loop API's, with routes/loop.py (incident_loop.api assembles them); errors map to HTTP in
+incident_loop.http.error_map.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Workflows over HTTP (seed 004): submit a run, read it with its audited ops, verify it by replay; and the
 tenant's notification targets, to which the loop announces through workflow runs.
 
-Included in the API's resolver (incident_loop.api); errors map to HTTP in incident_loop.http.error_map.
-The domain is imported by each route, not here: it loads the skills package, and the other functions that
-share the resolver (ingest, the loop API, CostSim) never serve these routes, so their cold starts skip it.
+The workflow API's router (incident_loop.api assembles it for that function alone); errors map to HTTP in
+incident_loop.http.error_map. The domain is imported by each route, not here: it loads the skills package,
+which the workflow API's handler loads at its init.
 """
 
 from __future__ import annotations
