@@ -78,3 +78,25 @@ def test_audit_retention_deletes_the_audit_past_the_retention_age(cloud: Artifac
 
     assert answer["ops_deleted"] >= 1 and answer["runs_deleted"] >= 1 and answer["complete"] is True
     assert cloud.rows("SELECT id FROM m11_audit.workflow_runs WHERE id = %(id)s", id=old) == []
+
+
+@pytest.mark.invokes("WorkflowRelayFunction")
+def test_workflow_relay_sends_a_lost_runs_message_again_and_fails_one_never_started(cloud: Artifact) -> None:
+    lost, given_up = f"wf_{uuid.uuid4().hex}", f"wf_{uuid.uuid4().hex}"
+    for run_id, requeues in ((lost, 0), (given_up, 3)):
+        cloud.admin.execute(
+            "INSERT INTO m11_audit.workflow_runs (id, tenant_id, definition, requeues, created_at, updated_at)"
+            " VALUES (%(id)s, %(t)s, %(d)s, %(r)s, now() - interval '1 hour', now() - interval '1 hour')",
+            {"id": run_id, "t": cloud.tenant, "d": Jsonb({"steps": []}), "r": requeues})
+    cloud.take("WorkflowQueue")  # whatever earlier tests left there
+
+    answer = cloud.invoke("WorkflowRelayFunction", cloud.event("workflow_relay_schedule.json"))
+
+    assert answer["requeued"] >= 1 and answer["never_started"] >= 1 and answer["not_sent"] == 0
+    sent = cloud.take("WorkflowQueue")
+    assert {"workflow_run_id": lost, "tenant_id": cloud.tenant, "segment": 0, "correlation_id": lost} in sent
+    assert given_up not in {m["workflow_run_id"] for m in sent}
+    states = {row["id"]: (row["status"], row["requeues"], row["error_code"]) for row in cloud.rows(
+        "SELECT id, status, requeues, error_code FROM m11_audit.workflow_runs WHERE id IN (%(a)s, %(b)s)",
+        a=lost, b=given_up)}
+    assert states == {lost: ("queued", 1, None), given_up: ("failed", 3, "never_started")}

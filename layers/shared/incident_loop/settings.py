@@ -79,6 +79,9 @@ class Settings(BaseModel):
     workflow_queue_url: str | None = None
     notify_queue_url: str | None = None
     audit_retention_days: int = Field(default=90, ge=1)
+    # The relay (workflows.relay): a queued run untouched this long gets its message again, this many times.
+    workflow_relay_min_age_s: int = Field(default=600, ge=60)
+    workflow_relay_max_requeues: int = Field(default=3, ge=1, le=100)
 
     api_base_path: str = ""
 

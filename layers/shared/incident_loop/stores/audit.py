@@ -165,3 +165,13 @@ def purge_batch(conn: Connection[Any], max_age_days: int, batch_size: int) -> Ro
                        {"days": max_age_days, "n": batch_size}).fetchone()
     assert row is not None
     return dict(row)
+
+
+def claim_stale_runs(conn: Connection[Any], min_age_s: int, max_requeues: int, max_runs: int) -> list[Row]:
+    """Queued runs of every tenant untouched for min_age_s (the owner's m11_audit.claim_stale_runs, migration
+    0013): each {"workflow_run_id", "tenant_id", "requeues", "abandoned"}. A claimed run (abandoned False) has
+    its requeues counted; an abandoned one (requeued max_requeues times already) is failed as never_started."""
+    return conn.execute(
+        "SELECT workflow_run_id, tenant_id, requeues, abandoned"
+        " FROM m11_audit.claim_stale_runs(%(age)s, %(max)s, %(n)s)",
+        {"age": min_age_s, "max": max_requeues, "n": max_runs}).fetchall()

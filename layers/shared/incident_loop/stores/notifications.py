@@ -93,7 +93,7 @@ class PostgresNotifications:
     def flush(self) -> None:
         """The transaction committed: send each run's message (a second message for a run changes nothing:
         the runner answers a finished run with its outcome). QueueUnavailable if SQS refuses one; the
-        run stays `queued` (logged with its id)."""
+        run stays `queued` (logged with its id) until the relay sends it again (workflows.relay)."""
         pending, self.pending = self.pending, []
         if not pending:
             return

@@ -7,4 +7,5 @@ m11_audit, and a replay verifier that re-runs a definition on the recorded outpu
 * runner.py:      the run, op by op, resumable; consumer.py its SQS handler
 * replay.py:      the verifier; verify.py its pure checks
 * retention.py:   the scheduled audit retention
+* relay.py:       the scheduled relay of runs whose message never reached the runner
 """

@@ -1,0 +1,173 @@
+"""The workflow relay (workflows/relay.py, migration 0013): a run committed whose message SQS refused is started
+later, at most a bounded number of times, and a run never started is failed as such; nothing else is touched.
+
+On PostgreSQL as the function role (row-level security applies: the relay spans tenants through the owner's
+function), and, end to end, through the real functions on moto's server with the fake Slack and webhook receivers.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from incident_loop.schemas.workflows import WorkflowMessage
+from incident_loop.stores.queues import QueueUnavailable
+from incident_loop.stores.workflow_queue import SqsWorkflowQueue
+from incident_loop.workflows.relay import relay_stale_runs
+from incident_loop_dev.local.cloud import scheduled_event
+from incident_loop_dev.workflow import LocalWorkflows, local_workflows
+
+ROOT = Path(__file__).resolve().parents[2]
+INCIDENT = json.loads(json.loads((ROOT / "events" / "ingest_api_timeout_1.json").read_text())["body"])
+STEPS = {"steps": [{"skill": "kv_store", "args": {"op": "get", "key": "k"}}]}
+
+
+class _Queue:
+    def __init__(self, refuse: bool = False) -> None:
+        self.sent: list[WorkflowMessage] = []
+        self.refuse = refuse
+
+    def send(self, message: WorkflowMessage) -> None:
+        if self.refuse:
+            raise QueueUnavailable("queue refused the message (ServiceUnavailable)")
+        self.sent.append(message)
+
+
+@pytest.fixture
+def admin(admin_db_url: str) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    with psycopg.connect(admin_db_url, autocommit=True, row_factory=dict_row) as conn:
+        yield conn
+
+
+def _run(admin: psycopg.Connection[dict[str, Any]], tenant: str, status: str = "queued", *, age_s: int = 0,
+         requeues: int = 0) -> str:
+    run_id = f"wf_{uuid.uuid4().hex}"
+    admin.execute(
+        "INSERT INTO m11_audit.workflow_runs (id, tenant_id, definition, status, requeues, created_at, updated_at)"
+        " VALUES (%(id)s, %(t)s, %(d)s, %(s)s, %(r)s, now() - make_interval(secs => %(age)s),"
+        " now() - make_interval(secs => %(age)s))",
+        {"id": run_id, "t": tenant, "d": Jsonb(STEPS), "s": status, "r": requeues, "age": age_s})
+    return run_id
+
+
+def _state(admin: psycopg.Connection[dict[str, Any]], run_id: str) -> dict[str, Any]:
+    row = admin.execute("SELECT status, requeues, error_code FROM m11_audit.workflow_runs WHERE id = %s",
+                        (run_id,)).fetchone()
+    assert row is not None
+    return dict(row)
+
+
+def _age(admin: psycopg.Connection[dict[str, Any]], run_id: str, seconds: int) -> None:
+    admin.execute("UPDATE m11_audit.workflow_runs SET updated_at = now() - make_interval(secs => %s) WHERE id = %s",
+                  (seconds, run_id))
+
+
+def test_only_runs_queued_and_untouched_past_the_age_get_their_message_again_whatever_their_tenant(
+        conn: psycopg.Connection[Any], admin: psycopg.Connection[dict[str, Any]]) -> None:
+    mine, theirs = f"tenant-rl-{uuid.uuid4().hex[:6]}", f"tenant-rl-{uuid.uuid4().hex[:6]}"
+    lost = [_run(admin, mine, age_s=900), _run(admin, theirs, age_s=1200)]
+    untouched = {
+        _run(admin, mine, age_s=60): ("queued", 0),  # young: its message may still be on its way
+        _run(admin, mine, "running", age_s=900): ("running", 0),
+        _run(admin, mine, "completed", age_s=900): ("completed", 0),
+        _run(admin, theirs, "failed", age_s=900): ("failed", 0),
+    }
+    queue = _Queue()
+
+    counts = relay_stale_runs(queue=queue, conn=conn)  # as the function role: RLS would hide both tenants
+
+    relayed = {(m.workflow_run_id, m.tenant_id) for m in queue.sent}
+    assert {(lost[0], mine), (lost[1], theirs)} <= relayed
+    assert not relayed & {(run_id, t) for run_id in untouched for t in (mine, theirs)}
+    assert counts["requeued"] >= 2 and counts["not_sent"] == 0
+    assert [_state(admin, run_id)["requeues"] for run_id in lost] == [1, 1]
+    for run_id, (status, requeues) in untouched.items():
+        assert (_state(admin, run_id)["status"], _state(admin, run_id)["requeues"]) == (status, requeues)
+    assert all(m.segment == 0 and m.correlation_id == m.workflow_run_id for m in queue.sent)
+
+    again = _Queue()
+    relay_stale_runs(queue=again, conn=conn)  # at once: claimed a moment ago, untouched for no time yet
+    assert not {m.workflow_run_id for m in again.sent} & set(lost)
+
+
+def test_a_run_never_started_after_its_requeues_is_failed_and_sent_no_more(
+        conn: psycopg.Connection[Any], admin: psycopg.Connection[dict[str, Any]]) -> None:
+    tenant = f"tenant-rl-{uuid.uuid4().hex[:6]}"
+    run_id = _run(admin, tenant, age_s=900)
+    for expected in (1, 2, 3):
+        queue = _Queue()
+        relay_stale_runs(queue=queue, conn=conn)
+        assert run_id in {m.workflow_run_id for m in queue.sent}
+        assert _state(admin, run_id) == {"status": "queued", "requeues": expected, "error_code": None}
+        _age(admin, run_id, 900)  # and still nobody started it
+
+    queue = _Queue()
+    counts = relay_stale_runs(queue=queue, conn=conn)
+
+    assert run_id not in {m.workflow_run_id for m in queue.sent} and counts["never_started"] >= 1
+    assert _state(admin, run_id) == {"status": "failed", "requeues": 3, "error_code": "never_started"}
+    message = admin.execute("SELECT error_message, completed_at FROM m11_audit.workflow_runs WHERE id = %s",
+                            (run_id,)).fetchone()
+    assert message is not None and message["completed_at"] is not None
+    assert message["error_message"] == "not started after 4 deliveries of its message"
+
+
+def test_a_requeue_sqs_refuses_is_counted_and_tried_again_by_the_next_relay(
+        conn: psycopg.Connection[Any], admin: psycopg.Connection[dict[str, Any]]) -> None:
+    run_id = _run(admin, f"tenant-rl-{uuid.uuid4().hex[:6]}", age_s=900)
+
+    counts = relay_stale_runs(queue=_Queue(refuse=True), conn=conn)
+
+    assert counts["not_sent"] >= 1 and _state(admin, run_id)["status"] == "queued"
+    _age(admin, run_id, 900)
+    queue = _Queue()
+    relay_stale_runs(queue=queue, conn=conn)
+    assert run_id in {m.workflow_run_id for m in queue.sent}
+    assert _state(admin, run_id)["requeues"] == 2
+
+
+@pytest.fixture
+def local(admin_db_url: str) -> Iterator[LocalWorkflows]:
+    with local_workflows(ROOT, admin_db_url, f"tenant-rl-{uuid.uuid4().hex[:8]}") as workflows:
+        yield workflows
+
+
+def test_an_announcement_whose_message_sqs_refused_after_the_commit_is_delivered_once_by_the_relay(
+        local: LocalWorkflows, admin: psycopg.Connection[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    tenant, fakes = local.tenant, local.fakes
+    assert fakes is not None
+    status, body = local.app.request("PUT", "/notifications/checkpoint_created", tenant,
+                                     {"slack": {"channel": "#agent-oncall"}})
+    assert status == 200, body
+    real_send = SqsWorkflowQueue.send
+
+    def refuse(self: SqsWorkflowQueue, message: WorkflowMessage) -> None:
+        raise QueueUnavailable("queue refused the message (ServiceUnavailable)")
+
+    monkeypatch.setattr(SqsWorkflowQueue, "send", refuse)
+    status, body = local.app.request("POST", "/incidents", tenant, {**INCIDENT, "run_id": "run-relay-1"})
+    assert status == 202, body
+    local.app.drain()  # the checkpoint is recorded; its announcement's run is committed, its message refused
+    [run] = admin.execute("SELECT id, status FROM m11_audit.workflow_runs WHERE tenant_id = %s", (tenant,)).fetchall()
+    assert run["status"] == "queued" and fakes.counts()["slack_messages"] == 0
+
+    monkeypatch.setattr(SqsWorkflowQueue, "send", real_send)
+    local.app.invoke("WorkflowRelayFunction", scheduled_event("WorkflowRelayFunction"))
+    local.app.drain()
+    assert _state(admin, run["id"])["status"] == "queued"  # too young yet: its message may be on its way
+
+    _age(admin, run["id"], 900)
+    answer = local.app.invoke("WorkflowRelayFunction", scheduled_event("WorkflowRelayFunction"))
+    local.app.drain(duplicate=True)
+
+    assert answer["requeued"] >= 1
+    assert _state(admin, run["id"]) == {"status": "completed", "requeues": 1, "error_code": None}
+    assert fakes.counts()["slack_messages"] == 1
