@@ -171,3 +171,35 @@ def test_an_announcement_whose_message_sqs_refused_after_the_commit_is_delivered
     assert answer["requeued"] >= 1
     assert _state(admin, run["id"]) == {"status": "completed", "requeues": 1, "error_code": None}
     assert fakes.counts()["slack_messages"] == 1
+
+
+def test_a_workflow_whose_message_sqs_refuses_is_accepted_once_and_started_by_the_relay(
+        local: LocalWorkflows, admin: psycopg.Connection[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The commit is the acceptance: a 503 would have the client submit the same workflow again while the relay
+    starts the first one too."""
+    tenant, fakes = local.tenant, local.fakes
+    assert fakes is not None
+    definition = {"name": "relayed", "steps": [
+        {"skill": "slack_send", "args": {"channel": "#agent-oncall", "text": "relayed once"}}]}
+    real_send = SqsWorkflowQueue.send
+
+    def refuse(self: SqsWorkflowQueue, message: WorkflowMessage) -> None:
+        raise QueueUnavailable("queue refused the message (ServiceUnavailable)")
+
+    monkeypatch.setattr(SqsWorkflowQueue, "send", refuse)
+    status, body = local.app.request("POST", "/workflows", tenant, definition)
+    assert status == 202 and body["status"] == "queued", body
+    run_id = body["workflow_run_id"]
+    local.app.drain()
+    assert _state(admin, run_id)["status"] == "queued" and fakes.counts()["slack_messages"] == 0
+
+    monkeypatch.setattr(SqsWorkflowQueue, "send", real_send)
+    _age(admin, run_id, 900)
+    local.app.invoke("WorkflowRelayFunction", scheduled_event("WorkflowRelayFunction"))
+    local.app.drain(duplicate=True)
+
+    status, run = local.app.request("GET", f"/workflows/{run_id}", tenant)
+    assert status == 200 and run["status"] == "completed", run
+    assert fakes.counts()["slack_messages"] == 1
+    assert admin.execute("SELECT count(*) AS n FROM m11_audit.workflow_runs WHERE tenant_id = %s",
+                         (tenant,)).fetchone() == {"n": 1}

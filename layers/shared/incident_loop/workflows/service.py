@@ -13,6 +13,7 @@ from incident_loop.schemas.workflows import (
     WorkflowMessage,
     WorkflowRunView,
 )
+from incident_loop.stores.queues import QueueUnavailable
 from incident_loop.workflows.definitions import check_definition
 from incident_loop.workflows.ports import AuditStore, SkillSource, WorkflowQueue
 from incident_loop.workflows.wiring import audit_store, skill_source, workflow_queue
@@ -28,15 +29,23 @@ def submit_workflow(definition: WorkflowDefinition, tenant_id: str, *, audit: Au
     """Check the definition against the skills (InvalidDefinition), store the run, hand it to the runner.
 
     The run is committed before the message is sent: the runner never gets a message for a run it cannot
-    read. If the queue refuses (QueueUnavailable, 503) the run stays `queued` and the client submits again.
+    read. The commit is the acceptance: if the queue then refuses the message (QueueUnavailable), the run
+    stays `queued` and the relay (workflows.relay) sends it within minutes, so the answer is still 202. A 503
+    would have the client submit again, and the relay would start the first run as well.
     """
     check_definition(definition, skill_source(skills))
     audit = audit_store(audit)
     run_id = new_run_id()
     with audit.begin(tenant_id):
         audit.create_run(run_id, tenant_id, definition.name, definition.model_dump(mode="json"))
-    workflow_queue(queue).send(WorkflowMessage(workflow_run_id=run_id, tenant_id=tenant_id, correlation_id=run_id))
-    logger.info("workflow accepted", workflow_run_id=run_id, steps=len(definition.steps))
+    try:
+        workflow_queue(queue).send(WorkflowMessage(workflow_run_id=run_id, tenant_id=tenant_id,
+                                                   correlation_id=run_id))
+    except QueueUnavailable:
+        logger.warning("workflow accepted; its message is left to the relay", workflow_run_id=run_id,
+                       exc_info=True)
+    else:
+        logger.info("workflow accepted", workflow_run_id=run_id, steps=len(definition.steps))
     return WorkflowAccepted(workflow_run_id=run_id, status="queued", status_url=f"/workflows/{run_id}")
 
 
