@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from incident_loop.observability import logger
+from incident_loop.stores.queues import QueueUnavailable
 from incident_loop.stores.read_ahead import MISSING, ReadAhead
 
 if TYPE_CHECKING:  # the models load when a tenant has targets, not at every stage function's init
@@ -92,8 +93,9 @@ class PostgresNotifications:
 
     def flush(self) -> None:
         """The transaction committed: send each run's message (a second message for a run changes nothing:
-        the runner answers a finished run with its outcome). QueueUnavailable if SQS refuses one; the
-        run stays `queued` (logged with its id) until the relay sends it again (workflows.relay)."""
+        the runner answers a finished run with its outcome). A message SQS refuses is logged and left to the
+        relay (workflows.relay), which sends it again once the run has waited: the commit stands, and failing
+        the caller's records for it would only replay what they already did."""
         pending, self.pending = self.pending, []
         if not pending:
             return
@@ -103,6 +105,6 @@ class PostgresNotifications:
         for message in pending:
             try:
                 queue.send(message)
-            except Exception:
-                logger.exception("announcement not queued", workflow_run_id=message.workflow_run_id)
-                raise
+            except QueueUnavailable:
+                logger.warning("announcement left to the relay", workflow_run_id=message.workflow_run_id,
+                               exc_info=True)
