@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from incident_loop.grouping import matcher
+from incident_loop.grouping.compare import agreement
 from incident_loop.grouping.matcher import (
     EXACT_CONFIDENCE,
     GroupingConfig,
@@ -22,6 +23,7 @@ from incident_loop.grouping.matcher import (
     compare,
     decide,
     exact_confidence,
+    generalised,
     similarity,
 )
 from incident_loop.grouping.memory_index import MemoryPatternIndex
@@ -158,6 +160,13 @@ def test_compare_counts_similarity_and_differing_words_like_the_position_by_posi
                 same += 0.5 if "<*>" in (p, q) else 0
                 unlike += "<*>" not in (p, q)
         assert compare(a, b) == ((same / counted if counted else 1.0), unlike)
+        # agreement(): the same two figures, the words `b` generalised, the positions alike (the matcher's one pass)
+        generalised_words = sum(p != "<*>" and q == "<*>" for p, q in zip(a, b, strict=True))
+        alike = sum(p == q for p, q in zip(a, b, strict=True))
+        assert agreement(a, b) == (*compare(a, b), generalised_words, alike)
+        assert generalised(a, b) == generalised_words
+        merged = tuple(p if p == q else "<*>" for p, q in zip(a, b, strict=True))
+        assert (merged == b) == (alike + generalised_words == n)  # the covered test that skips the merge
 
 
 class _SpyIndex:

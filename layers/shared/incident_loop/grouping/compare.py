@@ -29,9 +29,16 @@ def compare(a: Sequence[str], b: Sequence[str], a_constants: Sequence[str | None
     """(similarity, differing constant words) of two templates' tokens, in C-level passes: the work
     is linear in the length, whatever the tokens. `a_constants` is `a` with None for its wildcards
     (constants(a)), when the caller compares `a` with many."""
+    return agreement(a, b, a_constants)[:2]  # type: ignore[return-value]
+
+
+def agreement(a: Sequence[str], b: Sequence[str], a_constants: Sequence[str | None] | None = None
+              ) -> tuple[float, int, int, int]:
+    """compare()'s (similarity, differing constant words), then the constant words of `a` that `b` holds
+    as <*> (generalised(a, b)) and the positions alike, from the same passes."""
     n = len(a)
     if n != len(b) or not n:
-        return 0.0, 0
+        return 0.0, 0, 0, 0
     equal = sum(map(eq, a, b))
     wild_a, wild_b = a.count(WILDCARD), b.count(WILDCARD)
     both = 0
@@ -40,7 +47,7 @@ def compare(a: Sequence[str], b: Sequence[str], a_constants: Sequence[str | None
     one_sided = wild_a + wild_b - 2 * both  # a constant facing a wildcard
     counted = n - both
     same = equal - both + 0.5 * one_sided
-    return (same / counted if counted else 1.0), n - equal - one_sided
+    return (same / counted if counted else 1.0), n - equal - one_sided, wild_b - both, equal
 
 
 _NONE_FOR_WILDCARD = {WILDCARD: None}

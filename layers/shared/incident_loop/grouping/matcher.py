@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import eq
 from typing import Any, Protocol
 
 from incident_loop.grouping.classify import classify
-from incident_loop.grouping.compare import compare, constants, differing, generalised, merge, similarity
+from incident_loop.grouping.compare import agreement, compare, constants, differing, generalised, merge, similarity
 from incident_loop.grouping.confidence import join_confidence
 from incident_loop.grouping.normalise import WILDCARD, Normaliser, Options, clear_memo, normaliser, signature
 
@@ -242,26 +241,24 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
         return MatchDecision("exact", hit.pattern_id, sure, sig, text, text, error_type, message, generalised=count)
     toks = _split(text)
     floor = config.threshold if threshold is None else threshold
-    best_score, best_unlike, best = 0.0, 0, None
+    best_score, best_unlike, best, count, alike = 0.0, 0, None, 0, 0
     mine = constants(toks) if WILDCARD in toks else toks
     for candidate in index.candidates(tenant_id, error_type, candidate_key(toks)):
-        score, unlike = compare(toks, candidate.template_tokens(), mine)
+        score, unlike, generalised_words, equal = agreement(toks, candidate.template_tokens(), mine)
         if score < floor or (unlike and config.settle and candidate.count >= config.settle):
             continue
         # Ties go to the smaller template: the same choice whichever index (and id scheme) answers.
         if best is None or score > best_score or (score == best_score and candidate.template < best.template):
-            best_score, best_unlike, best = score, unlike, candidate
+            best_score, best_unlike, best, count, alike = score, unlike, candidate, generalised_words, equal
     if best is not None and best.template == text:  # the pattern's template itself: exact, and worth an alias
         return MatchDecision("exact", best.pattern_id, _EXACT.get(text) or _exact(text), sig, text, text, error_type,
                              message, toks, new_alias=True)
     if best is not None:
-        other = best.template_tokens()
-        count = generalised(toks, other, mine)
         sure = join_confidence(toks, True, best_score, best_unlike, count, text)
         # The pattern's template covers the message already (every position alike, or <*> in the pattern's)
         # when the agreeing positions and the generalised words make up the whole: it stays as it is.
-        covered = sum(map(eq, toks, other)) + count == len(toks)
-        merged = best.template if covered else " ".join(merge(toks, other))
+        covered = alike + count == len(toks)
+        merged = best.template if covered else " ".join(merge(toks, best.template_tokens()))
         return MatchDecision("fuzzy", best.pattern_id, sure, sig, text, merged, error_type,
                              message, toks, similarity=best_score, differing=best_unlike, generalised=count)
     return MatchDecision("new", None, 0.0, sig, text, text, error_type, message, toks)
