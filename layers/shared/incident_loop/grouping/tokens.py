@@ -164,9 +164,9 @@ class Verdicts(dict[str, str]):
             self.clear()
         # The commonest misses first, with C-level tests: a word of letters; a token holding a digit
         # and nothing that cuts it up (a number, an id) or made of digits and separators
-        # (10.0.0.1:80, 12:30:01); key=value with a value that holds a digit; a piece with
-        # separators only around it ("(0x1f)", "2,", "updated:"). Each is what judge() makes of it,
-        # without cutting it up.
+        # (10.0.0.1:80, 12:30:01); a piece with separators only around it ("(0x1f)", "2,", "updated:");
+        # key=value or key:value whose value has no separator (user=root, rhost=host.example.com,
+        # pid=42). Each is what judge() makes of it, without cutting it up.
         digit = not _DIGITS.isdisjoint(raw)
         if raw.isalpha():
             verdict = _word(raw)
@@ -177,7 +177,7 @@ class Verdicts(dict[str, str]):
         elif (around := _AROUND.fullmatch(raw)) is not None and around.group(3).count(":") < 2:
             head, core, tail = around.groups()
             verdict = f"{head}{_masked(core) if digit else _word(core)}{tail}"
-        elif digit and (keyed := _KEY_VALUE.fullmatch(raw)) is not None:
+        elif (keyed := _KEY_VALUE.fullmatch(raw)) is not None:
             verdict = _key_value(*keyed.groups(), self._mask_keyed)
         else:
             verdict = judge(raw, self._mask_keyed)
