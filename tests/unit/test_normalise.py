@@ -197,6 +197,8 @@ def test_the_memos_shortcuts_judge_a_token_as_the_full_judgement_does(mask_keyed
     rng = random.Random(3)
     alphabet = "ab1Z.-_+#@~%$&*^<>:/'\",()[]=\\!?{}|;`"
     raws = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(20_000)}
-    raws |= {"blk_-160899", "/10.0.0.1:80", "(0x1f).", "updated:", "onExtend:151", "r24=0x0f", "[1]:", "'abc1'"}
+    raws |= {"blk_-160899", "/10.0.0.1:80", "(0x1f).", "updated:", "onExtend:151", "r24=0x0f", "[1]:", "'abc1'",
+             "user=root", "rhost=host.example.com", "tty=NODEVssh", "action:android.intent.SCREEN_ON", "a.b=c.",
+             "state=true", "when:Monday", "size=kb", "key=value!"}
     verdicts = Verdicts(mask_keyed)
     assert [verdicts[r] for r in sorted(raws)] == [judge(r, mask_keyed) for r in sorted(raws)]
