@@ -44,11 +44,14 @@ class MemoryAudit:
             self.runs, self.op_rows, self.replays, self.leases = saved
             raise
 
-    def create_run(self, run_id: str, tenant_id: str, name: str | None, definition: Mapping[str, Any]) -> None:
+    def create_run(self, run_id: str, tenant_id: str, name: str | None, definition: Mapping[str, Any]) -> bool:
+        if run_id in self.runs:
+            return False
         now = _now()
         self.runs[run_id] = {"id": run_id, "tenant_id": tenant_id, "name": name, "definition": dict(definition),
                              "status": "queued", "error_code": None, "error_message": None, "created_at": now,
                              "updated_at": now, "completed_at": None}
+        return True
 
     def run(self, tenant_id: str, run_id: str) -> dict[str, Any] | None:
         run = self.runs.get(run_id)

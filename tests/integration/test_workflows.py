@@ -206,6 +206,38 @@ def test_another_tenant_gets_404_on_every_workflow_route(workflows: LocalWorkflo
     assert theirs == [(404, {"message": f"workflow run {run_id} not found"})] * 2
 
 
+def test_a_submission_repeated_with_its_idempotency_key_makes_one_run_and_one_effect(
+        workflows: LocalWorkflows, admin: Any) -> None:
+    tenant, fakes = workflows.tenant, workflows.fakes
+    assert fakes is not None
+    definition = {"name": "once", "steps": [{"skill": "slack_send",
+                                             "args": {"channel": "#agent-oncall", "text": "sent once"}}]}
+    key = {"Idempotency-Key": f"client-{uuid.uuid4().hex}"}
+    before = fakes.counts()["slack_messages"]
+
+    first = workflows.app.request("POST", "/workflows", tenant, definition, headers=key)
+    again = workflows.app.request("POST", "/workflows", tenant, definition, headers=key)  # a retry, before the run
+    workflows.app.drain()
+    later = workflows.app.request("POST", "/workflows", tenant, definition, headers=key)  # after it
+    other_tenant = workflows.app.request("POST", "/workflows", f"tenant-idem-{uuid.uuid4().hex[:6]}", definition,
+                                         headers=key)
+    changed = workflows.app.request("POST", "/workflows", tenant, {**definition, "name": "another"}, headers=key)
+    bad = workflows.app.request("POST", "/workflows", tenant, definition, headers={"Idempotency-Key": "has space"})
+    workflows.app.drain()
+
+    run_id = first[1]["workflow_run_id"]
+    assert first[0] == again[0] == later[0] == 202
+    assert again[1] == first[1] and first[1]["status"] == "queued"
+    assert later[1] == {**first[1], "status": "completed"}
+    assert other_tenant[0] == 202 and other_tenant[1]["workflow_run_id"] != run_id  # keys are per tenant
+    assert changed == (409, {"message": "this Idempotency-Key was used with another workflow definition"})
+    assert bad[0] == 422 and bad[1]["errors"][0]["field"] == "header.idempotency-key"
+    assert fakes.counts()["slack_messages"] - before == 2  # this tenant's run once, the other tenant's once
+    runs = admin.execute("SELECT count(*) AS n FROM m11_audit.workflow_runs WHERE tenant_id = %s AND name = 'once'",
+                         (tenant,)).fetchone()
+    assert runs == {"n": 1}
+
+
 def test_replay_of_an_unfinished_run_is_a_409(workflows: LocalWorkflows) -> None:
     run_id = workflows.submit({"steps": [{"skill": "kv_store", "args": {"op": "get", "key": "k"}}]})
 

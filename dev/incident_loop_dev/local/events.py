@@ -54,14 +54,16 @@ def api_event(
     tenant_id: str,
     body: Any,
     query: dict[str, str] | None,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """An API Gateway REST proxy event, with the tenant in the authorizer's context."""
+    headers = {"Content-Type": "application/json", **(headers or {})}
     return {
         "resource": resource,
         "path": path,
         "httpMethod": method.upper(),
-        "headers": {"Content-Type": "application/json"},
-        "multiValueHeaders": {},
+        "headers": headers,
+        "multiValueHeaders": {name: [value] for name, value in headers.items()},
         "queryStringParameters": query or None,
         "multiValueQueryStringParameters": {k: [v] for k, v in (query or {}).items()} or None,
         "pathParameters": params or None,

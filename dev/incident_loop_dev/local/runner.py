@@ -129,15 +129,15 @@ class LocalApp:
 
     def request(
         self, method: str, path: str, tenant_id: str, body: Any = None, query: dict[str, str] | None = None,
-        claims: dict[str, str] | None = None,
+        claims: dict[str, str] | None = None, headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         """Send an API Gateway (REST proxy) request to the function whose route serves it."""
-        status, _, body = self.respond(method, path, tenant_id, body, query, claims)
+        status, _, body = self.respond(method, path, tenant_id, body, query, claims, headers)
         return status, body
 
     def respond(
         self, method: str, path: str, tenant_id: str, body: Any = None, query: dict[str, str] | None = None,
-        claims: dict[str, str] | None = None,
+        claims: dict[str, str] | None = None, headers: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], Any]:
         """request(), with the response's headers: (status, headers, JSON or text)."""
         for fn in self.spec.functions.values():
@@ -145,7 +145,7 @@ class LocalApp:
                 params = route.match(method, path)
                 if params is None:
                     continue
-                event = api_event(method, path, route.path, params, tenant_id, body, query)
+                event = api_event(method, path, route.path, params, tenant_id, body, query, headers)
                 event["requestContext"]["authorizer"].update(claims or {})
                 response = self.invoke(fn.logical_id, event)
                 text = response.get("body") or ""

@@ -8,10 +8,11 @@ which the workflow API's handler loads at its init.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Header
 
 from incident_loop.http.identity import caller, tenant_id
 from incident_loop.schemas.notifications import NotificationEvent, NotificationSettings, NotificationTargets
@@ -19,14 +20,22 @@ from incident_loop.schemas.workflows import ReplayReport, WorkflowDefinition, Wo
 
 router = Router()
 NO_RUN = {404: {"description": "No workflow run of the tenant with this id"}}
+IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,255}$"
 
 
 @router.post("/workflows", summary="Run a workflow: its steps, in order, each op audited",
-             responses={202: {"description": "stored and queued; poll status_url"}})
-def post_workflow(definition: WorkflowDefinition) -> Response[dict[str, Any]]:
+             responses={202: {"description": "stored and queued (or, for a repeated Idempotency-Key, the run the "
+                                             "first request made, as it is now); poll status_url"},
+                        409: {"description": "The Idempotency-Key was used with another definition"}})
+def post_workflow(definition: WorkflowDefinition,
+                  idempotency_key: Annotated[str | None, Header(
+                      alias="Idempotency-Key", pattern=IDEMPOTENCY_KEY,
+                      description="The client's key for this submission (1 to 255 visible ASCII characters): "
+                                  "a request repeated with it makes no second run")] = None,
+                  ) -> Response[dict[str, Any]]:
     from incident_loop.workflows.service import submit_workflow
 
-    accepted = submit_workflow(definition, tenant_id())
+    accepted = submit_workflow(definition, tenant_id(), idempotency_key=idempotency_key)
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=accepted.model_dump())
 
 

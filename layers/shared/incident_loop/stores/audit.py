@@ -40,11 +40,12 @@ class PostgresAudit:
 
     # ------------------------------------------------------------------------------------ runs
 
-    def create_run(self, run_id: str, tenant_id: str, name: str | None, definition: Mapping[str, Any]) -> None:
-        self.conn.execute(
+    def create_run(self, run_id: str, tenant_id: str, name: str | None, definition: Mapping[str, Any]) -> bool:
+        row = self.conn.execute(
             "INSERT INTO m11_audit.workflow_runs (id, tenant_id, name, definition)"
-            " VALUES (%(id)s, %(tenant)s, %(name)s, %(definition)s)",
-            {"id": run_id, "tenant": tenant_id, "name": name, "definition": Jsonb(dict(definition))})
+            " VALUES (%(id)s, %(tenant)s, %(name)s, %(definition)s) ON CONFLICT (id) DO NOTHING RETURNING id",
+            {"id": run_id, "tenant": tenant_id, "name": name, "definition": Jsonb(dict(definition))}).fetchone()
+        return row is not None
 
     def run(self, tenant_id: str, run_id: str) -> Row | None:
         return self.conn.execute(

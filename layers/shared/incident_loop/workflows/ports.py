@@ -61,7 +61,9 @@ class AuditStore(Protocol):
         """One transaction scoped to the tenant: committed when the block ends, rolled back when it raises."""
         ...
 
-    def create_run(self, run_id: str, tenant_id: str, name: str | None, definition: Mapping[str, Any]) -> None: ...
+    def create_run(self, run_id: str, tenant_id: str, name: str | None, definition: Mapping[str, Any]) -> bool:
+        """Store a queued run; False (and nothing changed) when a run with this id exists already."""
+        ...
 
     def run(self, tenant_id: str, run_id: str) -> Row | None:
         """The run (id, name, definition, status, error_code, error_message, times), or None."""

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from uuid import uuid4
+from uuid import UUID, uuid4, uuid5
 
-from incident_loop.loop.errors import NotFound
+from incident_loop.loop.errors import Conflict, NotFound
 from incident_loop.observability import logger
 from incident_loop.schemas.workflows import (
     OpView,
@@ -18,15 +18,25 @@ from incident_loop.workflows.definitions import check_definition
 from incident_loop.workflows.ports import AuditStore, SkillSource, WorkflowQueue
 from incident_loop.workflows.wiring import audit_store, skill_source, workflow_queue
 
-
-def new_run_id() -> str:
-    """A workflow run's id: `wf_` and 32 hex digits."""
-    return f"wf_{uuid4().hex}"
+# The namespace of the run ids derived from a client's Idempotency-Key (uuid5 of the tenant and the key).
+IDEMPOTENT_RUNS = UUID("6f1d2c3b-8a4e-5b7c-9d0e-1f2a3b4c5d6e")
 
 
-def submit_workflow(definition: WorkflowDefinition, tenant_id: str, *, audit: AuditStore | None = None,
-                    queue: WorkflowQueue | None = None, skills: SkillSource | None = None) -> WorkflowAccepted:
+def new_run_id(tenant_id: str | None = None, idempotency_key: str | None = None) -> str:
+    """A workflow run's id: `wf_` and 32 hex digits; the same for every request of one tenant with one key."""
+    if idempotency_key is None:
+        return f"wf_{uuid4().hex}"
+    return f"wf_{uuid5(IDEMPOTENT_RUNS, chr(31).join((str(tenant_id), idempotency_key))).hex}"
+
+
+def submit_workflow(definition: WorkflowDefinition, tenant_id: str, *, idempotency_key: str | None = None,
+                    audit: AuditStore | None = None, queue: WorkflowQueue | None = None,
+                    skills: SkillSource | None = None) -> WorkflowAccepted:
     """Check the definition against the skills (InvalidDefinition), store the run, hand it to the runner.
+
+    With an idempotency key, a request repeated (a client's retry after a timeout) answers with the run the
+    first one made, as it is now, and makes no second run; the same key with another definition is a
+    Conflict (409).
 
     The run is committed before the message is sent: the runner never gets a message for a run it cannot
     read. The commit is the acceptance: if the queue then refuses the message (QueueUnavailable), the run
@@ -35,9 +45,16 @@ def submit_workflow(definition: WorkflowDefinition, tenant_id: str, *, audit: Au
     """
     check_definition(definition, skill_source(skills))
     audit = audit_store(audit)
-    run_id = new_run_id()
+    run_id = new_run_id(tenant_id, idempotency_key)
+    stored = definition.model_dump(mode="json")
     with audit.begin(tenant_id):
-        audit.create_run(run_id, tenant_id, definition.name, definition.model_dump(mode="json"))
+        if not audit.create_run(run_id, tenant_id, definition.name, stored):
+            earlier = audit.run(tenant_id, run_id)
+            if earlier is None or earlier["definition"] != stored:
+                raise Conflict("this Idempotency-Key was used with another workflow definition")
+            if earlier["status"] != "queued":  # started already: its message arrived; nothing to send
+                return WorkflowAccepted(workflow_run_id=run_id, status=earlier["status"],
+                                        status_url=f"/workflows/{run_id}")
     try:
         workflow_queue(queue).send(WorkflowMessage(workflow_run_id=run_id, tenant_id=tenant_id,
                                                    correlation_id=run_id))
