@@ -14,4 +14,4 @@ from incident_loop.workflows.relay import relay_stale_runs
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return relay_stale_runs()
+    return relay_stale_runs(time_left_ms=context.get_remaining_time_in_millis)

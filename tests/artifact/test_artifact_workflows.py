@@ -29,7 +29,7 @@ def run_id(cloud: Artifact) -> str:
     accepted = body(response)
     [message] = cloud.take("WorkflowQueue")
     assert message == {"workflow_run_id": accepted["workflow_run_id"], "tenant_id": cloud.tenant, "segment": 0,
-                       "correlation_id": accepted["workflow_run_id"]}
+                       "correlation_id": accepted["workflow_run_id"], "relayed_at": 0}
     return str(accepted["workflow_run_id"])
 
 
@@ -86,7 +86,7 @@ def test_workflow_relay_sends_a_lost_runs_message_again_and_fails_one_never_star
     for run_id, requeues in ((lost, 0), (given_up, 3)):
         cloud.admin.execute(
             "INSERT INTO m11_audit.workflow_runs (id, tenant_id, definition, requeues, created_at, updated_at)"
-            " VALUES (%(id)s, %(t)s, %(d)s, %(r)s, now() - interval '1 hour', now() - interval '1 hour')",
+            " VALUES (%(id)s, %(t)s, %(d)s, %(r)s, now() - interval '7 hours', now() - interval '1 hour')",
             {"id": run_id, "t": cloud.tenant, "d": Jsonb({"steps": []}), "r": requeues})
     cloud.take("WorkflowQueue")  # whatever earlier tests left there
 
@@ -94,7 +94,8 @@ def test_workflow_relay_sends_a_lost_runs_message_again_and_fails_one_never_star
 
     assert answer["requeued"] >= 1 and answer["never_started"] >= 1 and answer["not_sent"] == 0
     sent = cloud.take("WorkflowQueue")
-    assert {"workflow_run_id": lost, "tenant_id": cloud.tenant, "segment": 0, "correlation_id": lost} in sent
+    [relayed] = [m for m in sent if m["workflow_run_id"] == lost]
+    assert relayed["tenant_id"] == cloud.tenant and relayed["segment"] == 0 and relayed["relayed_at"] > 0
     assert given_up not in {m["workflow_run_id"] for m in sent}
     states = {row["id"]: (row["status"], row["requeues"], row["error_code"]) for row in cloud.rows(
         "SELECT id, status, requeues, error_code FROM m11_audit.workflow_runs WHERE id IN (%(a)s, %(b)s)",

@@ -53,6 +53,11 @@ class MemoryAudit:
                              "updated_at": now, "completed_at": None}
         return True
 
+    def same_definition(self, tenant_id: str, run_id: str, definition: Mapping[str, Any]) -> bool:
+        run = self.run(tenant_id, run_id)
+        return run is not None and json.dumps(run["definition"], sort_keys=True) == json.dumps(dict(definition),
+                                                                                               sort_keys=True)
+
     def run(self, tenant_id: str, run_id: str) -> dict[str, Any] | None:
         run = self.runs.get(run_id)
         return dict(run) if run and run["tenant_id"] == tenant_id else None

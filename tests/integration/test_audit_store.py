@@ -92,3 +92,22 @@ def test_as_stored_gives_ordinary_json_back_unchanged(conn: Any, tenant: str, va
     audit = PostgresAudit(conn)
     with audit.begin(tenant):
         assert audit.as_stored(value) == value
+
+
+def test_an_idempotency_key_repeated_with_odd_numbers_is_the_same_run_and_a_changed_type_is_a_conflict(
+        conn: Any, tenant: str) -> None:
+    """The definitions are compared as jsonb: 1e23 reads back as 100000000000000000000000 yet is the same,
+    and true is not 1 (Python's == would say the opposite of both)."""
+    from incident_loop.loop.errors import Conflict
+
+    audit, skills = PostgresAudit(conn), FakeSkills(FakeSkill("echo"))
+    steps = [{"skill": "echo", "args": {"value": {"big": 1e23, "flag": True, "third": 1 / 3}}}]
+
+    def submit(steps: list[dict[str, Any]]) -> Any:
+        return submit_workflow(WorkflowDefinition.model_validate({"steps": steps}), tenant, audit=audit,
+                               queue=MemoryQueue(), skills=skills, idempotency_key="client-odd-numbers")
+
+    first, again = submit(steps), submit(steps)
+    assert again.workflow_run_id == first.workflow_run_id
+    with pytest.raises(Conflict):
+        submit([{"skill": "echo", "args": {"value": {"big": 1e23, "flag": 1, "third": 1 / 3}}}])

@@ -91,17 +91,32 @@ def test_only_runs_queued_and_untouched_past_the_age_get_their_message_again_wha
     assert [_state(admin, run_id)["requeues"] for run_id in lost] == [1, 1]
     for run_id, (status, requeues) in untouched.items():
         assert (_state(admin, run_id)["status"], _state(admin, run_id)["requeues"]) == (status, requeues)
-    assert all(m.segment == 0 and m.correlation_id == m.workflow_run_id for m in queue.sent)
+    assert all(m.segment == 0 and m.correlation_id == m.workflow_run_id and m.relayed_at > 0 for m in queue.sent)
 
     again = _Queue()
     relay_stale_runs(queue=again, conn=conn)  # at once: claimed a moment ago, untouched for no time yet
     assert not {m.workflow_run_id for m in again.sent} & set(lost)
 
 
+SIX_HOURS = 6 * 3600  # WORKFLOW_RELAY_GIVE_UP_S: longer than a message lives on WorkflowQueue
+
+
+def test_a_run_not_started_while_a_message_of_it_may_still_arrive_is_not_given_up(
+        conn: psycopg.Connection[Any], admin: psycopg.Connection[dict[str, Any]]) -> None:
+    run_id = _run(admin, f"tenant-rl-{uuid.uuid4().hex[:6]}", age_s=3600, requeues=3)  # made an hour ago
+    _age(admin, run_id, 900)
+
+    queue = _Queue()
+    relay_stale_runs(queue=queue, conn=conn)
+
+    assert run_id not in {m.workflow_run_id for m in queue.sent}  # its requeues are spent
+    assert _state(admin, run_id) == {"status": "queued", "requeues": 3, "error_code": None}
+
+
 def test_a_run_never_started_after_its_requeues_is_failed_and_sent_no_more(
         conn: psycopg.Connection[Any], admin: psycopg.Connection[dict[str, Any]]) -> None:
     tenant = f"tenant-rl-{uuid.uuid4().hex[:6]}"
-    run_id = _run(admin, tenant, age_s=900)
+    run_id = _run(admin, tenant, age_s=SIX_HOURS + 60)
     for expected in (1, 2, 3):
         queue = _Queue()
         relay_stale_runs(queue=queue, conn=conn)
@@ -117,7 +132,7 @@ def test_a_run_never_started_after_its_requeues_is_failed_and_sent_no_more(
     message = admin.execute("SELECT error_message, completed_at FROM m11_audit.workflow_runs WHERE id = %s",
                             (run_id,)).fetchone()
     assert message is not None and message["completed_at"] is not None
-    assert message["error_message"] == "not started after 4 deliveries of its message"
+    assert message["error_message"] == "not started within 21600 s; its message was sent again 3 times"
 
 
 def test_a_requeue_sqs_refuses_is_counted_and_tried_again_by_the_next_relay(

@@ -16,7 +16,11 @@ from botocore.exceptions import ClientError
 # DynamoDB serves the breakers, which sit on hot paths: a DynamoDB that does not answer must cost little
 # before a breaker's fail mode decides (1 s to connect, 2 s to read, 2 attempts). Candidate settings.
 DYNAMODB_CONFIG = Config(connect_timeout=1.0, read_timeout=2.0, retries={"max_attempts": 2, "mode": "standard"})
-CONFIGS: dict[str, Config] = {"dynamodb": DYNAMODB_CONFIG}
+# SQS takes every hand-off after a commit: a send that hangs must fail well inside API Gateway's 29 s and the
+# functions' timeouts (botocore's defaults are 60 s per read, retried), so that it is left to the redelivery
+# or the relay rather than ending the invocation (2 s to connect, 5 s to read, 3 attempts).
+SQS_CONFIG = Config(connect_timeout=2.0, read_timeout=5.0, retries={"max_attempts": 3, "mode": "standard"})
+CONFIGS: dict[str, Config] = {"dynamodb": DYNAMODB_CONFIG, "sqs": SQS_CONFIG}
 
 
 @cache

@@ -79,9 +79,12 @@ class Settings(BaseModel):
     workflow_queue_url: str | None = None
     notify_queue_url: str | None = None
     audit_retention_days: int = Field(default=90, ge=1)
-    # The relay (workflows.relay): a queued run untouched this long gets its message again, this many times.
+    # The relay (workflows.relay): a queued run untouched this long gets its message again, this many times;
+    # one not started this long after it was made is failed (longer than a message lives on WorkflowQueue:
+    # its visibility timeout, 1800 s, times its 10 receives).
     workflow_relay_min_age_s: int = Field(default=600, ge=60)
     workflow_relay_max_requeues: int = Field(default=3, ge=1, le=100)
+    workflow_relay_give_up_s: int = Field(default=6 * 3600, ge=600)
 
     api_base_path: str = ""
 

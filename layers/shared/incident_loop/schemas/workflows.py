@@ -157,6 +157,10 @@ class WorkflowMessage(BaseModel):
     tenant_id: str = Field(min_length=1, max_length=128)
     segment: int = Field(default=0, ge=0, le=10_000)
     correlation_id: str = Field(min_length=1, max_length=128)
+    # When the relay (workflows.relay) sent this message again, epoch seconds; 0 for a run's own message. Part
+    # of the runner's idempotency key: a message the relay sends is never answered with what an earlier one of
+    # the same run was answered (a run failed as never_started, then set back to queued by an operator).
+    relayed_at: int = Field(default=0, ge=0)
 
 
 class WorkflowRecord(SqsRecordModel):

@@ -47,6 +47,14 @@ class PostgresAudit:
             {"id": run_id, "tenant": tenant_id, "name": name, "definition": Jsonb(dict(definition))}).fetchone()
         return row is not None
 
+    def same_definition(self, tenant_id: str, run_id: str, definition: Mapping[str, Any]) -> bool:
+        # Compared as jsonb, where both sides were parsed alike (1e23 is 1e23 on both; true is not 1).
+        row = self.conn.execute(
+            "SELECT definition = %(definition)s AS same FROM m11_audit.workflow_runs"
+            " WHERE tenant_id = %(tenant)s AND id = %(id)s",
+            {"definition": Jsonb(dict(definition)), "tenant": tenant_id, "id": run_id}).fetchone()
+        return bool(row and row["same"])
+
     def run(self, tenant_id: str, run_id: str) -> Row | None:
         return self.conn.execute(
             f"SELECT {_RUN} FROM m11_audit.workflow_runs WHERE tenant_id = %(tenant)s AND id = %(id)s",
@@ -168,11 +176,13 @@ def purge_batch(conn: Connection[Any], max_age_days: int, batch_size: int) -> Ro
     return dict(row)
 
 
-def claim_stale_runs(conn: Connection[Any], min_age_s: int, max_requeues: int, max_runs: int) -> list[Row]:
+def claim_stale_runs(conn: Connection[Any], min_age_s: int, max_requeues: int, give_up_s: int,
+                     max_runs: int) -> list[Row]:
     """Queued runs of every tenant untouched for min_age_s (the owner's m11_audit.claim_stale_runs, migration
     0013): each {"workflow_run_id", "tenant_id", "requeues", "abandoned"}. A claimed run (abandoned False) has
-    its requeues counted; an abandoned one (requeued max_requeues times already) is failed as never_started."""
+    its requeues counted; an abandoned one (requeued max_requeues times already, and created more than
+    give_up_s ago) is failed as never_started."""
     return conn.execute(
         "SELECT workflow_run_id, tenant_id, requeues, abandoned"
-        " FROM m11_audit.claim_stale_runs(%(age)s, %(max)s, %(n)s)",
-        {"age": min_age_s, "max": max_requeues, "n": max_runs}).fetchall()
+        " FROM m11_audit.claim_stale_runs(%(age)s, %(max)s, %(give_up)s, %(n)s)",
+        {"age": min_age_s, "max": max_requeues, "give_up": give_up_s, "n": max_runs}).fetchall()

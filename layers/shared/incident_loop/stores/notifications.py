@@ -11,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from psycopg import Connection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from incident_loop.observability import logger
+from incident_loop.observability import logger, metrics
 from incident_loop.stores.queues import QueueUnavailable
 from incident_loop.stores.read_ahead import MISSING, ReadAhead
 
@@ -108,3 +109,4 @@ class PostgresNotifications:
             except QueueUnavailable:
                 logger.warning("announcement left to the relay", workflow_run_id=message.workflow_run_id,
                                exc_info=True)
+                metrics.add_metric(name="WorkflowMessagesLeftToRelay", unit=MetricUnit.Count, value=1)

@@ -34,9 +34,10 @@ MAX_VISIBILITY_S = 43_200  # SQS's longest visibility timeout: 12 hours
 
 @cache
 def idempotency_config() -> IdempotencyConfig:
-    """One run segment once per expiry window, per tenant (another tenant's message never replays a result)."""
+    """One run segment once per expiry window, per tenant (another tenant's message never replays a result),
+    per delivery of the relay (a message it sent again is judged afresh)."""
     return IdempotencyConfig(
-        event_key_jmespath="[tenant_id, workflow_run_id, segment]",
+        event_key_jmespath="[tenant_id, workflow_run_id, segment, relayed_at]",
         expires_after_seconds=get_settings().idempotency_expiry_s,
         raise_on_no_idempotency_key=True,
     )

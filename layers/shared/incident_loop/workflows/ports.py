@@ -65,6 +65,10 @@ class AuditStore(Protocol):
         """Store a queued run; False (and nothing changed) when a run with this id exists already."""
         ...
 
+    def same_definition(self, tenant_id: str, run_id: str, definition: Mapping[str, Any]) -> bool:
+        """Whether the tenant's run has this definition (as stored JSON compares it)."""
+        ...
+
     def run(self, tenant_id: str, run_id: str) -> Row | None:
         """The run (id, name, definition, status, error_code, error_message, times), or None."""
         ...

@@ -3,13 +3,17 @@
 A run is written in its caller's transaction and its message sent after the commit (the loop's announcements,
 POST /workflows). When SQS refuses that message the run is committed and `queued` with nothing to start it.
 Every few minutes (WorkflowRelayFunction) the runs queued and untouched for WORKFLOW_RELAY_MIN_AGE_S are
-claimed in one short transaction across every tenant (migration 0013) and their messages sent again: the
-runner's idempotency (tenant, run, segment) and its lease make a message that was only late harmless. A
-run still not started after WORKFLOW_RELAY_MAX_REQUEUES messages is failed as never_started.
+claimed in one short transaction across every tenant (migration 0013) and their messages sent again, at
+most WORKFLOW_RELAY_MAX_REQUEUES times each. A message that was only late is harmless: the runner's lease and
+the audit's per-op keys make a run happen once whatever number of messages name it. A run still not started
+WORKFLOW_RELAY_GIVE_UP_S after it was made (longer than any message of it lives on the queue) is failed as
+never_started.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -24,35 +28,39 @@ from incident_loop.stores.workflow_queue import SqsWorkflowQueue
 from incident_loop.workflows.ports import WorkflowQueue
 
 MAX_RUNS = 500  # per invocation; the next one takes the rest
+RESERVE_MS = 5_000  # left to the invocation when the relay stops sending: a claim not sent waits for the next
 
 
-def relay_stale_runs(*, queue: WorkflowQueue | None = None, conn: Any | None = None,
-                     max_runs: int = MAX_RUNS) -> dict[str, int]:
-    """Send a message again for every stale queued run; fail the runs out of requeues. The counts."""
+def relay_stale_runs(*, queue: WorkflowQueue | None = None, conn: Any | None = None, max_runs: int = MAX_RUNS,
+                     time_left_ms: Callable[[], int] | None = None) -> dict[str, int]:
+    """Send a message again for every stale queued run; fail the runs never started. The counts."""
     settings = get_settings()
     conn = conn or get_connection()
     with transaction(conn, tenant_id=None):
         claimed = claim_stale_runs(conn, settings.workflow_relay_min_age_s, settings.workflow_relay_max_requeues,
-                                   max_runs)
+                                   settings.workflow_relay_give_up_s, max_runs)
     queue = queue or SqsWorkflowQueue()
-    requeued = not_sent = abandoned = 0
+    relayed_at = int(time.time())
+    counts = {"requeued": 0, "not_sent": 0, "never_started": 0}
     for run in claimed:
+        run_id, tenant = run["workflow_run_id"], run["tenant_id"]
         if run["abandoned"]:
-            abandoned += 1
-            logger.warning("workflow run never started", workflow_run_id=run["workflow_run_id"],
-                           tenant_id=run["tenant_id"], requeues=run["requeues"])
+            counts["never_started"] += 1
+            logger.warning("workflow run never started", workflow_run_id=run_id, tenant_id=tenant,
+                           requeues=run["requeues"])
             continue
-        message = WorkflowMessage(workflow_run_id=run["workflow_run_id"], tenant_id=run["tenant_id"],
-                                  correlation_id=run["workflow_run_id"])
+        if counts["not_sent"] or (time_left_ms is not None and time_left_ms() < RESERVE_MS):
+            counts["not_sent"] += 1  # SQS refused one already, or no time left: the next relay tries again
+            continue
         try:
-            queue.send(message)
-        except QueueUnavailable:  # counted as a requeue all the same: the next relay tries again
-            not_sent += 1
-            logger.exception("workflow run not requeued", workflow_run_id=run["workflow_run_id"])
+            queue.send(WorkflowMessage(workflow_run_id=run_id, tenant_id=tenant, correlation_id=run_id,
+                                       relayed_at=relayed_at))
+        except QueueUnavailable:
+            counts["not_sent"] += 1
+            logger.exception("workflow run not requeued", workflow_run_id=run_id)
             continue
-        requeued += 1
-        logger.info("workflow run requeued", workflow_run_id=run["workflow_run_id"], tenant_id=run["tenant_id"],
-                    requeues=run["requeues"])
-    metrics.add_metric(name="WorkflowRunsRequeued", unit=MetricUnit.Count, value=requeued)
-    metrics.add_metric(name="WorkflowRunsNeverStarted", unit=MetricUnit.Count, value=abandoned)
-    return {"requeued": requeued, "not_sent": not_sent, "never_started": abandoned}
+        counts["requeued"] += 1
+        logger.info("workflow run requeued", workflow_run_id=run_id, tenant_id=tenant, requeues=run["requeues"])
+    metrics.add_metric(name="WorkflowRunsRequeued", unit=MetricUnit.Count, value=counts["requeued"])
+    metrics.add_metric(name="WorkflowRunsNeverStarted", unit=MetricUnit.Count, value=counts["never_started"])
+    return counts

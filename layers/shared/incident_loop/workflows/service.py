@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from uuid import UUID, uuid4, uuid5
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from incident_loop.loop.errors import Conflict, NotFound
-from incident_loop.observability import logger
+from incident_loop.observability import logger, metrics
 from incident_loop.schemas.workflows import (
     OpView,
     WorkflowAccepted,
@@ -50,7 +52,7 @@ def submit_workflow(definition: WorkflowDefinition, tenant_id: str, *, idempoten
     with audit.begin(tenant_id):
         if not audit.create_run(run_id, tenant_id, definition.name, stored):
             earlier = audit.run(tenant_id, run_id)
-            if earlier is None or earlier["definition"] != stored:
+            if earlier is None or not audit.same_definition(tenant_id, run_id, stored):
                 raise Conflict("this Idempotency-Key was used with another workflow definition")
             if earlier["status"] != "queued":  # started already: its message arrived; nothing to send
                 return WorkflowAccepted(workflow_run_id=run_id, status=earlier["status"],
@@ -61,6 +63,7 @@ def submit_workflow(definition: WorkflowDefinition, tenant_id: str, *, idempoten
     except QueueUnavailable:
         logger.warning("workflow accepted; its message is left to the relay", workflow_run_id=run_id,
                        exc_info=True)
+        metrics.add_metric(name="WorkflowMessagesLeftToRelay", unit=MetricUnit.Count, value=1)
     else:
         logger.info("workflow accepted", workflow_run_id=run_id, steps=len(definition.steps))
     return WorkflowAccepted(workflow_run_id=run_id, status="queued", status_url=f"/workflows/{run_id}")
