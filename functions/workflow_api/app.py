@@ -9,7 +9,6 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from incident_loop.api import assemble
 from incident_loop.observability import logger, metrics, tracer
-from incident_loop.workflows import replay, service  # noqa: F401 - the routes import them lazily; load at init
 
 app = assemble("workflows")
 

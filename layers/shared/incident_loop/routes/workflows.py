@@ -1,9 +1,8 @@
 """Workflows over HTTP (seed 004): submit a run, read it with its audited ops, verify it by replay; and the
 tenant's notification targets, to which the loop announces through workflow runs.
 
-The workflow API's router (incident_loop.api assembles it for that function alone); errors map to HTTP in
-incident_loop.http.error_map. The domain is imported by each route, not here: it loads the skills package,
-which the workflow API's handler loads at its init.
+The workflow API's router (incident_loop.api assembles it for that function alone, so the skills its domain
+loads are loaded by no other function); errors map to HTTP in incident_loop.http.error_map.
 """
 
 from __future__ import annotations
@@ -17,6 +16,9 @@ from aws_lambda_powertools.event_handler.openapi.params import Header
 from incident_loop.http.identity import caller, tenant_id
 from incident_loop.schemas.notifications import NotificationEvent, NotificationSettings, NotificationTargets
 from incident_loop.schemas.workflows import ReplayReport, WorkflowDefinition, WorkflowRunView
+from incident_loop.workflows.notifications import remove_targets, set_targets, targets_of
+from incident_loop.workflows.replay import replay_workflow
+from incident_loop.workflows.service import submit_workflow, workflow_view
 
 router = Router()
 NO_RUN = {404: {"description": "No workflow run of the tenant with this id"}}
@@ -33,24 +35,18 @@ def post_workflow(definition: WorkflowDefinition,
                       description="The client's key for this submission (1 to 255 visible ASCII characters): "
                                   "a request repeated with it makes no second run")] = None,
                   ) -> Response[dict[str, Any]]:
-    from incident_loop.workflows.service import submit_workflow
-
     accepted = submit_workflow(definition, tenant_id(), idempotency_key=idempotency_key)
     return Response(status_code=202, content_type=content_types.APPLICATION_JSON, body=accepted.model_dump())
 
 
 @router.get("/workflows/<workflow_run_id>", summary="A workflow run's status and its audited ops", responses=NO_RUN)
 def get_workflow(workflow_run_id: str) -> WorkflowRunView:
-    from incident_loop.workflows.service import workflow_view
-
     return workflow_view(tenant_id(), workflow_run_id)
 
 
 @router.post("/workflows/<workflow_run_id>/replay", summary="Verify a finished run by replay (no skill is called)",
              responses={**NO_RUN, 409: {"description": "The run has not finished"}})
 def post_replay(workflow_run_id: str) -> ReplayReport:
-    from incident_loop.workflows.replay import replay_workflow
-
     return replay_workflow(tenant_id(), workflow_run_id)
 
 
@@ -61,22 +57,16 @@ EVENT_PATH = {404: {"description": "The tenant has no targets for this event"}}
 
 @router.get("/notifications", summary="Where the loop announces new checkpoints and activated policies")
 def get_notifications() -> NotificationSettings:
-    from incident_loop.workflows.notifications import targets_of
-
     return targets_of(tenant_id())
 
 
 @router.put("/notifications/<event>", summary="Announce an event to Slack and/or a signed webhook")
 def put_notifications(event: NotificationEvent, targets: NotificationTargets) -> NotificationSettings:
-    from incident_loop.workflows.notifications import set_targets
-
     return set_targets(tenant_id(), event, targets, caller())
 
 
 @router.delete("/notifications/<event>", summary="Stop announcing an event",
                responses={**EVENT_PATH, 204: {"description": "removed"}})
 def delete_notifications(event: NotificationEvent) -> Response[None]:
-    from incident_loop.workflows.notifications import remove_targets
-
     remove_targets(tenant_id(), event)
     return Response(status_code=204, body=None)
