@@ -11,13 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.metrics import MetricUnit
 from psycopg import Connection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from incident_loop.observability import logger, metrics
-from incident_loop.stores.queues import QueueUnavailable
 from incident_loop.stores.read_ahead import MISSING, ReadAhead
 
 if TYPE_CHECKING:  # the models load when a tenant has targets, not at every stage function's init
@@ -100,13 +97,8 @@ class PostgresNotifications:
         pending, self.pending = self.pending, []
         if not pending:
             return
-        from incident_loop.stores.workflow_queue import SqsWorkflowQueue
+        from incident_loop.stores.workflow_queue import SqsWorkflowQueue, send_after_commit
 
         queue = self._queue or SqsWorkflowQueue()
         for message in pending:
-            try:
-                queue.send(message)
-            except QueueUnavailable:
-                logger.warning("announcement left to the relay", workflow_run_id=message.workflow_run_id,
-                               exc_info=True)
-                metrics.add_metric(name="WorkflowMessagesLeftToRelay", unit=MetricUnit.Count, value=1)
+            send_after_commit(queue, message)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from botocore.exceptions import BotoCoreError, ClientError
 
 from incident_loop import aws
+from incident_loop.observability import logger, metrics
 from incident_loop.schemas.workflows import WorkflowMessage
 from incident_loop.settings import Settings, get_settings
 from incident_loop.stores.queues import QueueUnavailable, QueueUnconfigured
@@ -32,3 +34,17 @@ class SqsWorkflowQueue:
             raise QueueUnavailable(f"queue {url} refused the message ({code})") from exc
         except BotoCoreError as exc:
             raise QueueUnavailable(f"queue {url} is unreachable ({type(exc).__name__})") from exc
+
+
+def send_after_commit(queue: Any, message: WorkflowMessage) -> bool:
+    """Send to `queue` (a workflows.ports.WorkflowQueue) the message of a run its caller has just committed;
+    False when SQS refuses it. The commit is the acceptance, so a refusal is logged, counted
+    (WorkflowMessagesLeftToRelay) and left to the relay (workflows.relay), which sends the message again
+    once the run has waited."""
+    try:
+        queue.send(message)
+    except QueueUnavailable:
+        logger.warning("run's message left to the relay", workflow_run_id=message.workflow_run_id, exc_info=True)
+        metrics.add_metric(name="WorkflowMessagesLeftToRelay", unit=MetricUnit.Count, value=1)
+        return False
+    return True

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from uuid import UUID, uuid4, uuid5
 
-from aws_lambda_powertools.metrics import MetricUnit
-
 from incident_loop.loop.errors import Conflict, NotFound
-from incident_loop.observability import logger, metrics
+from incident_loop.observability import logger
 from incident_loop.schemas.workflows import (
     OpView,
     WorkflowAccepted,
@@ -15,7 +13,7 @@ from incident_loop.schemas.workflows import (
     WorkflowMessage,
     WorkflowRunView,
 )
-from incident_loop.stores.queues import QueueUnavailable
+from incident_loop.stores.workflow_queue import send_after_commit
 from incident_loop.workflows.definitions import check_definition
 from incident_loop.workflows.ports import AuditStore, SkillSource, WorkflowQueue
 from incident_loop.workflows.wiring import audit_store, skill_source, workflow_queue
@@ -57,15 +55,9 @@ def submit_workflow(definition: WorkflowDefinition, tenant_id: str, *, idempoten
             if earlier["status"] != "queued":  # started already: its message arrived; nothing to send
                 return WorkflowAccepted(workflow_run_id=run_id, status=earlier["status"],
                                         status_url=f"/workflows/{run_id}")
-    try:
-        workflow_queue(queue).send(WorkflowMessage(workflow_run_id=run_id, tenant_id=tenant_id,
-                                                   correlation_id=run_id))
-    except QueueUnavailable:
-        logger.warning("workflow accepted; its message is left to the relay", workflow_run_id=run_id,
-                       exc_info=True)
-        metrics.add_metric(name="WorkflowMessagesLeftToRelay", unit=MetricUnit.Count, value=1)
-    else:
-        logger.info("workflow accepted", workflow_run_id=run_id, steps=len(definition.steps))
+    message = WorkflowMessage(workflow_run_id=run_id, tenant_id=tenant_id, correlation_id=run_id)
+    sent = send_after_commit(workflow_queue(queue), message)
+    logger.info("workflow accepted", workflow_run_id=run_id, steps=len(definition.steps), queued=sent)
     return WorkflowAccepted(workflow_run_id=run_id, status="queued", status_url=f"/workflows/{run_id}")
 
 
