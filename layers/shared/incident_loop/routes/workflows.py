@@ -2,7 +2,9 @@
 tenant's notification targets, to which the loop announces through workflow runs.
 
 The workflow API's router (incident_loop.api assembles it for that function alone, so the skills its domain
-loads are loaded by no other function); errors map to HTTP in incident_loop.http.error_map.
+loads are loaded by no other function); errors map to HTTP in incident_loop.http.error_map. The notification
+routes import their domain when first called: it brings the loop's unit of work and stores (and the matcher
+with them), which the workflow routes never need at init.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Header
 from incident_loop.http.identity import caller, tenant_id
 from incident_loop.schemas.notifications import NotificationEvent, NotificationSettings, NotificationTargets
 from incident_loop.schemas.workflows import ReplayReport, WorkflowDefinition, WorkflowRunView
-from incident_loop.workflows.notifications import remove_targets, set_targets, targets_of
 from incident_loop.workflows.replay import replay_workflow
 from incident_loop.workflows.service import submit_workflow, workflow_view
 
@@ -57,16 +58,22 @@ EVENT_PATH = {404: {"description": "The tenant has no targets for this event"}}
 
 @router.get("/notifications", summary="Where the loop announces new checkpoints and activated policies")
 def get_notifications() -> NotificationSettings:
+    from incident_loop.workflows.notifications import targets_of
+
     return targets_of(tenant_id())
 
 
 @router.put("/notifications/<event>", summary="Announce an event to Slack and/or a signed webhook")
 def put_notifications(event: NotificationEvent, targets: NotificationTargets) -> NotificationSettings:
+    from incident_loop.workflows.notifications import set_targets
+
     return set_targets(tenant_id(), event, targets, caller())
 
 
 @router.delete("/notifications/<event>", summary="Stop announcing an event",
                responses={**EVENT_PATH, 204: {"description": "removed"}})
 def delete_notifications(event: NotificationEvent) -> Response[None]:
+    from incident_loop.workflows.notifications import remove_targets
+
     remove_targets(tenant_id(), event)
     return Response(status_code=204, body=None)
