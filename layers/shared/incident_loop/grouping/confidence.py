@@ -25,6 +25,19 @@ FEATURES = ("bias", "fuzzy", "dissimilarity", "differing", "generalised", "log_c
 COEFFICIENTS: tuple[float, ...] = (10.2939, -4.9871, -0.0897, -2.5131, -4.0553, -1.7921, 0.0076, 1.3135, -0.8595)
 
 
+def _counts(tokens: Sequence[str], text: str | None) -> tuple[int, int, int]:
+    """(tokens, wildcards, soft masks) of a template: what its features are made of."""
+    if text is None:
+        text = " ".join(tokens)
+    soft = text.count("=<*>") + text.count("'<*>'") + text.count('"<*>"') if "<*>" in text else 0
+    return len(tokens), tokens.count(WILDCARD), soft
+
+
+def _template_features(n: int, wildcards: int, soft: int) -> tuple[float, float, float, float]:
+    constants = max(n - wildcards - soft, 0)
+    return math.log1p(constants), (wildcards / n if n else 1.0), float(min(soft, 3)), float(constants <= 2)
+
+
 def template_features(tokens: Sequence[str], text: str | None = None) -> tuple[float, float, float, float]:
     """(log_constants, wildcard_share, soft_masks, few_constants) of a template's tokens (`text`: the
     tokens joined, when the caller has it).
@@ -32,13 +45,7 @@ def template_features(tokens: Sequence[str], text: str | None = None) -> tuple[f
     A soft mask is a variable found by where it stands rather than by what it looks like (the value
     of key=value, a quoted value): it may hide a word that tells two events apart. Counted on the
     joined text, in C: the work is a few passes over the template, whatever its length."""
-    n = len(tokens)
-    wildcards = tokens.count(WILDCARD)
-    if text is None:
-        text = " ".join(tokens)
-    soft = text.count("=<*>") + text.count("'<*>'") + text.count('"<*>"') if "<*>" in text else 0
-    constants = max(n - wildcards - soft, 0)
-    return math.log1p(constants), (wildcards / n if n else 1.0), float(min(soft, 3)), float(constants <= 2)
+    return _template_features(*_counts(tokens, text))
 
 
 def features(tokens: Sequence[str], fuzzy: bool, similarity: float, differing: int, generalised: int,
@@ -57,9 +64,27 @@ def probability(x: Sequence[float], coefficients: Sequence[float] = COEFFICIENTS
     return e / (1.0 + e)
 
 
+# What the model's inputs are made of -> its rounded probability. They take few values (counts, and a
+# similarity that is a ratio of small counts), so decisions share them: a bounded memo of a pure function.
+_PROBABILITIES: dict[tuple[object, ...], float] = {}
+_MAX_PROBABILITIES = 50_000
+
+
 def join_confidence(tokens: Sequence[str], fuzzy: bool = False, similarity: float = 1.0, differing: int = 0,
                     generalised: int = 0, text: str | None = None) -> float:
     """The calibrated probability that a message with these template tokens belongs with the pattern
     it joined: exactly, or fuzzily at this similarity with `differing` constant words unlike; of its
     constant words, `generalised` are <*> in the pattern's template. (`text`: the tokens joined.)"""
-    return round(probability(features(tokens, fuzzy, similarity, differing, generalised, text)), 4)
+    key = (fuzzy, similarity, min(differing, 3), min(generalised, 3), *_counts(tokens, text))
+    found = _PROBABILITIES.get(key)
+    if found is None:
+        x = (1.0, float(fuzzy), 1.0 - similarity, float(key[2]), float(key[3]), *_template_features(*key[4:]))
+        if len(_PROBABILITIES) >= _MAX_PROBABILITIES:
+            _PROBABILITIES.clear()
+        found = _PROBABILITIES[key] = round(probability(x), 4)
+    return found
+
+
+def clear_memo() -> None:
+    """Forget the memoised probabilities (benchmarks start cold; results never depend on the memo)."""
+    _PROBABILITIES.clear()

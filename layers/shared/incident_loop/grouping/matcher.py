@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from incident_loop.grouping.classify import classify
 from incident_loop.grouping.compare import agreement, compare, constants, differing, generalised, merge, similarity
+from incident_loop.grouping.confidence import clear_memo as clear_probabilities
 from incident_loop.grouping.confidence import join_confidence
 from incident_loop.grouping.normalise import WILDCARD, Normaliser, Options, clear_memo, normaliser, signature
 
@@ -201,6 +202,7 @@ def exact_confidence(template_text: str, pattern_template: str | None = None) ->
 def clear_memos() -> None:
     """Forget the memoised verdicts and signatures (benchmarks start cold; results never depend on them)."""
     clear_memo()
+    clear_probabilities()
     _SIGNATURES.clear()
     _EXACT.clear()
     _GENERALISED.clear()

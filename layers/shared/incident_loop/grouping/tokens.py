@@ -26,8 +26,14 @@ _CUT = re.compile(r"([,;()\[\]{}|=:]+)")
 _HAS_CUT = re.compile(r"[,;()\[\]{}|=:]")
 # The shapes the memo's misses are tested against first (Verdicts.__missing__): what judge() makes
 # of each, without cutting it up.
-_CUT_OR_PATH = re.compile(r"[,;()\[\]{}|=:/\\]")
 _AROUND = re.compile(r"([(\[{]*+)((?!\"\"|'')[^\s,;()\[\]{}|=:\\]++)([,;:)\]}]*+)")
+# A token holding a digit in one piece with only brackets, quotes and punctuation around it
+# ("dd0f0b00", "[worker-00]", "'c000-a0b0'},", "00/00/0000"): what _AROUND and _masked make of it, in
+# one match. Groups: brackets, quotes, the value (not ending in punctuation), punctuation, separators.
+_VALUE_CHAR = r"[^\s,;()\[\]{}|=:\\]"
+_AROUND_VALUE = re.compile(
+    rf"([(\[{{]*+)(?!\"\"|'')([\"'`]*+)((?![\"'`]){_VALUE_CHAR}(?:{_VALUE_CHAR}*(?![.!?\"'`]){_VALUE_CHAR})?)"
+    r"([.!?\"'`]*+)([,;:)\]}]*+)")
 _KEY_VALUE = re.compile(r"([A-Za-z_][\w.-]*)([=:])([^\s,;()\[\]{}|=:/\\\"'`]+)")
 _NUMERIC = re.compile(r"/?[-+]?\d(?:[-+\d.:]*\d)?")
 # Variables joined by punctuation inside one token are one variable (10.0.0.1:80, 12:30:01, a/b).
@@ -163,15 +169,17 @@ class Verdicts(dict[str, str]):
         if len(self) >= MAX_VERDICTS:
             self.clear()
         # The commonest misses first, with C-level tests: a word of letters; a token holding a digit
-        # and nothing that cuts it up (a number, an id) or made of digits and separators
-        # (10.0.0.1:80, 12:30:01); a piece with separators only around it ("(0x1f)", "2,", "updated:");
+        # in one piece with only brackets, quotes and punctuation around it (a number, an id, "[0x1f],")
+        # or made of digits and separators (10.0.0.1:80, 12:30:01); a piece with separators only
+        # around it ("(ciostream", "updated:");
         # key=value or key:value whose value has no separator (user=root, rhost=host.example.com,
         # pid=42). Each is what judge() makes of it, without cutting it up.
         digit = not _DIGITS.isdisjoint(raw)
         if raw.isalpha():
             verdict = _word(raw)
-        elif digit and _CUT_OR_PATH.search(raw) is None:
-            verdict = WILDCARD if raw[0].isalnum() and raw[-1].isalnum() else _masked(raw)
+        elif digit and (value := _AROUND_VALUE.fullmatch(raw)) is not None and value.group(5).count(":") < 2:
+            brackets, quotes, _, punctuation, separators = value.groups()
+            verdict = f"{brackets}{quotes}{WILDCARD}{punctuation}{separators}"
         elif digit and _NUMERIC.fullmatch(raw) is not None:
             verdict = WILDCARD
         elif (around := _AROUND.fullmatch(raw)) is not None and around.group(3).count(":") < 2:
