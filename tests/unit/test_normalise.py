@@ -197,6 +197,12 @@ def test_the_memos_shortcuts_judge_a_token_as_the_full_judgement_does(mask_keyed
     rng = random.Random(3)
     alphabet = "ab1Z.-_+#@~%$&*^<>:/'\",()[]=\\!?{}|;`"
     raws = {"".join(rng.choice(alphabet) for _ in range(rng.randint(1, 8))) for _ in range(20_000)}
+    # Values wrapped in brackets, quotes and punctuation, the shapes the shortcuts take whole.
+    heads = ["", "(", "[", "{", '"', "'", "`", '""', "(\"", "[[", "<"]
+    tails = ["", ",", ".", ":", "::", "),", '"}.', "'];", ")(", "!", ".,", ")\\", "=", ":0"]
+    values = ["0", "a0", "0f:0a::0", "[fe00::0a]", "[fe00::0a]:00", "0.0.0.0:00", "a/0", "/0", "0\\a", "a.b0.",
+              "0-a_0", "00:00", "a:0", "0@a", "+0", "0e+00", "a=0", "0x0F"]
+    raws |= {h + v + t for h in heads for v in values for t in tails}
     raws |= {"blk_-160899", "/10.0.0.1:80", "(0x1f).", "updated:", "onExtend:151", "r24=0x0f", "[1]:", "'abc1'",
              "user=root", "rhost=host.example.com", "tty=NODEVssh", "action:android.intent.SCREEN_ON", "a.b=c.",
              "state=true", "when:Monday", "size=kb", "key=value!"}

@@ -41,12 +41,14 @@ _QUOTED = (
 )
 
 # A token that is a variable and punctuation only: "<*>", "(<*>)", "'<*>',". A run of them is one.
+# The patterns of runs are led by the space before the run's first token (the text is searched with
+# a space in front): a literal first lets the scan skip to the spaces, where a token may start.
 _CORE = r"[\[({\"'`]*<\*>[\])}\"'`,;:.]*"
-_RUN = re.compile(rf"(?<!\S)({_CORE})(?: {_CORE})+(?!\S)")
+_RUN = re.compile(rf" ({_CORE}(?: {_CORE})+)(?!\S)")
 _ADJACENT = re.compile(r"<\*>[\])}\"'`,;:.]* [\[({\"'`]*<\*>")  # a literal first: a fast test for _RUN
 _UNIT_AFTER_NUMBER = re.compile(r"<\*>(?: \x00[^\s\])},;:.]+)+")
 _CAL_TOKEN = r"[\[({\"'`]*\x01\S+"
-_TIMESTAMP = re.compile(rf"(?<!\S)(?:{_CAL_TOKEN}|{_CORE})(?: (?:{_CAL_TOKEN}|{_CORE}))+(?!\S)")
+_TIMESTAMP = re.compile(rf" ((?:{_CAL_TOKEN}|{_CORE})(?: (?:{_CAL_TOKEN}|{_CORE}))+)(?!\S)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,9 +107,9 @@ class Normaliser:
         if UNIT in final:
             final = _UNIT_AFTER_NUMBER.sub(WILDCARD, final).replace(UNIT, "")
         if CAL in final:  # runs of variables and calendar words, in one pass
-            final = _TIMESTAMP.sub(_timestamp, final).replace(CAL, "")
+            final = _TIMESTAMP.sub(_timestamp, " " + final)[1:].replace(CAL, "")
         elif _ADJACENT.search(final) is not None:
-            final = _RUN.sub(_run, final)
+            final = _RUN.sub(_run, " " + final)[1:]
         if len(self._joined) >= MAX_VERDICTS:
             self._joined.clear()
         self._joined[text] = final
@@ -115,18 +117,20 @@ class Normaliser:
 
 
 def _run(match: re.Match[str]) -> str:
-    """A run of variable tokens is one <*>."""
-    text = match.group(0)
-    return _one(text[: text.index(" ")], text[text.rindex(" ") + 1:])
+    """A run of variable tokens (after the space before it) is one <*>."""
+    text = match.group(1)
+    return " " + _one(text[: text.index(" ")], text[text.rindex(" ") + 1:])
 
 
 def _timestamp(match: re.Match[str]) -> str:
-    """A run of variables and calendar words is one <*> (a written-out timestamp, or a plain run);
-    calendar words with no variable among them stay words ("May not be empty on Monday")."""
+    """A run of variables and calendar words (after the space before it) is one <*> (a written-out
+    timestamp, or a plain run); calendar words with no variable among them stay words ("May not be
+    empty on Monday")."""
     text = match.group(0)
     if WILDCARD not in text:
         return text
-    return _one(text[: text.index(" ")].replace(CAL, "<*>", 1), text[text.rindex(" ") + 1:].replace(CAL, "<*>", 1))
+    return " " + _one(text[1: text.index(" ", 1)].replace(CAL, "<*>", 1),
+                      text[text.rindex(" ") + 1:].replace(CAL, "<*>", 1))
 
 
 _CLOSES = {")": "(", "]": "[", "}": "{", '"': '"', "'": "'", "`": "`"}

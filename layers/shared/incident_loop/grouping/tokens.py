@@ -29,11 +29,12 @@ _HAS_CUT = re.compile(r"[,;()\[\]{}|=:]")
 _AROUND = re.compile(r"([(\[{]*+)((?!\"\"|'')[^\s,;()\[\]{}|=:\\]++)([,;:)\]}]*+)")
 # A token holding a digit in one piece with only brackets, quotes and punctuation around it
 # ("dd0f0b00", "[worker-00]", "'c000-a0b0'},", "00/00/0000"): what _AROUND and _masked make of it, in
-# one match. Groups: brackets, quotes, the value (not ending in punctuation), punctuation, separators.
+# one match. Groups: brackets, quotes, the value (not ending in punctuation), punctuation, separators
+# and the punctuation after them ('"0a0b"}.').
 _VALUE_CHAR = r"[^\s,;()\[\]{}|=:\\]"
 _AROUND_VALUE = re.compile(
     rf"([(\[{{]*+)(?!\"\"|'')([\"'`]*+)((?![\"'`]){_VALUE_CHAR}(?:{_VALUE_CHAR}*(?![.!?\"'`]){_VALUE_CHAR})?)"
-    r"([.!?\"'`]*+)([,;:)\]}]*+)")
+    r"([.!?\"'`]*+)((?:[,;:)\]}][,;:)\]}.!?\"'`]*+)?)")
 _KEY_VALUE = re.compile(r"([A-Za-z_][\w.-]*)([=:])([^\s,;()\[\]{}|=:/\\\"'`]+)")
 _NUMERIC = re.compile(r"/?[-+]?\d(?:[-+\d.:]*\d)?")
 # Variables joined by punctuation inside one token are one variable (10.0.0.1:80, 12:30:01, a/b).
@@ -170,7 +171,7 @@ class Verdicts(dict[str, str]):
             self.clear()
         # The commonest misses first, with C-level tests: a word of letters; a token holding a digit
         # in one piece with only brackets, quotes and punctuation around it (a number, an id, "[0x1f],")
-        # or made of digits and separators (10.0.0.1:80, 12:30:01); a piece with separators only
+        # or made of digits and separators (10.0.0.1:80, 12:30:01, [fe80::1]); a piece with separators only
         # around it ("(ciostream", "updated:");
         # key=value or key:value whose value has no separator (user=root, rhost=host.example.com,
         # pid=42). Each is what judge() makes of it, without cutting it up.
@@ -180,7 +181,8 @@ class Verdicts(dict[str, str]):
         elif digit and (value := _AROUND_VALUE.fullmatch(raw)) is not None and value.group(5).count(":") < 2:
             brackets, quotes, _, punctuation, separators = value.groups()
             verdict = f"{brackets}{quotes}{WILDCARD}{punctuation}{separators}"
-        elif digit and _NUMERIC.fullmatch(raw) is not None:
+        elif digit and (_NUMERIC.fullmatch(raw) is not None
+                        or (raw[0] == "[" and _BRACKETED_IPV6.fullmatch(raw) is not None)):
             verdict = WILDCARD
         elif (around := _AROUND.fullmatch(raw)) is not None and around.group(3).count(":") < 2:
             head, core, tail = around.groups()
