@@ -180,14 +180,12 @@ def _exact(text: str) -> float:
 
 
 def _exact_on_generalised(text: str, pattern_template: str) -> tuple[float, int]:
-    found = _GENERALISED.get((text, pattern_template))
-    if found is None:
-        toks = _split(text)
-        count = generalised(toks, _split(pattern_template))
-        found = (join_confidence(toks, generalised=count, text=text), count)
-        if len(_GENERALISED) >= _MAX_SIGNATURES:
-            _GENERALISED.clear()
-        _GENERALISED[(text, pattern_template)] = found
+    toks = _split(text)
+    count = generalised(toks, _split(pattern_template))
+    found = (join_confidence(toks, generalised=count, text=text), count)
+    if len(_GENERALISED) >= _MAX_SIGNATURES:
+        _GENERALISED.clear()
+    _GENERALISED[(text, pattern_template)] = found
     return found
 
 
@@ -216,13 +214,7 @@ def decide(message: str, error_type: str, tenant_id: str, index: PatternIndex, t
     Pure apart from reading `index`: applying the decision is the caller's (record_match, or
     MemoryPatternIndex.record).
     """
-    text = config.template(message)
-    sig = _SIGNATURES.get((error_type, text)) or _signature(error_type, text)
-    hit = index.by_signature(tenant_id, sig)
-    if hit is not None and hit.template == text:  # the common case, inline: an exact hit on the template
-        return MatchDecision("exact", hit.pattern_id, _EXACT.get(text) or _exact(text), sig, text, text, error_type,
-                             message)
-    return _decide(text, message, error_type, tenant_id, index, threshold, config, sig, hit)
+    return decide_template(config.template(message), message, error_type, tenant_id, index, threshold, config)
 
 
 def decide_template(text: str, message: str, error_type: str, tenant_id: str, index: PatternIndex,
@@ -230,17 +222,20 @@ def decide_template(text: str, message: str, error_type: str, tenant_id: str, in
     """decide() for a message already normalised under the config's options (`text` is its template)."""
     sig = _SIGNATURES.get((error_type, text)) or _signature(error_type, text)
     hit = index.by_signature(tenant_id, sig)
-    if hit is not None and hit.template == text:
-        return MatchDecision("exact", hit.pattern_id, _EXACT.get(text) or _exact(text), sig, text, text, error_type,
-                             message)
-    return _decide(text, message, error_type, tenant_id, index, threshold, config, sig, hit)
+    if hit is not None:  # the common cases, inline: an exact hit on the template, or on one of its aliases
+        if hit.template == text:
+            return MatchDecision("exact", hit.pattern_id, _EXACT.get(text) or _exact(text), sig, text, text,
+                                 error_type, message)
+        # A signature the pattern absorbed, or its own, on a template generalised since.
+        sure, count = _GENERALISED.get((text, hit.template)) or _exact_on_generalised(text, hit.template)
+        return MatchDecision("exact", hit.pattern_id, sure, sig, text, text, error_type, message, None, None,
+                             1.0, 0, count)
+    return _decide(text, message, error_type, tenant_id, index, threshold, config, sig)
 
 
 def _decide(text: str, message: str, error_type: str, tenant_id: str, index: PatternIndex, threshold: float | None,
-            config: GroupingConfig, sig: str, hit: PatternCandidate | None) -> MatchDecision:
-    if hit is not None:  # a signature the pattern absorbed, or its own, on a template generalised since
-        sure, count = _exact_on_generalised(text, hit.template)
-        return MatchDecision("exact", hit.pattern_id, sure, sig, text, text, error_type, message, generalised=count)
+            config: GroupingConfig, sig: str) -> MatchDecision:
+    """No pattern holds the signature: the most similar candidate at or above the threshold, or new."""
     toks = _split(text)
     floor = config.threshold if threshold is None else threshold
     best_score, best_unlike, best, count, alike = 0.0, 0, None, 0, 0

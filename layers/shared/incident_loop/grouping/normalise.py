@@ -44,11 +44,11 @@ _QUOTED = (
 # The patterns of runs are led by the space before the run's first token (the text is searched with
 # a space in front): a literal first lets the scan skip to the spaces, where a token may start.
 _CORE = r"[\[({\"'`]*<\*>[\])}\"'`,;:.]*"
-_RUN = re.compile(rf" ({_CORE}(?: {_CORE})+)(?!\S)")
+_RUN = re.compile(rf" {_CORE}(?: {_CORE})+(?!\S)")
 _ADJACENT = re.compile(r"<\*>[\])}\"'`,;:.]* [\[({\"'`]*<\*>")  # a literal first: a fast test for _RUN
 _UNIT_AFTER_NUMBER = re.compile(r"<\*>(?: \x00[^\s\])},;:.]+)+")
 _CAL_TOKEN = r"[\[({\"'`]*\x01\S+"
-_TIMESTAMP = re.compile(rf" ((?:{_CAL_TOKEN}|{_CORE})(?: (?:{_CAL_TOKEN}|{_CORE}))+)(?!\S)")
+_TIMESTAMP = re.compile(rf" (?:{_CAL_TOKEN}|{_CORE})(?: (?:{_CAL_TOKEN}|{_CORE}))+(?!\S)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,10 +116,14 @@ class Normaliser:
         return final
 
 
+# A run's text (with the space before it) -> its one <*>: runs recur in templates that differ elsewhere.
+_RUNS: dict[str, str] = {}
+
+
 def _run(match: re.Match[str]) -> str:
     """A run of variable tokens (after the space before it) is one <*>."""
-    text = match.group(1)
-    return " " + _one(text[: text.index(" ")], text[text.rindex(" ") + 1:])
+    text = match.group(0)
+    return _RUNS.get(text) or _memo_run(text, text[1: text.index(" ", 1)], text[text.rindex(" ") + 1:])
 
 
 def _timestamp(match: re.Match[str]) -> str:
@@ -129,8 +133,15 @@ def _timestamp(match: re.Match[str]) -> str:
     text = match.group(0)
     if WILDCARD not in text:
         return text
-    return " " + _one(text[1: text.index(" ", 1)].replace(CAL, "<*>", 1),
-                      text[text.rindex(" ") + 1:].replace(CAL, "<*>", 1))
+    return _RUNS.get(text) or _memo_run(text, text[1: text.index(" ", 1)].replace(CAL, "<*>", 1),
+                                        text[text.rindex(" ") + 1:].replace(CAL, "<*>", 1))
+
+
+def _memo_run(text: str, first: str, last: str) -> str:
+    if len(_RUNS) >= MAX_VERDICTS:
+        _RUNS.clear()
+    found = _RUNS[text] = " " + _one(first, last)
+    return found
 
 
 _CLOSES = {")": "(", "]": "[", "}": "{", '"': '"', "'": "'", "`": "`"}
@@ -177,6 +188,7 @@ def clear_memo() -> None:
     """Forget the memoised verdicts (benchmarks start cold; results never depend on the memo)."""
     for instance in _INSTANCES.values():
         instance.clear()
+    _RUNS.clear()
 
 
 def template(message: str) -> str:

@@ -31,9 +31,9 @@ _AROUND = re.compile(r"([(\[{]*+)((?!\"\"|'')[^\s,;()\[\]{}|=:\\]++)([,;:)\]}]*+
 # ("dd0f0b00", "[worker-00]", "'c000-a0b0'},", "00/00/0000"): what _AROUND and _masked make of it, in
 # one match. Groups: brackets, quotes, the value (not ending in punctuation), punctuation, separators
 # and the punctuation after them ('"0a0b"}.').
-_VALUE_CHAR = r"[^\s,;()\[\]{}|=:\\]"
+_PLAIN = r"[^\s,;()\[\]{}|=:\\.!?\"'`]"  # a value's character that is not punctuation around it
 _AROUND_VALUE = re.compile(
-    rf"([(\[{{]*+)(?!\"\"|'')([\"'`]*+)((?![\"'`]){_VALUE_CHAR}(?:{_VALUE_CHAR}*(?![.!?\"'`]){_VALUE_CHAR})?)"
+    rf"([(\[{{]*+)(?!\"\"|'')([\"'`]*+)((?:{_PLAIN}++|[.!?\"'`]++(?={_PLAIN}))++)"
     r"([.!?\"'`]*+)((?:[,;:)\]}][,;:)\]}.!?\"'`]*+)?)")
 _KEY_VALUE = re.compile(r"([A-Za-z_][\w.-]*)([=:])([^\s,;()\[\]{}|=:/\\\"'`]+)")
 _NUMERIC = re.compile(r"/?[-+]?\d(?:[-+\d.:]*\d)?")
