@@ -9,9 +9,11 @@ import pytest
 
 from incident_loop.grouping.confidence import probability
 from incident_loop.grouping.matcher import GroupingConfig
+from incident_loop_dev.bench.grouping import robustness
 from incident_loop_dev.bench.grouping_fit import calibration, fit
-from incident_loop_dev.bench.grouping_loo import Dataset, Protocol, run, samples
+from incident_loop_dev.bench.grouping_loo import VARIANTS, Dataset, Protocol, run, samples
 from incident_loop_dev.bench.grouping_perturb import PERTURBATIONS, align, perturb
+from incident_loop_dev.bench.grouping_report import _robustness
 from incident_loop_dev.bench.grouping_scores import (
     canonical,
     grouping_accuracy,
@@ -113,6 +115,18 @@ def test_perturbations_are_deterministic_and_leave_unaligned_messages_alone(name
     once, again = perturb(name, "D", messages, events, templates), perturb(name, "D", messages, events, templates)
     assert once == again and once[-1] == messages[-1]
     assert once[:-1] != messages[:-1]
+
+
+def test_every_perturbation_is_timed_beside_drain3_and_reported() -> None:
+    messages, events, templates = _dataset()
+    rows = robustness([Dataset("D", messages, events, templates)], repeat=1)
+    assert [row["perturbation"] for row in rows] == list(VARIANTS)
+    assert all(row["datasets"]["D"]["throughput_ratio"] > 0 for row in rows)
+    table = _robustness(rows, ["D"])
+    throughput = table[table.index("| perturbation | lowest | D |"):]
+    for row in rows:
+        ratio = row["datasets"]["D"]["throughput_ratio"]
+        assert f"| {row['perturbation']} | {ratio}x | {ratio}x |" in throughput
 
 
 def test_value_perturbations_keep_every_constant_word_of_the_event() -> None:
