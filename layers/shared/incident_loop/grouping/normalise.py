@@ -12,8 +12,8 @@ value, never about a system or a word seen in one log). Then a number and its un
 list of any length gives one template; an optional bracketed value after a variable leaves none).
 
 Memoised pure functions: a message's template (its digits written 0: the lines of one log statement
-that differ only in their numbers are one lookup), a raw token's verdict, and the template of a
-message's verdicts; the constant words that make up most of every message cost one dictionary
+that differ only in their numbers are one lookup), a raw token's verdict, the template of a
+message's verdicts, and the one <*> of a run of variables; the constant words that make up most of every message cost one dictionary
 lookup each, done in C by map(). Every step is a pass over the message: the cost is linear in its
 length, however many tokens or variables it holds.
 """
