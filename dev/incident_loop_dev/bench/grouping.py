@@ -186,7 +186,8 @@ def run_all(files: list[Path], db_url: str | None, repeat: int, loo: bool, jobs:
     datasets = [load(path) for path in files]
     results = [measure(path, db_url, repeat, d) for path, d in zip(files, datasets, strict=True)]
     report: dict[str, Any] = {"datasets": results, "repeat": repeat}
-    # Timed before the leave-one-out grid, which leaves a heap that slows every later timing unevenly.
+    # Timed before the leave-one-out grid: timed after it, Bridge 1's runs were slower and Drain3's not
+    # (Linux's original copy 1.2x there, 1.73x in a process that ran no grid).
     report["robustness"] = rows = robustness(datasets)
     if loo and len(datasets) > 1:
         report["loo"] = protocol = leave_one_out(datasets, jobs)
