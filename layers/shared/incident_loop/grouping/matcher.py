@@ -239,8 +239,10 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
     toks = _split(text)
     floor = config.threshold if threshold is None else threshold
     best_score, best_unlike, best, count, alike = 0.0, 0, None, 0, 0
-    mine = constants(toks) if WILDCARD in toks else toks
-    for candidate in index.candidates(tenant_id, error_type, candidate_key(toks)):
+    candidates = index.candidates(tenant_id, error_type, candidate_key(toks))
+    # The message's constants, for agreement() to compare with each candidate (it makes them itself for one).
+    mine = (constants(toks) if WILDCARD in toks else toks) if len(candidates) > 1 else None
+    for candidate in candidates:
         score, unlike, generalised_words, equal = agreement(toks, candidate.template_tokens(), mine)
         if score < floor or (unlike and config.settle and candidate.count >= config.settle):
             continue
@@ -256,8 +258,8 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
         # when the agreeing positions and the generalised words make up the whole: it stays as it is.
         covered = alike + count == len(toks)
         merged = best.template if covered else " ".join(merge(toks, best.template_tokens()))
-        return MatchDecision("fuzzy", best.pattern_id, sure, sig, text, merged, error_type,
-                             message, toks, similarity=best_score, differing=best_unlike, generalised=count)
+        return MatchDecision("fuzzy", best.pattern_id, sure, sig, text, merged, error_type, message, toks, None,
+                             best_score, best_unlike, count)
     return MatchDecision("new", None, 0.0, sig, text, text, error_type, message, toks)
 
 
