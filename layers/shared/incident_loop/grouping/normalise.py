@@ -14,8 +14,8 @@ list of any length gives one template; an optional bracketed value after a varia
 Memoised pure functions: a message's template (its digits written 0: the lines of one log statement
 that differ only in their numbers are one lookup), a raw token's verdict, the template of a
 message's verdicts, and the one <*> of a run of variables; the constant words that make up most of
-every message cost one dictionary lookup each, done in C by map(). Every step is a pass over the message: the cost is linear in its
-length, however many tokens or variables it holds.
+every message cost one dictionary lookup each, done in C by map(). Every step is a pass over the
+message: the cost is linear in its length, however many tokens or variables it holds.
 """
 
 from __future__ import annotations
