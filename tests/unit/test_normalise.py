@@ -114,6 +114,12 @@ def test_genuinely_different_errors_keep_different_templates() -> None:
         ("May not be empty on Monday", "May not be empty on Monday"),
         ("at Sat May 8 09:04:50 EDT 2004", "at <*>"),
         ("done at [10/Oct/2000:13:55:36 -0700]", "done at [<*>]"),
+        # A bracket or quote opened before a run of variables and closed in its last token stays
+        # (the template reads balanced); one opened inside the run goes with it.
+        ('10.0.0.1 "GET /v2/items HTTP/1.1" status: 200', '<*> "GET <*>" status: <*>'),
+        ("table entries: 512 (order: 0, 4096 bytes)", "table entries: <*> (order: <*>)"),
+        ("sent 3 (4 5) ok", "sent <*> ok"),
+        ("at Sat May 8 09:04:50 EDT 2004) done", "at <*>) done"),
         ("I can't reach it", "I can't reach it"),
         ("resolve Net.Dispatcher failed", "resolve Net.Dispatcher failed"),
         ("- . ...", "- . ..."),

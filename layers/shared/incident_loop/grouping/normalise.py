@@ -49,6 +49,7 @@ _ADJACENT = re.compile(r"<\*>[\])}\"'`,;:.]* [\[({\"'`]*<\*>")  # a literal firs
 _UNIT_AFTER_NUMBER = re.compile(r"<\*>(?: \x00[^\s\])},;:.]+)+")
 _CAL_TOKEN = r"[\[({\"'`]*\x01\S+"
 _TIMESTAMP = re.compile(rf" (?:{_CAL_TOKEN}|{_CORE})(?: (?:{_CAL_TOKEN}|{_CORE}))+(?!\S)")
+_CAL_WORD = re.compile("\x01[A-Za-z]+")  # a calendar word, marked (tokens._CALENDAR: ASCII words)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +124,7 @@ _RUNS: dict[str, str] = {}
 def _run(match: re.Match[str]) -> str:
     """A run of variable tokens (after the space before it) is one <*>."""
     text = match.group(0)
-    return _RUNS.get(text) or _memo_run(text, text[1: text.index(" ", 1)], text[text.rindex(" ") + 1:])
+    return _RUNS.get(text) or _memo_run(text, text[1:])
 
 
 def _timestamp(match: re.Match[str]) -> str:
@@ -133,40 +134,53 @@ def _timestamp(match: re.Match[str]) -> str:
     text = match.group(0)
     if WILDCARD not in text:
         return text
-    return _RUNS.get(text) or _memo_run(text, text[1: text.index(" ", 1)].replace(CAL, "<*>", 1),
-                                        text[text.rindex(" ") + 1:].replace(CAL, "<*>", 1))
+    return _RUNS.get(text) or _memo_run(text, text[1:], CAL)
 
 
-def _memo_run(text: str, first: str, last: str) -> str:
+def _memo_run(text: str, run: str, calendar: str = "") -> str:
+    first, last = run.index(" "), run.rindex(" ")
+    middle = run[first + 1: last]
+    if calendar:  # a calendar word at either end is a variable's place
+        one = _one(_CAL_WORD.sub(WILDCARD, run[:first], 1), middle, _CAL_WORD.sub(WILDCARD, run[last + 1:], 1))
+    else:
+        one = _one(run[:first], middle, run[last + 1:])
     if len(_RUNS) >= MAX_VERDICTS:
         _RUNS.clear()
-    found = _RUNS[text] = " " + _one(first, last)
+    found = _RUNS[text] = " " + one
     return found
 
 
 _CLOSES = {")": "(", "]": "[", "}": "{", '"': '"', "'": "'", "`": "`"}
+_OPENS = "([{\"'`"
 
 
-def _one(first: str, last: str) -> str:
-    """One <*> for a run of tokens from `first` to `last`: a bracket opened in the first and closed in
-    the last is kept (a bracketed list stays bracketed), one opened and closed inside the run is not
-    (an optional "(1.16 KB)" after a number leaves no trace); the last token's separator is kept."""
+def _one(first: str, middle: str, last: str) -> str:
+    """One <*> for a run of tokens from `first` to `last` (`middle`: the tokens between): a bracket
+    opened in the first and closed in the last is kept (a bracketed list stays bracketed), one opened
+    and closed inside the run is not (an optional "(1.16 KB)" after a number leaves no trace), one
+    closed in the last that was opened before the run is kept ('"GET <*>" status'); the last token's
+    separator is kept."""
     start, end = first.index(WILDCARD), last.rindex(WILDCARD) + 3
-    tail = last[end:]
-    if not start:  # nothing opened before the run: only the last token's closing separator stays
-        return WILDCARD + tail[len(tail.rstrip(",;:.")):]
     opened = list(first[:start])
     for c in first[first.rindex(WILDCARD) + 3:]:  # closed again inside the first token
         if opened and _CLOSES.get(c) == opened[-1]:
             opened.pop()
+    inside: list[str] = []  # opened after the first token, before the last token's last variable
+    for c in middle + last[: end - 3]:
+        if inside and _CLOSES.get(c) == inside[-1]:
+            inside.pop()
+        elif c in _OPENS:
+            inside.append(c)
+    tail = last[end:]
     closers = tail.rstrip(",;:.")
-    own = [c for c in last[: last.index(WILDCARD)] if c in "([{\"'`"]
     head, kept = "", ""
     for c in closers:
-        if own and _CLOSES.get(c) == own[-1]:  # closes a bracket the last token opened
-            own.pop()
-        elif opened and _CLOSES.get(c) == opened[-1]:
+        if inside and _CLOSES.get(c) == inside[-1]:  # closes a bracket opened inside the run
+            inside.pop()
+        elif opened and _CLOSES.get(c) == opened[-1]:  # closes one opened in the first token
             head, kept = opened.pop() + head, kept + c
+        else:  # closes one opened before the run, which the template keeps
+            kept += c
     return f"{head}{WILDCARD}{kept}{tail[len(closers):]}"
 
 
