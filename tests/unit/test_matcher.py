@@ -12,14 +12,17 @@ from typing import Any
 import pytest
 
 from incident_loop.grouping import matcher
+from incident_loop.grouping import normalise as norm
 from incident_loop.grouping.compare import agreement
 from incident_loop.grouping.matcher import (
+    CONFIG,
     EXACT_CONFIDENCE,
     GroupingConfig,
     MatchDecision,
     PatternCandidate,
     candidate_key,
     classify,
+    clear_memos,
     compare,
     decide,
     exact_confidence,
@@ -280,3 +283,34 @@ def test_bridge_1_reports_the_seeds_095_for_an_exact_hash_hit_and_the_calibrated
     assert match_confidence(exact) == EXACT_CONFIDENCE <= exact.confidence
     assert match_confidence(near) == near.confidence
     assert match_confidence(on_generalised) == on_generalised.confidence < exact.confidence
+
+
+def test_long_messages_that_never_recur_are_not_memoised_and_group_as_short_ones_do() -> None:
+    """A message may be 8,000 characters: memos of long ones would grow by hundreds of MB in a
+    container that lives for hours. They are worked out each time, to the same decisions."""
+    rng = random.Random(5)
+    words = ["alpha", "bravo", "charlie", "delta", "echo"]
+
+    def message(i: int) -> str:  # one statement: its words fixed; ids, and a blob of 400 characters, vary
+        blob = "".join(rng.choice("abcdef0123456789") for _ in range(400))
+        return " ".join(f"{words[k % 5]} id{i}x{k}" for k in range(240)) + f" blob={blob}"
+
+    clear_memos()
+    index = MemoryPatternIndex()
+    messages = [message(i) for i in range(30)]
+    assert all(len(m) > 3000 for m in messages)
+    groups = {index.record("t", decide(m, "E", "t", index)) for m in messages}
+    assert len(groups) == 1
+    n = CONFIG.normaliser
+    memos: dict[str, list[str]] = {
+        "messages": list(n._messages), "joined": list(n._joined), "verdicts": list(n._verdicts),
+        "runs": list(norm._RUNS), "signatures": [t for _, t in matcher._SIGNATURES], "exact": list(matcher._EXACT),
+        "generalised": [t for t, _ in matcher._GENERALISED],
+    }
+    assert norm.MAX_MEMO_TEXT <= 1024 and max(map(len, memos["verdicts"])) <= 256
+    for name, keys in memos.items():
+        assert all(len(k) <= norm.MAX_MEMO_TEXT for k in keys), name
+    # Worked out again, cold, the same.
+    template = CONFIG.template(messages[0])
+    clear_memos()
+    assert CONFIG.template(messages[0]) == template

@@ -24,7 +24,15 @@ from incident_loop.grouping.classify import classify
 from incident_loop.grouping.compare import agreement, compare, constants, differing, generalised, merge, similarity
 from incident_loop.grouping.confidence import clear_memo as clear_probabilities
 from incident_loop.grouping.confidence import join_confidence
-from incident_loop.grouping.normalise import WILDCARD, Normaliser, Options, clear_memo, normaliser, signature
+from incident_loop.grouping.normalise import (
+    MAX_MEMO_TEXT,
+    WILDCARD,
+    Normaliser,
+    Options,
+    clear_memo,
+    normaliser,
+    signature,
+)
 
 __all__ = ["CONFIG", "EXACT_CONFIDENCE", "GroupingConfig", "MatchDecision", "PatternCandidate",
            "PatternIndex", "candidate_key", "classify", "compare", "constants", "decide", "decide_template",
@@ -165,17 +173,19 @@ _MAX_SIGNATURES = 50_000
 
 def _signature(error_type: str, text: str) -> str:
     found = signature(error_type, text)
-    if len(_SIGNATURES) >= _MAX_SIGNATURES:
-        _SIGNATURES.clear()
-    _SIGNATURES[(error_type, text)] = found
+    if len(text) <= MAX_MEMO_TEXT:
+        if len(_SIGNATURES) >= _MAX_SIGNATURES:
+            _SIGNATURES.clear()
+        _SIGNATURES[(error_type, text)] = found
     return found
 
 
 def _exact(text: str) -> float:
     found = join_confidence(_split(text), text=text)
-    if len(_EXACT) >= _MAX_SIGNATURES:
-        _EXACT.clear()
-    _EXACT[text] = found
+    if len(text) <= MAX_MEMO_TEXT:
+        if len(_EXACT) >= _MAX_SIGNATURES:
+            _EXACT.clear()
+        _EXACT[text] = found
     return found
 
 
@@ -183,9 +193,10 @@ def _exact_on_generalised(text: str, pattern_template: str) -> tuple[float, int]
     toks = _split(text)
     count = generalised(toks, _split(pattern_template))
     found = (join_confidence(toks, generalised=count, text=text), count)
-    if len(_GENERALISED) >= _MAX_SIGNATURES:
-        _GENERALISED.clear()
-    _GENERALISED[(text, pattern_template)] = found
+    if len(text) <= MAX_MEMO_TEXT:  # the pattern's template is about as long (as many tokens)
+        if len(_GENERALISED) >= _MAX_SIGNATURES:
+            _GENERALISED.clear()
+        _GENERALISED[(text, pattern_template)] = found
     return found
 
 

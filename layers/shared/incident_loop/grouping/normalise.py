@@ -24,13 +24,17 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from incident_loop.grouping.tokens import CAL, MAX_VERDICTS, UNIT, WILDCARD, Verdicts
+from incident_loop.grouping.tokens import CAL, UNIT, WILDCARD, Verdicts
 
 _ZEROS = bytes.maketrans(b"123456789", b"000000000")
 # Whole messages memoised (digits written 0), as many as MAX_MESSAGES of at most MAX_MEMO_LENGTH characters:
 # at most about 10 MB with their templates. A longer message is templated token by token each time.
 MAX_MESSAGES = 20_000
 MAX_MEMO_LENGTH = 256
+# Templates (and the texts they are made from) are memoised, here and by the matcher, only up to this
+# length: a message may be 8,000 characters, and a memo of long ones that never recur would hold
+# hundreds of MB. A longer one is worked out each time, in the same linear passes.
+MAX_MEMO_TEXT = 1024
 # A quoted value. An apostrophe inside a word ("can't") does not open or close one, and a quoted
 # string followed by ":" is a key ({"field": ...}), which is kept. One pattern per quote, each led by
 # its quote (the scan skips to quotes), with a fixed replacement.
@@ -111,9 +115,10 @@ class Normaliser:
             final = _TIMESTAMP.sub(_timestamp, " " + final)[1:].replace(CAL, "")
         elif _ADJACENT.search(final) is not None:
             final = _RUN.sub(_run, " " + final)[1:]
-        if len(self._joined) >= MAX_VERDICTS:
-            self._joined.clear()
-        self._joined[text] = final
+        if len(text) <= MAX_MEMO_TEXT:
+            if len(self._joined) >= MAX_MESSAGES:
+                self._joined.clear()
+            self._joined[text] = final
         return final
 
 
@@ -144,9 +149,11 @@ def _memo_run(text: str, run: str, calendar: str = "") -> str:
         one = _one(_CAL_WORD.sub(WILDCARD, run[:first], 1), middle, _CAL_WORD.sub(WILDCARD, run[last + 1:], 1))
     else:
         one = _one(run[:first], middle, run[last + 1:])
-    if len(_RUNS) >= MAX_VERDICTS:
-        _RUNS.clear()
-    found = _RUNS[text] = " " + one
+    found = " " + one
+    if len(text) <= MAX_MEMO_LENGTH:
+        if len(_RUNS) >= MAX_MESSAGES:
+            _RUNS.clear()
+        _RUNS[text] = found
     return found
 
 

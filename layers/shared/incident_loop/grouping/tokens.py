@@ -156,6 +156,7 @@ def judge(raw: str, mask_keyed: bool) -> str:
 
 
 MAX_VERDICTS = 100_000
+MAX_TOKEN_LENGTH = 256  # a longer token (a blob, a long URL) is judged each time, never memoised
 
 
 class Verdicts(dict[str, str]):
@@ -191,5 +192,6 @@ class Verdicts(dict[str, str]):
             verdict = _key_value(*keyed.groups(), self._mask_keyed)
         else:
             verdict = judge(raw, self._mask_keyed)
-        self[raw] = verdict
+        if len(raw) <= MAX_TOKEN_LENGTH:
+            self[raw] = verdict
         return verdict
