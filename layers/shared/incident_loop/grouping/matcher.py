@@ -168,7 +168,7 @@ def candidate_key(template_tokens: Sequence[str]) -> str:
 _SIGNATURES: dict[tuple[str, str], str] = {}
 _EXACT: dict[str, float] = {}
 _GENERALISED: dict[tuple[str, str], tuple[float, int]] = {}
-_MAX_SIGNATURES = 50_000
+_MAX_SIGNATURES = 20_000
 
 
 def _signature(error_type: str, text: str) -> str:

@@ -155,7 +155,7 @@ def judge(raw: str, mask_keyed: bool) -> str:
     return text
 
 
-MAX_VERDICTS = 100_000
+MAX_VERDICTS = 50_000
 MAX_TOKEN_LENGTH = 256  # a longer token (a blob, a long URL) is judged each time, never memoised
 
 
