@@ -6,8 +6,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -106,9 +108,9 @@ def test_a_certificate_for_another_host_is_refused(client: Any, tls: dict) -> No
 
 
 RUNTIME_PROBE = """
-import json, sys, urllib3
+import json, sys, time, urllib3
 from incident_loop.skills.transport import HttpRequest, TransportError, Urllib3Transport
-plain, hooks, ca, port, closed = sys.argv[1:6]
+plain, hooks, ca, port, closed, drip = sys.argv[1:7]
 t = Urllib3Transport(ca_certs=ca)
 out = {"urllib3": urllib3.__version__}
 r = t.send(HttpRequest("POST", plain + "/v1/embeddings", {"authorization": "Bearer pa-fake"},
@@ -122,8 +124,59 @@ for name, url, read in (("timeout", plain + "/v1/embeddings", 0.3), ("refused", 
         t.send(HttpRequest("POST", url, {}, b"{}"), 1.0, read)
     except TransportError as exc:
         out[name] = exc.kind
+started = time.monotonic()
+try:  # a byte every 0.1 s: inside every read timeout, never done
+    t.send(HttpRequest("GET", drip + "/slow", {}, None), 0.5, 0.5)
+except TransportError as exc:
+    out["drip"] = [exc.kind, round(time.monotonic() - started, 1)]
+r = t.send(HttpRequest("GET", drip + "/quick", {}, None), 0.5, 0.5)  # the next call, on a fresh connection
+out["after_drip"] = [r.status, r.body.decode()]
 print(json.dumps(out))
 """
+
+
+class DripServer:
+    """HTTP on 127.0.0.1: /slow answers 200 with a 10,000-byte body sent a byte every 0.1 s, /quick at once."""
+
+    def __init__(self) -> None:
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def __enter__(self) -> DripServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._server.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                while True:
+                    request = conn.recv(65536)
+                    if not request:
+                        return
+                    if b" /quick " in request.split(b"\r\n", 1)[0]:
+                        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nquick")
+                        continue
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n")
+                    for _ in range(10_000):
+                        if self._stop.wait(0.1):
+                            return
+                        conn.sendall(b"x")
+            except OSError:
+                return
 
 
 @pytest.mark.parametrize("runtime", [True, False], ids=["lambda-runtime-urllib3", "virtualenv-urllib3"])
@@ -133,16 +186,21 @@ def test_the_transport_works_on_both_urllib3_majors(runtime: bool, tls: dict) ->
         pytest.fail(f"the runtime's SDK is not installed in {site}: run `make runtime`", pytrace=False)
     from incident_loop_dev.local.services import free_port
 
-    with FakeVoyage() as voyage, FakeWebhookReceiver().use_tls(tls["hooks.test.cert"], tls["hooks.test.key"]) as rx:
+    with (FakeVoyage() as voyage, FakeWebhookReceiver().use_tls(tls["hooks.test.cert"], tls["hooks.test.key"]) as rx,
+          DripServer() as drip):
         voyage.stall(0.0)  # the first request is answered at once,
         voyage.stall(1.0)  # the second (the timeout probe) is held past its read timeout
         path = [str(site)] if runtime else []
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([*path, str(ROOT / "layers" / "shared")])}
-        args = [voyage.url, "hooks.test", tls["ca"], rx.url.rsplit(":", 1)[1], f"http://127.0.0.1:{free_port()}"]
+        args = [voyage.url, "hooks.test", tls["ca"], rx.url.rsplit(":", 1)[1], f"http://127.0.0.1:{free_port()}",
+                drip.url]
         done = subprocess.run([sys.executable, "-c", RUNTIME_PROBE, *args], capture_output=True, text=True,
                               env=env, timeout=60)
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
     version = out.pop("urllib3")
     assert version == "1.26.20" if runtime else version.startswith("2.")
-    assert out == {"plain": [200, 1], "pinned_tls": 200, "timeout": "timeout", "refused": "connection_error"}
+    kind, seconds = out.pop("drip")  # cut off at connect + read timeouts (1 s), not after the 1,000 s body
+    assert kind == "timeout" and 0.9 <= seconds < 3.0
+    assert out == {"plain": [200, 1], "pinned_tls": 200, "timeout": "timeout", "refused": "connection_error",
+                   "after_drip": [200, "quick"]}

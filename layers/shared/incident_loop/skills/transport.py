@@ -5,12 +5,16 @@ Only the API both majors share is used: PoolManager / connection pools, `urllib3
 could lead a webhook past the SSRF guard). Bodies are read up to MAX_BODY_BYTES. A request may be pinned to
 an address the SSRF guard already checked (`connect_ip`): the connection goes there while Host and TLS
 (SNI and certificate check) still use the URL's host name, so DNS cannot be changed between check and use.
+The answer's body must arrive within the call's connect and read timeouts together: a server that sends a
+byte just inside each read timeout is cut off there (a watchdog shuts the socket), not by the Lambda's own.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -58,6 +62,41 @@ class HttpResponse:
         return self.body[:limit].decode("utf-8", errors="replace")
 
 
+class _Deadline:
+    """Shuts a response's socket when the whole exchange has run past its time; read timeouts bound each
+    wait for bytes, not the sum of them."""
+
+    def __init__(self, seconds: float) -> None:
+        self._end = time.monotonic() + seconds
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._over = False  # the reading is over (stop()): too late to cut it off
+        self.passed = False
+
+    def watch(self, response: Any) -> None:
+        self._timer = threading.Timer(max(self._end - time.monotonic(), 0.0), self._expire, (response,))
+        self._timer.daemon = True
+        self._timer.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._over = True
+        if self._timer is not None:
+            self._timer.cancel()
+
+    def _expire(self, response: Any) -> None:
+        with self._lock:
+            if self._over:
+                return
+            self.passed = True
+        sock = getattr(response.connection, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # the blocked read returns at once
+            except OSError:
+                pass
+
+
 class Transport(Protocol):
     """Sends one request and returns the answer, or raises TransportError; never retries."""
 
@@ -76,6 +115,7 @@ class Urllib3Transport:
 
     def send(self, request: HttpRequest, connect_timeout_s: float, read_timeout_s: float) -> HttpResponse:
         timeout = urllib3.Timeout(connect=connect_timeout_s, read=read_timeout_s)
+        deadline = _Deadline(connect_timeout_s + read_timeout_s)
         headers = dict(request.headers)
         options: dict[str, Any] = {"body": request.body, "headers": headers, "retries": False, "redirect": False,
                                    "timeout": timeout, "preload_content": False}
@@ -87,19 +127,27 @@ class Urllib3Transport:
                 response = pool.urlopen(request.method, url.request_uri, **options)
             else:
                 response = self._pools.urlopen(request.method, request.url, **options)
+            deadline.watch(response)
             try:
                 body = response.read(MAX_BODY_BYTES + 1) or b""
                 if len(body) > MAX_BODY_BYTES:  # unread bytes would poison a reused connection: drop it
                     body = body[:MAX_BODY_BYTES]
                     response.close()
             finally:
+                deadline.stop()
+                if deadline.passed:  # cut off: the connection is not to be reused
+                    response.close()
                 response.release_conn()
+            if deadline.passed:  # what was read before the cut may look whole: it is not
+                raise _late(request, connect_timeout_s + read_timeout_s)
         except urllib3.exceptions.NewConnectionError as exc:  # a ConnectTimeoutError subclass, yet a refusal
             raise TransportError("connection_error", f"{request.method} {_where(request.url)} could not connect: "
                                  f"{type(exc).__name__}") from exc
         except urllib3.exceptions.TimeoutError as exc:
             raise TransportError("timeout", f"{request.method} {_where(request.url)} timed out: {exc}") from exc
         except urllib3.exceptions.HTTPError as exc:
+            if deadline.passed:
+                raise _late(request, connect_timeout_s + read_timeout_s) from exc
             raise TransportError("connection_error", f"{request.method} {_where(request.url)} failed: "
                                  f"{type(exc).__name__}") from exc
         return HttpResponse(response.status, {k.lower(): v for k, v in response.headers.items()}, body)
@@ -123,6 +171,10 @@ class Urllib3Transport:
                 _, oldest = self._pinned.popitem(last=False)
                 oldest.close()
             return pool
+
+
+def _late(request: HttpRequest, seconds: float) -> TransportError:
+    return TransportError("timeout", f"{request.method} {_where(request.url)} did not finish within {seconds:g} s")
 
 
 def _where(url: str) -> str:
