@@ -141,10 +141,10 @@ def _timestamp(match: re.Match[str]) -> str:
     text = match.group(0)
     if WILDCARD not in text:
         return text
-    return _RUNS.get(text) or _memo_run(text, text[1:], CAL)
+    return _RUNS.get(text) or _memo_run(text, text[1:], calendar=True)
 
 
-def _memo_run(text: str, run: str, calendar: str = "") -> str:
+def _memo_run(text: str, run: str, calendar: bool = False) -> str:
     first, last = run.index(" "), run.rindex(" ")
     middle = run[first + 1: last]
     if calendar:  # a calendar word at either end is a variable's place
