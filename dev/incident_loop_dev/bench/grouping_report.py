@@ -116,7 +116,8 @@ def _robustness(rows: list[dict[str, Any]], names: list[str]) -> list[str]:
         per = " | ".join(_f(row["datasets"][n]["ga"]) for n in names)
         lines.append(f"| {row['perturbation']} | {_f(row['ga'])} | {_f(row['drain3_ga'])} | {per} |")
     lines += ["", "Throughput on the same copies, Bridge 1's msgs/s over Drain3's (CPU time, median of 3 runs",
-              "interleaved with Drain3's, each from a cold start):", "",
+              "interleaved with Drain3's, each from a cold start; on this machine two runs of the same code an",
+              "hour apart differed by up to about 15% in a cell, so read ratios near 1.0 as ties):", "",
               "| perturbation | lowest | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for row in rows:
         ratios = [row["datasets"][n]["throughput_ratio"] for n in names]
@@ -131,11 +132,12 @@ def _robustness(rows: list[dict[str, Any]], names: list[str]) -> list[str]:
                       "settled pattern takes none."]
     slow = [row["perturbation"] for row in rows if min(row["datasets"][n]["throughput_ratio"] for n in names) < 1.0]
     if slow:
-        lines += ["", f"Below Drain3's throughput somewhere: {'; '.join(slow)}. Where every line holds ids that differ",
-                  "in more than their digits (hex, UUIDs) and words that vary (hosts, users), few tokens and",
-                  "templates are seen twice: each such id is judged on its own (a Python call), the template",
-                  "is new, and the line takes the fuzzy path, where Drain3 (no masking by default) only splits",
-                  "and compares. Linear still (tests/unit/test_grouping_cost.py), but slower than Drain3 there."]
+        lines += ["", f"Below Drain3's throughput somewhere: {'; '.join(slow)}.",
+                  "Where every line holds ids that differ in more than their digits (hex, UUIDs) and words that",
+                  "vary (hosts, users), few tokens and templates are seen twice: each such id is judged on its",
+                  "own (a Python call), the template is new, and the line takes the fuzzy path, where Drain3 (no",
+                  "masking by default) only splits and compares. Linear still (tests/unit/test_grouping_cost.py),",
+                  "but slower than Drain3 there."]
     return lines
 
 
