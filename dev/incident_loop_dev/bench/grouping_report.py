@@ -117,7 +117,7 @@ def _robustness(rows: list[dict[str, Any]], names: list[str]) -> list[str]:
         lines.append(f"| {row['perturbation']} | {_f(row['ga'])} | {_f(row['drain3_ga'])} | {per} |")
     lines += ["", "Throughput on the same copies, Bridge 1's msgs/s over Drain3's (CPU time, median of 3 runs",
               "interleaved with Drain3's, each from a cold start; on this machine two runs of the same code an",
-              "hour apart differed by up to about 15% in a cell, so read ratios near 1.0 as ties):", "",
+              "hour apart differed by up to about 30% in a cell, so read ratios near 1.0 as ties):", "",
               "| perturbation | lowest | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for row in rows:
         ratios = [row["datasets"][n]["throughput_ratio"] for n in names]
