@@ -124,11 +124,12 @@ for name, url, read in (("timeout", plain + "/v1/embeddings", 0.3), ("refused", 
         t.send(HttpRequest("POST", url, {}, b"{}"), 1.0, read)
     except TransportError as exc:
         out[name] = exc.kind
-started = time.monotonic()
-try:  # a byte every 0.1 s: inside every read timeout, never done
-    t.send(HttpRequest("GET", drip + "/slow", {}, None), 0.5, 0.5)
-except TransportError as exc:
-    out["drip"] = [exc.kind, round(time.monotonic() - started, 1)]
+for path in ("/slow", "/slow-headers"):  # a byte every 0.1 s: inside every read timeout, never done
+    started = time.monotonic()
+    try:
+        t.send(HttpRequest("GET", drip + path, {}, None), 0.5, 0.5)
+    except TransportError as exc:
+        out[path] = [exc.kind, round(time.monotonic() - started, 1)]
 r = t.send(HttpRequest("GET", drip + "/quick", {}, None), 0.5, 0.5)  # the next call, on a fresh connection
 out["after_drip"] = [r.status, r.body.decode()]
 print(json.dumps(out))
@@ -136,7 +137,8 @@ print(json.dumps(out))
 
 
 class DripServer:
-    """HTTP on 127.0.0.1: /slow answers 200 with a 10,000-byte body sent a byte every 0.1 s, /quick at once."""
+    """HTTP on 127.0.0.1: /slow answers 200 with a 10,000-byte body sent a byte every 0.1 s, /slow-headers
+    sends its headers that way, /quick answers at once."""
 
     def __init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -167,10 +169,12 @@ class DripServer:
                     request = conn.recv(65536)
                     if not request:
                         return
-                    if b" /quick " in request.split(b"\r\n", 1)[0]:
+                    line = request.split(b"\r\n", 1)[0]
+                    if b" /quick " in line:
                         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nquick")
                         continue
-                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 10000\r\n\r\n")
+                    conn.sendall(b"HTTP/1.1 200 OK\r\n" + (b"X-Drip: " if b" /slow-headers " in line else
+                                                             b"Content-Length: 10000\r\n\r\n"))
                     for _ in range(10_000):
                         if self._stop.wait(0.1):
                             return
@@ -200,7 +204,8 @@ def test_the_transport_works_on_both_urllib3_majors(runtime: bool, tls: dict) ->
     out = json.loads(done.stdout)
     version = out.pop("urllib3")
     assert version == "1.26.20" if runtime else version.startswith("2.")
-    kind, seconds = out.pop("drip")  # cut off at connect + read timeouts (1 s), not after the 1,000 s body
-    assert kind == "timeout" and 0.9 <= seconds < 3.0
+    for path in ("/slow", "/slow-headers"):  # cut off at connect + read timeouts (1 s), not after 1,000 s
+        kind, seconds = out.pop(path)
+        assert kind == "timeout" and 0.9 <= seconds < 3.0, path
     assert out == {"plain": [200, 1], "pinned_tls": 200, "timeout": "timeout", "refused": "connection_error",
                    "after_drip": [200, "quick"]}
