@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from cfnlint.decode.cfn_yaml import load
 
+from incident_loop_dev.local.runner import handler_module
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"
 
@@ -194,20 +196,13 @@ def test_the_api_wires_every_route_the_code_serves(template: dict[str, Any]) -> 
 def test_each_api_function_serves_exactly_the_routes_the_template_wires_to_it(template: dict[str, Any]) -> None:
     """A function's resolver holds only its own routers (incident_loop.api): a route wired to a function that
     does not serve it would answer 404 when deployed, and one it serves unwired is code loaded for nothing."""
-    import importlib.util
-
     checked = 0
     for logical_id, fn in _functions(template).items():
         wired = {(e["Method"].upper(), e["Path"]) for e in _events(fn, "Api")}
         if not wired:
             continue
-        module_name, _ = fn["Properties"]["Handler"].rsplit(".", 1)
-        path = ROOT / fn["Properties"]["CodeUri"] / f"{module_name}.py"
-        spec = importlib.util.spec_from_file_location(f"_template_{logical_id}", path)
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        app = module.app
+        properties = fn["Properties"]
+        app = handler_module(ROOT / properties["CodeUri"], properties["Handler"], f"_template_{logical_id}").app
         served = {(r.method, r.openapi_path) for r in (*app._static_routes, *app._dynamic_routes)}
         assert served == wired, f"{logical_id}: served {sorted(served - wired)}, wired {sorted(wired - served)}"
         checked += 1

@@ -28,6 +28,19 @@ __all__ = ["DeliveryStats", "FakeContext", "LocalApp", "api_event", "reset_conta
 Invoker = Callable[[str, dict[str, Any]], Any]
 
 
+def handler_module(code_dir: Path, handler: str, name: str) -> ModuleType:
+    """The module of a function's Handler ("app.handler") loaded from its CodeUri folder, as Lambda
+    does, under `name` (each function's app.py is its own module)."""
+    module_name = handler.rsplit(".", 1)[0]
+    path = code_dir / f"{module_name.replace('.', '/')}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec and spec.loader, path
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 @dataclass
 class DeliveryStats:
     invocations: int = 0
@@ -104,17 +117,10 @@ class LocalApp:
 
     # -- invoking -----------------------------------------------------------------------------
     def handler(self, fn: FunctionSpec) -> Any:
-        module_name, func_name = fn.handler.rsplit(".", 1)
         key = f"_local_{fn.logical_id}"
         if key not in self._modules:
-            path = fn.code_dir / f"{module_name.replace('.', '/')}.py"
-            spec = importlib.util.spec_from_file_location(key, path)
-            assert spec and spec.loader, path
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[key] = module
-            spec.loader.exec_module(module)
-            self._modules[key] = module
-        return getattr(self._modules[key], func_name)
+            self._modules[key] = handler_module(fn.code_dir, fn.handler, key)
+        return getattr(self._modules[key], fn.handler.rsplit(".", 1)[1])
 
     def invoke(self, logical_id: str, event: dict[str, Any]) -> Any:
         if self._invoker is not None:
