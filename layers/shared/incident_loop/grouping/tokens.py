@@ -170,12 +170,12 @@ class Verdicts(dict[str, str]):
     def __missing__(self, raw: str) -> str:
         if len(self) >= MAX_VERDICTS:
             self.clear()
-        # The commonest misses first, with C-level tests: a word of letters; a token holding a digit
-        # in one piece with only brackets, quotes and punctuation around it (a number, an id, "[0x1f],")
-        # or made of digits and separators (10.0.0.1:80, 12:30:01, [fe80::1]); a piece with separators only
-        # around it ("(ciostream", "updated:");
-        # key=value or key:value whose value has no separator (user=root, rhost=host.example.com,
-        # pid=42). Each is what judge() makes of it, without cutting it up.
+        # The commonest misses first, with C-level tests: a word of letters; a token holding a digit in
+        # one piece with only brackets, quotes and punctuation around it (a number, an id, "[0x1f],"), or
+        # made of digits and separators (10.0.0.1:80, 12:30:01, [fe80::1]); a piece with separators only
+        # around it ("(ciostream", "updated:"); key=value or key:value whose value has no separator
+        # (user=root, rhost=host.example.com, pid=42). Each is what judge() makes of it, without cutting
+        # it up.
         digit = not _DIGITS.isdisjoint(raw)
         if raw.isalpha():
             verdict = _word(raw)
