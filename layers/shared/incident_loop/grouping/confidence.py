@@ -17,6 +17,7 @@ import math
 import operator
 from collections.abc import Sequence
 
+from incident_loop.grouping.memo import remember
 from incident_loop.grouping.tokens import WILDCARD
 
 FEATURES = ("bias", "fuzzy", "dissimilarity", "differing", "generalised", "log_constants", "wildcard_share",
@@ -51,8 +52,14 @@ def template_features(tokens: Sequence[str], text: str | None = None) -> tuple[f
 def features(tokens: Sequence[str], fuzzy: bool, similarity: float, differing: int, generalised: int,
              text: str | None = None) -> tuple[float, ...]:
     """The model's inputs for a decision that joined a pattern (see FEATURES)."""
-    return (1.0, float(fuzzy), 1.0 - similarity, float(min(differing, 3)), float(min(generalised, 3)),
-            *template_features(tokens, text))
+    return _features(fuzzy, similarity, min(differing, 3), min(generalised, 3), *_counts(tokens, text))
+
+
+def _features(fuzzy: bool, similarity: float, differing: int, generalised: int, n: int, wildcards: int,
+              soft: int) -> tuple[float, ...]:
+    """features() from what they are made of (differing and generalised already capped at 3)."""
+    return (1.0, float(fuzzy), 1.0 - similarity, float(differing), float(generalised),
+            *_template_features(n, wildcards, soft))
 
 
 def probability(x: Sequence[float], coefficients: Sequence[float] = COEFFICIENTS) -> float:
@@ -78,10 +85,7 @@ def join_confidence(tokens: Sequence[str], fuzzy: bool = False, similarity: floa
     key = (fuzzy, similarity, min(differing, 3), min(generalised, 3), *_counts(tokens, text))
     found = _PROBABILITIES.get(key)
     if found is None:
-        x = (1.0, float(fuzzy), 1.0 - similarity, float(key[2]), float(key[3]), *_template_features(*key[4:]))
-        if len(_PROBABILITIES) >= _MAX_PROBABILITIES:
-            _PROBABILITIES.clear()
-        found = _PROBABILITIES[key] = round(probability(x), 4)
+        found = remember(_PROBABILITIES, key, round(probability(_features(*key)), 4), _MAX_PROBABILITIES)
     return found
 
 

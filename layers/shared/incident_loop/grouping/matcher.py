@@ -24,6 +24,7 @@ from incident_loop.grouping.classify import classify
 from incident_loop.grouping.compare import agreement, compare, constants, differing, generalised, merge, similarity
 from incident_loop.grouping.confidence import clear_memo as clear_probabilities
 from incident_loop.grouping.confidence import join_confidence
+from incident_loop.grouping.memo import remember
 from incident_loop.grouping.normalise import (
     MAX_MEMO_TEXT,
     WILDCARD,
@@ -173,31 +174,21 @@ _MAX_SIGNATURES = 20_000
 
 def _signature(error_type: str, text: str) -> str:
     found = signature(error_type, text)
-    if len(text) <= MAX_MEMO_TEXT:
-        if len(_SIGNATURES) >= _MAX_SIGNATURES:
-            _SIGNATURES.clear()
-        _SIGNATURES[(error_type, text)] = found
-    return found
+    return remember(_SIGNATURES, (error_type, text), found, _MAX_SIGNATURES) if len(text) <= MAX_MEMO_TEXT else found
 
 
 def _exact(text: str) -> float:
     found = join_confidence(_split(text), text=text)
-    if len(text) <= MAX_MEMO_TEXT:
-        if len(_EXACT) >= _MAX_SIGNATURES:
-            _EXACT.clear()
-        _EXACT[text] = found
-    return found
+    return remember(_EXACT, text, found, _MAX_SIGNATURES) if len(text) <= MAX_MEMO_TEXT else found
 
 
 def _exact_on_generalised(text: str, pattern_template: str) -> tuple[float, int]:
     toks = _split(text)
     count = generalised(toks, _split(pattern_template))
     found = (join_confidence(toks, generalised=count, text=text), count)
-    if len(text) <= MAX_MEMO_TEXT:  # the pattern's template is about as long (as many tokens)
-        if len(_GENERALISED) >= _MAX_SIGNATURES:
-            _GENERALISED.clear()
-        _GENERALISED[(text, pattern_template)] = found
-    return found
+    if len(text) > MAX_MEMO_TEXT:  # the pattern's template is about as long (as many tokens)
+        return found
+    return remember(_GENERALISED, (text, pattern_template), found, _MAX_SIGNATURES)
 
 
 def exact_confidence(template_text: str, pattern_template: str | None = None) -> float:

@@ -24,6 +24,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from incident_loop.grouping.memo import remember
 from incident_loop.grouping.tokens import CAL, UNIT, WILDCARD, Verdicts
 
 _ZEROS = bytes.maketrans(b"123456789", b"000000000")
@@ -102,9 +103,7 @@ class Normaliser:
         text = " ".join(map(self._verdict, message.split()))
         final = self._joined.get(text) or self._join(text)
         if len(key) <= MAX_MEMO_LENGTH:
-            if len(self._messages) >= MAX_MESSAGES:
-                self._messages.clear()
-            self._messages[key] = final
+            remember(self._messages, key, final, MAX_MESSAGES)
         return final
 
     def _join(self, text: str) -> str:
@@ -118,9 +117,7 @@ class Normaliser:
         elif _ADJACENT.search(final) is not None:
             final = _RUN.sub(_run, " " + final)[1:]
         if len(text) <= MAX_MEMO_TEXT:
-            if len(self._joined) >= MAX_MESSAGES:
-                self._joined.clear()
-            self._joined[text] = final
+            remember(self._joined, text, final, MAX_MESSAGES)
         return final
 
 
@@ -146,17 +143,11 @@ def _timestamp(match: re.Match[str]) -> str:
 
 def _memo_run(text: str, run: str, calendar: bool = False) -> str:
     first, last = run.index(" "), run.rindex(" ")
-    middle = run[first + 1: last]
+    head, tail = run[:first], run[last + 1:]
     if calendar:  # a calendar word at either end is a variable's place
-        one = _one(_CAL_WORD.sub(WILDCARD, run[:first], 1), middle, _CAL_WORD.sub(WILDCARD, run[last + 1:], 1))
-    else:
-        one = _one(run[:first], middle, run[last + 1:])
-    found = " " + one
-    if len(text) <= MAX_MEMO_LENGTH:
-        if len(_RUNS) >= MAX_MESSAGES:
-            _RUNS.clear()
-        _RUNS[text] = found
-    return found
+        head, tail = _CAL_WORD.sub(WILDCARD, head, 1), _CAL_WORD.sub(WILDCARD, tail, 1)
+    found = " " + _one(head, run[first + 1: last], tail)
+    return remember(_RUNS, text, found, MAX_MESSAGES) if len(text) <= MAX_MEMO_LENGTH else found
 
 
 _CLOSES = {")": "(", "]": "[", "}": "{", '"': '"', "'": "'", "`": "`"}

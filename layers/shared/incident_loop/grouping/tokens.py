@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import re
 
+from incident_loop.grouping.memo import remember
+
 WILDCARD = "<*>"
 # Marks, inside a verdict, of a word whose meaning depends on its neighbours: a unit is part of a
 # number it follows ("30 sec"); a calendar word is part of a timestamp when next to a number.
@@ -168,8 +170,6 @@ class Verdicts(dict[str, str]):
         self._mask_keyed = mask_keyed
 
     def __missing__(self, raw: str) -> str:
-        if len(self) >= MAX_VERDICTS:
-            self.clear()
         # The commonest misses first, with C-level tests: a word of letters; a token holding a digit in
         # one piece with only brackets, quotes and punctuation around it (a number, an id, "[0x1f],"), or
         # made of digits and separators (10.0.0.1:80, 12:30:01, [fe80::1]); a piece with separators only
@@ -192,6 +192,4 @@ class Verdicts(dict[str, str]):
             verdict = _key_value(*keyed.groups(), self._mask_keyed)
         else:
             verdict = judge(raw, self._mask_keyed)
-        if len(raw) <= MAX_TOKEN_LENGTH:
-            self[raw] = verdict
-        return verdict
+        return remember(self, raw, verdict, MAX_VERDICTS) if len(raw) <= MAX_TOKEN_LENGTH else verdict
