@@ -73,6 +73,7 @@ class _Deadline:
     headers, then its body)."""
 
     def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
         self._end = time.monotonic() + seconds
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
@@ -191,11 +192,11 @@ class Urllib3Transport:
                 raise TransportError("timeout", f"{request.method} {_where(request.url)} timed out: {exc}") from exc
             except urllib3.exceptions.HTTPError as exc:
                 if deadline.passed:
-                    raise _late(request, connect_timeout_s + read_timeout_s) from exc
+                    raise _late(request, deadline.seconds) from exc
                 raise TransportError("connection_error", f"{request.method} {_where(request.url)} failed: "
                                      f"{type(exc).__name__}") from exc
         if deadline.passed:  # what was read before the cut may look whole: it is not
-            raise _late(request, connect_timeout_s + read_timeout_s)
+            raise _late(request, deadline.seconds)
         return HttpResponse(response.status, {k.lower(): v for k, v in response.headers.items()}, body)
 
     def _pinned_pool(self, scheme: str, ip: str, port: int | None, host: str) -> Any:
