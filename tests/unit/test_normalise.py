@@ -104,6 +104,11 @@ def test_genuinely_different_errors_keep_different_templates() -> None:
         ("GET https://api.example.com/v1/items?id=1 failed", "GET <*> failed"),
         ("from 192.168.1.20:6379 and /10.250.19.102:50010", "from <*> and <*>"),
         ("resolve proxy.cse.example.edu failed", "resolve <*> failed"),
+        # Under a country code, a generic second level makes a host name; other two-letter endings do not.
+        ("resolve mail.uni.edu.pl failed", "resolve <*> failed"),
+        ("rhost=www.example.co.uk", "rhost=<*>"),
+        ("mapred.task.id is deprecated", "mapred.task.id is deprecated"),
+        ("load libc.so failed", "load libc.so failed"),
         ("notify bob@example.com", "notify <*>"),
         ("value 'a b c' rejected", "value 'a b c' rejected"),  # quoted words are words (Options)
         ("logname= uid=0 user=root", "logname= uid=<*> user=root"),  # a word stays a word, keyed or not

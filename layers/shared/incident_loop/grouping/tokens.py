@@ -59,7 +59,11 @@ _TLDS = frozenset(
     "com net org edu gov mil int io ai dev app co us uk de fr nl eu jp cn hk tw kr in au ca br ru ch se"
     " info biz cloud local localhost internal localdomain lan svc".split()
 )
-_HOSTNAME = re.compile(r"(?:[a-z0-9-]+\.)+([a-z]{2,12})", re.IGNORECASE)
+# Under a two-letter country code, a host name's second level is one of these generic words
+# (host.edu.pl, www.example.co.uk, a.b.com.br): with a label before them, a host name whatever the
+# country. Not any two-letter ending: dotted words end in them too (mapred.task.id, libc.so).
+_SECOND_LEVEL = frozenset("com net org edu gov mil ac co".split())
+_HOSTNAME = re.compile(r"(?:[a-z0-9-]+\.)*?(?:[a-z0-9-]+\.([a-z]+)\.)?([a-z]{2,12})", re.IGNORECASE)
 _LITERALS = frozenset("true false null nil".split())  # compared lower-case
 # Compared lower-case: systems differ in casing ("JUN", "Kb").
 _CALENDAR = frozenset(
@@ -104,7 +108,10 @@ def _word(raw: str, keyed_value: bool = False) -> str:
         return f"{head}{WILDCARD}{tail}"
     if "." in core:
         host = _HOSTNAME.fullmatch(core)
-        if host is not None and host.group(1).lower() in _TLDS:
+        if host is not None and (
+            (top := host.group(2).lower()) in _TLDS
+            or (len(top) == 2 and host.group(1) is not None and host.group(1).lower() in _SECOND_LEVEL)
+        ):
             return f"{head}{WILDCARD}{tail}"
     if len(core) >= 8 and _HEX.issuperset(core):
         return f"{head}{WILDCARD}{tail}"
