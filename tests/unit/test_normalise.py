@@ -109,6 +109,10 @@ def test_genuinely_different_errors_keep_different_templates() -> None:
         ("rhost=www.example.co.uk", "rhost=<*>"),
         ("mapred.task.id is deprecated", "mapred.task.id is deprecated"),
         ("load libc.so failed", "load libc.so failed"),
+        # A slash with a dotted name on either side is a path or a component; between words it is not.
+        ("start com.example.app/.MainActivity failed", "start <*> failed"),
+        ("fetch cdn.example/assets failed", "fetch <*> failed"),
+        ("Input/output error on load/store", "Input/output error on load/store"),
         ("notify bob@example.com", "notify <*>"),
         ("value 'a b c' rejected", "value 'a b c' rejected"),  # quoted words are words (Options)
         ("logname= uid=0 user=root", "logname= uid=<*> user=root"),  # a word stays a word, keyed or not

@@ -99,8 +99,8 @@ def _word(raw: str, keyed_value: bool = False) -> str:
         if lower in _LITERALS or (len(core) >= 8 and _HEX.issuperset(core)):
             return f"{head}{WILDCARD}{tail}"
         return raw
-    if "/" in core:  # a path (/var/x, ./a, a/b/c), not a pair of words (I/O, tokens/min)
-        if core[0] in "/~." or core.count("/") > 1:
+    if "/" in core:  # a path (/var/x, ./a, a/b/c, host.example/x, app.pkg/.Main), not a pair of words (I/O, tokens/min)
+        if core[0] in "/~." or core.count("/") > 1 or "." in core:
             return f"{head}{WILDCARD}{tail}"
     elif "\\" in core:  # a Windows path
         return f"{head}{WILDCARD}{tail}"
