@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 from artifact_support import ROOT, require_build, template_functions
 
+from incident_loop_dev.local.artifact import BuildMissing, installed_runtime
+
 
 def _invoked_by_tests() -> set[str]:
     """The functions named by `@pytest.mark.invokes` in this folder's test modules."""
@@ -46,3 +48,14 @@ def test_a_missing_runtime_fails_and_says_run_make_runtime(tmp_path: Path) -> No
 
     with pytest.raises(pytest.fail.Exception, match="run `make runtime`"):
         require_build(tmp_path)
+
+
+def test_a_runtime_folder_without_its_marker_is_not_installed(tmp_path: Path) -> None:
+    """An interrupted `make runtime` leaves the folder but not the marker it writes last: the local
+    functions and the cold-start benchmark then say to run it, instead of failing on a missing module."""
+    (tmp_path / "boto3").mkdir()
+
+    with pytest.raises(BuildMissing, match="run `make runtime`"):
+        installed_runtime(tmp_path)
+    (tmp_path / ".installed").touch()
+    assert installed_runtime(tmp_path) == tmp_path

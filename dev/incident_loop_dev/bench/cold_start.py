@@ -31,6 +31,7 @@ import json
 import shutil
 import statistics
 import subprocess
+import sys
 import tempfile
 import textwrap
 import time
@@ -42,10 +43,12 @@ from typing import Any
 
 from incident_loop_dev.bench.docs import machine, replace_section
 from incident_loop_dev.local.artifact import (
+    BuildMissing,
     BuiltFunction,
     base_python,
     build_dir,
     built_functions,
+    installed_runtime,
     lambda_environment,
     runtime_site,
 )
@@ -144,6 +147,7 @@ def snapshot(root: Path) -> Iterator[Path]:
         copy = Path(tmp) / ".aws-sam" / "build"
         for _ in range(6):
             built_functions(root)  # BuildMissing, saying to run `make build`, when there is none
+            installed_runtime(runtime_site(root))  # or `make runtime`
             stamp = template.stat().st_mtime_ns
             shutil.rmtree(copy, ignore_errors=True)
             try:
@@ -249,7 +253,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--target", type=float, default=1.2, help="exit 1 when a ratio is above it")
     args = parser.parse_args(argv)
-    result = measure(ROOT, args.rounds, trace_disabled=args.trace_disabled, only=args.function)
+    try:
+        result = measure(ROOT, args.rounds, trace_disabled=args.trace_disabled, only=args.function)
+    except BuildMissing as missing:
+        print(f"incident-loop bench cold-start: {missing}", file=sys.stderr)
+        return 2
     print(json.dumps(result, indent=2) if args.json else render(result))
     if args.write_docs:
         _write_docs(result)

@@ -45,6 +45,13 @@ def runtime_site(root: Path) -> Path:
     return root / ".aws-runtime" / "python3.11"
 
 
+def installed_runtime(runtime: Path) -> Path:
+    """`runtime` when `make runtime` finished installing it (its marker written last), else BuildMissing."""
+    if not (runtime / ".installed").exists():
+        raise BuildMissing(f"no runtime SDK in {runtime}: run `make runtime`")
+    return runtime
+
+
 def base_python() -> str:
     """The interpreter under the virtualenv: run with -I -S it sees the standard library only."""
     return getattr(sys, "_base_executable", None) or sys.executable
@@ -136,8 +143,7 @@ class FunctionHost:
 
     # -- lifecycle ---------------------------------------------------------------------------
     def _start(self) -> None:
-        if not self.runtime.exists():
-            raise BuildMissing(f"no runtime SDK in {self.runtime}: run `make runtime`")
+        installed_runtime(self.runtime)
         read_fd, write_fd = os.pipe()
         cmd = [base_python(), "-I", "-S", str(HOST), "--handler", self.fn.handler, "--result-fd", str(write_fd)]
         for entry in self.fn.sys_path(self.runtime):
