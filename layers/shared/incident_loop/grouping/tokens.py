@@ -4,8 +4,9 @@ A verdict is the token as written with its variable parts replaced by <*>; a pur
 token, memoised by Verdicts. Every rule is about the shape of a value, never about a system, a
 product or a word seen in one log: a value holding a digit (numbers, ids, versions, sizes,
 durations, hex, dates, IPs), an address (host:port, MAC, IPv6, a URL, an e-mail, a dotted host name
-ending in a top-level domain), a path (Unix or Windows), a hex id, a boolean or null literal, the
-value of key=value (when the options say so). A unit or a calendar word is marked, for the message
+ending in a top-level domain, or in a country code under a generic second level), a path (Unix or
+Windows, or a dotted name with a slash), a hex id, a boolean or null literal, the value of key=value
+(when the options say so). A unit or a calendar word is marked, for the message
 level to join it with a number next to it.
 """
 
