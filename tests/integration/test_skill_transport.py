@@ -130,6 +130,11 @@ for path in ("/slow", "/slow-headers"):  # a byte every 0.1 s: inside every read
         t.send(HttpRequest("GET", drip + path, {}, None), 0.5, 0.5)
     except TransportError as exc:
         out[path] = [exc.kind, round(time.monotonic() - started, 1)]
+started = time.monotonic()  # 32 MB to a receiver that takes 128 KB every 0.1 s: a timeout, not a refusal
+try:
+    t.send(HttpRequest("POST", drip + "/slow-reader", {}, b"x" * (32 << 20)), 0.5, 0.5)
+except TransportError as exc:
+    out["/slow-reader"] = [exc.kind, round(time.monotonic() - started, 1)]
 r = t.send(HttpRequest("GET", drip + "/quick", {}, None), 0.5, 0.5)  # the next call, on a fresh connection
 out["after_drip"] = [r.status, r.body.decode()]
 print(json.dumps(out))
@@ -138,7 +143,8 @@ print(json.dumps(out))
 
 class DripServer:
     """HTTP on 127.0.0.1: /slow answers 200 with a 10,000-byte body sent a byte every 0.1 s, /slow-headers
-    sends its headers that way, /quick answers at once."""
+    sends its headers that way, /slow-reader reads the request's body 128 KB every 0.1 s and never answers,
+    /quick answers at once."""
 
     def __init__(self) -> None:
         self._server = socket.create_server(("127.0.0.1", 0))
@@ -173,6 +179,10 @@ class DripServer:
                     if b" /quick " in line:
                         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nquick")
                         continue
+                    if b" /slow-reader " in line:
+                        while not self._stop.wait(0.1) and conn.recv(131072):
+                            pass
+                        return
                     conn.sendall(b"HTTP/1.1 200 OK\r\n" + (b"X-Drip: " if b" /slow-headers " in line else
                                                              b"Content-Length: 10000\r\n\r\n"))
                     for _ in range(10_000):
@@ -207,5 +217,7 @@ def test_the_transport_works_on_both_urllib3_majors(runtime: bool, tls: dict) ->
     for path in ("/slow", "/slow-headers"):  # cut off at connect + read timeouts (1 s), not after 1,000 s
         kind, seconds = out.pop(path)
         assert kind == "timeout" and 0.9 <= seconds < 3.0, path
+    kind, seconds = out.pop("/slow-reader")  # the body not taken within the socket timeout (0.5 s): a timeout
+    assert kind == "timeout" and 0.4 <= seconds < 3.0
     assert out == {"plain": [200, 1], "pinned_tls": 200, "timeout": "timeout", "refused": "connection_error",
                    "after_drip": [200, "quick"]}

@@ -193,6 +193,9 @@ class Urllib3Transport:
             except urllib3.exceptions.HTTPError as exc:
                 if deadline.passed:
                     raise _late(request, deadline.seconds) from exc
+                if any(isinstance(arg, TimeoutError) for arg in exc.args):  # the request not taken in time
+                    raise TransportError("timeout", f"{request.method} {_where(request.url)} timed out sending "
+                                         "the request") from exc
                 raise TransportError("connection_error", f"{request.method} {_where(request.url)} failed: "
                                      f"{type(exc).__name__}") from exc
         if deadline.passed:  # what was read before the cut may look whole: it is not
