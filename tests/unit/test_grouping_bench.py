@@ -8,8 +8,9 @@ import random
 import pytest
 
 from incident_loop.grouping.confidence import probability
-from incident_loop.grouping.matcher import GroupingConfig
+from incident_loop.grouping.matcher import CONFIG, GroupingConfig
 from incident_loop_dev.bench.grouping import robustness
+from incident_loop_dev.bench.grouping_digest import CONFIGS, digest
 from incident_loop_dev.bench.grouping_fit import calibration, fit
 from incident_loop_dev.bench.grouping_loo import VARIANTS, Dataset, Protocol, run, samples
 from incident_loop_dev.bench.grouping_perturb import PERTURBATIONS, align, perturb
@@ -172,3 +173,22 @@ def test_a_fold_scores_the_held_out_dataset_with_a_model_fitted_on_the_others() 
     assert fold["dataset"] == "C" and fold["loo_ga"] == round(grouping_accuracy(held_out.groups, datasets[2].events), 4)
     assert len(fold["pairs"]) == len(samples(held_out, datasets[2].events))
     assert all(0.0 <= p <= 1.0 and not math.isnan(p) for p, _ in fold["pairs"])
+
+
+# --- the decisions' digest -------------------------------------------------------------------------
+
+
+def test_the_digest_is_the_same_for_the_same_decisions_whatever_ran_before() -> None:
+    first = digest([_toy("A")])
+    digest([_toy("B"), _toy("C")], variants=VARIANTS)  # fills the memos with other streams
+    again = digest([_toy("A")])
+    assert first == again and len(first["all"]) == 16 and first["configs"] == len(CONFIGS) >= 5
+
+
+def test_the_digest_changes_when_one_decision_does() -> None:
+    toy = _toy("A")
+    strict, loose = (GroupingConfig(0.99, CONFIG.settle, CONFIG.options), GroupingConfig(0.5, 0, CONFIG.options))
+    assert digest([toy], configs=[strict]) != digest([toy], configs=[loose])
+    assert digest([toy], configs=[CONFIG])["all"] == digest([_toy("A")], configs=[CONFIG])["all"]
+    shifted = Dataset("A", [*toy.messages[1:], toy.messages[0]], toy.events, toy.templates)  # the order matters
+    assert digest([shifted], configs=[CONFIG]) != digest([toy], configs=[CONFIG])

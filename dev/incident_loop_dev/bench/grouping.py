@@ -35,6 +35,8 @@ from incident_loop.grouping.memory_index import MemoryPatternIndex
 from incident_loop.observability import SERVICE
 from incident_loop.settings import DEFAULT_DATABASE_URL, get_settings
 from incident_loop_dev.bench.docs import replace_section
+from incident_loop_dev.bench.grouping_digest import digest
+from incident_loop_dev.bench.grouping_digest import render as render_digest
 from incident_loop_dev.bench.grouping_fit import calibration
 from incident_loop_dev.bench.grouping_latency import group_in_postgres, match_latency
 from incident_loop_dev.bench.grouping_loo import (
@@ -230,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fit-confidence", action="store_true",
                         help="print the configuration and confidence coefficients the procedure picks on FILES")
     parser.add_argument("--write-docs", action="store_true", help="rewrite the Grouping section of docs/benchmarks.md")
+    parser.add_argument("--digest", action="store_true",
+                        help="print a fingerprint of every decision on FILES (equal before and after a change that"
+                             " must not change a decision)")
     args = parser.parse_args(argv)
     if not args.files and not args.latency:
         parser.error("give Loghub CSV files, or --latency")
@@ -239,6 +244,10 @@ def main(argv: list[str] | None = None) -> int:
             handler.setStream(sys.stderr)
     if args.fit_confidence:
         return _fit(args.files, args.jobs)
+    if args.digest:
+        result = digest([load(path) for path in args.files])
+        print(json.dumps(result, indent=2) if args.json else render_digest(result), end="\n" if args.json else "")
+        return 0
     db_url = get_settings().database_url or DEFAULT_DATABASE_URL
     report = run_all(args.files, db_url if args.db else None, args.repeat, not args.no_loo, args.jobs)
     if args.latency:
