@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import random
+import subprocess
+import sys
 
 import pytest
 
@@ -192,3 +194,18 @@ def test_the_digest_changes_when_one_decision_does() -> None:
     assert digest([toy], configs=[CONFIG])["all"] == digest([_toy("A")], configs=[CONFIG])["all"]
     shifted = Dataset("A", [*toy.messages[1:], toy.messages[0]], toy.events, toy.templates)  # the order matters
     assert digest([shifted], configs=[CONFIG]) != digest([toy], configs=[CONFIG])
+
+
+def test_alignment_stretches_only_the_last_variable() -> None:
+    segments = align("1 x 2 x 3 x", "<*> x <*> x")
+    assert segments is not None and [text for is_var, text in segments if is_var] == ["1", "2 x 3"]
+    assert align("a: b: c", "<*>: <*>") == [(False, ""), (True, "a"), (False, ""), (False, ": "), (True, "b: c"),
+                                            (False, ""), (False, "")]
+
+
+def test_a_message_that_does_not_fit_a_template_of_many_variables_is_told_so_in_one_pass() -> None:
+    """Backtracking over every way to split the message between 40 variables would not end: this must."""
+    probe = ("from incident_loop_dev.bench.grouping_perturb import align\n"
+             "print(align(' '.join(['x'] * 60) + ' NOPE', ' '.join(['<*>'] * 40) + ' END'))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "None", done.stderr

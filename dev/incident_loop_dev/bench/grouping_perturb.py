@@ -54,14 +54,27 @@ def _rng(*parts: object) -> random.Random:
     return random.Random(":".join(map(str, parts)))  # str seeds are hashed with sha512: stable
 
 
+def _constant(part: str) -> str:
+    return r"\s*".join(re.escape(word) for word in part.split()) if part.strip() else r"\s*"
+
+
 @lru_cache(maxsize=4096)
 def _template_regex(template: str) -> re.Pattern[str]:
-    out = []
-    for part in re.split(r"(<\*>)", template.strip()):
-        if part == "<*>":
-            out.append("(.*?)")
-        elif part:
-            out.append(r"\s*".join(re.escape(word) for word in part.split()) if part.strip() else r"\s*")
+    """The template as a regex, one group a variable. Each variable but the last takes the text up to the
+    first place its constant text follows, once and for all (an atomic group): a message that does not
+    fit is told so in one pass, where backtracking over every way to split it between many variables
+    would take hours. Only the last variable stretches, up to the end."""
+    parts = [part for part in re.split(r"(<\*>)", template.strip()) if part]
+    last = max((i for i, part in enumerate(parts) if part == "<*>"), default=-1)
+    out, i = [], 0
+    while i < len(parts):
+        if parts[i] != "<*>":
+            out.append(_constant(parts[i]))
+            i += 1
+            continue
+        after = _constant(parts[i + 1]) if i + 1 < len(parts) and parts[i + 1] != "<*>" else ""
+        out.append(f"(.*?){after}" if i == last else f"(?>(.*?){after})")
+        i += 2 if after else 1
     return re.compile("".join(out) + r"\s*$", re.S)
 
 
