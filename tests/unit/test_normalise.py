@@ -223,3 +223,11 @@ def test_the_memos_shortcuts_judge_a_token_as_the_full_judgement_does(mask_keyed
              "state=true", "when:Monday", "size=kb", "key=value!"}
     verdicts = Verdicts(mask_keyed)
     assert [verdicts[r] for r in sorted(raws)] == [judge(r, mask_keyed) for r in sorted(raws)]
+
+
+@pytest.mark.parametrize("mark", ["\x00", "\x01"])
+def test_a_message_cannot_forge_the_normalisers_marks(mark: str) -> None:
+    """The normaliser marks units and calendar words with these two control characters; in a message
+    they are only spaces, so a word after one is judged as the word it is."""
+    assert template(f"retry {mark}later 5") == template("retry later 5") == "retry later <*>"
+    assert template(f"retry{mark}later in 5") == "retry later in <*>"

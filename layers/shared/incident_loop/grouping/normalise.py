@@ -27,7 +27,10 @@ from dataclasses import dataclass
 from incident_loop.grouping.memo import remember
 from incident_loop.grouping.tokens import CAL, UNIT, WILDCARD, Verdicts
 
-_ZEROS = bytes.maketrans(b"123456789", b"000000000")
+# Digits written 0 (below), and the two control characters the normaliser uses as marks (tokens.UNIT,
+# tokens.CAL) written as spaces, in the same pass: a message cannot forge a mark. UTF-8 never uses these
+# byte values inside a multi-byte character.
+_ZEROS = bytes.maketrans(b"123456789" + UNIT.encode() + CAL.encode(), b"000000000  ")
 # Whole messages memoised (digits written 0), as many as MAX_MESSAGES of at most MAX_MEMO_LENGTH characters:
 # at most about 10 MB with their templates. A longer message is templated token by token each time.
 MAX_MESSAGES = 20_000
