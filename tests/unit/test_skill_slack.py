@@ -160,3 +160,21 @@ def test_a_secret_named_in_the_arguments_must_be_the_tenants_own(client: Any, cl
         with pytest.raises(SkillInputError):
             skill.execute({"channel": "C1", "token_parameter": foreign, "text": "hi"}, CTX)
     assert transport.requests == []  # nothing was read or sent
+
+
+def test_the_next_message_waits_an_interval_after_a_slow_one_was_done(client: Any, clock: FakeClock) -> None:
+    """Slack counts arrivals: a message that took 0.5 s to go out arrived late in its slot, so the next one
+    waits 1 s from when it was done, not from when it started."""
+
+    def slow(request: Any) -> Any:
+        clock.advance(0.5)
+        return ok(request)
+
+    transport = ScriptedTransport(default=slow)
+    skill, other = make(client, clock, transport), make(client, clock, transport)
+    for text in ("one", "two", "three"):
+        skill.execute({"channel": "C1", "text": text}, CTX)
+    assert clock.sleeps == [1.0, 1.0]  # each call began when the last was done: a whole interval to wait
+    clock.advance(0.2)  # another container, 0.2 s after the last message was done
+    other.execute({"channel": "C1", "text": "four"}, CTX)
+    assert clock.sleeps == [1.0, 1.0, pytest.approx(0.8)]

@@ -5,6 +5,10 @@ A sender reads the channel's next slot, takes max(now, slot) for itself and writ
 condition that nobody moved it meanwhile; a loser re-reads and takes the slot after the winner's. It then
 sleeps until its slot. A slot further away than Settings.skill_max_wait_s is not taken: the call raises a
 retryable error with the wait, so a Lambda does not idle through a long queue of messages.
+
+Slack counts messages as they arrive. A message that took long to get there (a slow connection, a busy
+network) arrives late in its slot, and the next one, sent on time, would follow it too closely: once a
+message is out, `hold` moves the channel's next slot to at least its completion plus the interval.
 """
 
 from __future__ import annotations
@@ -39,3 +43,17 @@ def reserve(kv: KvTable, tenant_id: str, channel: str, *, interval_s: float, max
             return wait
     raise ExternalError(f"channel {channel}: no pacing slot after {ATTEMPTS} tries", code="rate_limited",
                         retryable=True, retry_after_s=max(wait, interval_s))
+
+
+def hold(kv: KvTable, tenant_id: str, channel: str, *, until: float) -> None:
+    """After a message went out: this channel's next slot is at least `until` (when the message was done,
+    plus the interval). Best effort: a lost race means another sender moved the slot on meanwhile."""
+    for _ in range(ATTEMPTS):
+        current = kv.get(tenant_id, NAMESPACE, channel)
+        expected = current.value if current is not None else None
+        if expected and float(expected["next"]) >= until:
+            return
+        won, _ = kv.compare_and_set(tenant_id, NAMESPACE, channel, expected, {"next": round(until, 3)},
+                                    ttl_s=SLOT_TTL_S)
+        if won:
+            return

@@ -110,7 +110,10 @@ class SlackSendSkill(ExternalSkill):
                 self.sleep(wait)
             return HttpRequest("POST", url, headers, body, connect_ip)
 
-        return self.call(breaker, build, ctx.key()).response
+        try:
+            return self.call(breaker, build, ctx.key()).response
+        finally:  # the next message an interval after this one was done, however long it took to arrive
+            pacing.hold(self.kv, ctx.tenant_id, lane, until=self.clock() + INTERVAL_S)
 
     def call_budget_s(self) -> float:
         # Each attempt may first wait for its pacing slot, then for a retry: both at most skill_max_wait_s.
