@@ -12,9 +12,10 @@ import pytest
 from moto import mock_aws
 
 from incident_loop.settings import Settings
+from incident_loop.skills import pacing
 from incident_loop.skills.base import SkillContext
 from incident_loop.skills.errors import ExternalError, SkillError, SkillInputError, TargetNotAllowed
-from incident_loop.skills.kvtable import KvTable
+from incident_loop.skills.kvtable import KvTable, KvUnavailable
 from incident_loop.skills.slack_send import SlackSendSkill
 from incident_loop_dev.fakes.aws import KV_TABLE, create_skill_tables, skill_breakers
 from incident_loop_dev.fakes.transport import FakeClock, ScriptedTransport, response
@@ -178,3 +179,14 @@ def test_the_next_message_waits_an_interval_after_a_slow_one_was_done(client: An
     clock.advance(0.2)  # another container, 0.2 s after the last message was done
     other.execute({"channel": "C1", "text": "four"}, CTX)
     assert clock.sleeps == [1.0, 1.0, pytest.approx(0.8)]
+
+
+def test_a_delivered_message_stays_delivered_when_the_later_slot_cannot_be_stored(
+        client: Any, clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    def unavailable(*args: Any, **kwargs: Any) -> None:
+        raise KvUnavailable("compare-and-set on kv: throttled")
+
+    monkeypatch.setattr(pacing, "hold", unavailable)
+    transport = ScriptedTransport(default=ok)
+    out = make(client, clock, transport).execute({"channel": "C1", "text": "once"}, CTX)
+    assert out["delivered"] and out["ts"] and len(transport.requests) == 1

@@ -19,9 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 import incident_loop.skills.pacing as pacing
 import incident_loop.skills.ssrf as ssrf
+from incident_loop.observability import logger
 from incident_loop.skills.base import ExternalSkill, SkillContext
 from incident_loop.skills.errors import ExternalError, SkillError
 from incident_loop.skills.hashing import canonical_json
+from incident_loop.skills.kvtable import KvUnavailable
 from incident_loop.skills.transport import HttpRequest
 
 INTERVAL_S = 1.0  # Slack's documented limit for posting to one channel: about one message per second
@@ -113,7 +115,16 @@ class SlackSendSkill(ExternalSkill):
         try:
             return self.call(breaker, build, ctx.key()).response
         finally:  # the next message an interval after this one was done, however long it took to arrive
+            self._hold(ctx, lane)
+
+    def _hold(self, ctx: SkillContext, lane: str) -> None:
+        """pacing.hold, best effort: the message is out (or failed) already, and a store that cannot take
+        the later slot must not turn a delivered message into an error (its retry would post it twice)."""
+        try:
             pacing.hold(self.kv, ctx.tenant_id, lane, until=self.clock() + INTERVAL_S)
+        except KvUnavailable as exc:
+            logger.warning("slack pacing: the next slot was not moved past this message", lane=lane,
+                           error=str(exc))
 
     def call_budget_s(self) -> float:
         # Each attempt may first wait for its pacing slot, then for a retry: both at most skill_max_wait_s.
