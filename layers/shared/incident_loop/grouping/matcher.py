@@ -230,8 +230,7 @@ def decide_template(text: str, message: str, error_type: str, tenant_id: str, in
                                  error_type, message)
         # A signature the pattern absorbed, or its own, on a template generalised since.
         sure, count = _GENERALISED.get((text, hit.template)) or _exact_on_generalised(text, hit.template)
-        return MatchDecision("exact", hit.pattern_id, sure, sig, text, text, error_type, message, None, None,
-                             1.0, 0, count)
+        return MatchDecision("exact", hit.pattern_id, sure, sig, text, text, error_type, message, generalised=count)
     return _decide(text, message, error_type, tenant_id, index, threshold, config, sig)
 
 
@@ -260,8 +259,8 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
         # when the agreeing positions and the generalised words make up the whole: it stays as it is.
         covered = alike + count == len(toks)
         merged = best.template if covered else " ".join(merge(toks, best.template_tokens()))
-        return MatchDecision("fuzzy", best.pattern_id, sure, sig, text, merged, error_type, message, toks, None,
-                             best_score, best_unlike, count)
+        return MatchDecision("fuzzy", best.pattern_id, sure, sig, text, merged, error_type, message, toks,
+                             similarity=best_score, differing=best_unlike, generalised=count)
     return MatchDecision("new", None, 0.0, sig, text, text, error_type, message, toks)
 
 

@@ -6,8 +6,8 @@ product or a word seen in one log: a value holding a digit (numbers, ids, versio
 durations, hex, dates, IPs), an address (host:port, MAC, IPv6, a URL, an e-mail, a dotted host name
 ending in a top-level domain, or in a country code under a generic second level), a path (Unix or
 Windows, or a dotted name with a slash), a hex id, a boolean or null literal, the value of key=value
-(when the options say so). A unit or a calendar word is marked, for the message
-level to join it with a number next to it.
+(when the options say so). A unit or a calendar word is marked, for the message level to join it
+with a number next to it.
 """
 
 from __future__ import annotations

@@ -212,8 +212,8 @@ class Urllib3Transport:
                 return pool
             if scheme == "https":
                 pool = _WatchedHTTPSPool(ip, port, maxsize=self._maxsize, retries=False,
-                                                   cert_reqs="CERT_REQUIRED", server_hostname=host,
-                                                   assert_hostname=host, **self._tls)
+                                         cert_reqs="CERT_REQUIRED", server_hostname=host,
+                                         assert_hostname=host, **self._tls)
             else:
                 pool = _WatchedHTTPPool(ip, port, maxsize=self._maxsize, retries=False)
             self._pinned[key] = pool
