@@ -268,7 +268,8 @@ def _fit(files: list[Path], jobs: int) -> int:
     c, coefficients = protocol.shipped()
     config = protocol.grid[c]
     print(f"CONFIG = GroupingConfig(threshold={config.threshold}, settle={config.settle}, options=Options("
-          f"mask_quoted={config.options.mask_quoted}, mask_keyed={config.options.mask_keyed}))")
+          f"mask_quoted={config.options.mask_quoted}, mask_keyed={config.options.mask_keyed}),"
+          f" one_word_margin={config.one_word_margin})")
     print(f"COEFFICIENTS: tuple[float, ...] = {tuple(coefficients)!r}")
     same = config == CONFIG and tuple(coefficients) == tuple(confidence.COEFFICIENTS)
     print(f"# shipped: {'the same' if same else 'DIFFERENT: paste the lines above'}", file=sys.stderr)

@@ -2,16 +2,18 @@
 
 A change meant to make the grouping faster or its code clearer must leave every decision as it was.
 The digest hashes, for each message of each dataset and perturbed copy, under the shipped configuration
-and the configurations next to it (every normaliser Option, never settling), what decide() returned:
-the kind of join, the pattern (by the order patterns were made), the confidence, the message's template,
-the pattern's template after it, the similarity, the differing and the generalised words. Run it
-before and after the change: equal digests, equal decisions. Labels are not read.
+and the configurations next to it (every normaliser Option, never settling, the one-word margin on or
+off), what decide() returned: the kind of join, the pattern (by the order patterns were made), the
+confidence, the message's template, the pattern's template after it, the similarity, the differing and
+the generalised words. Run it before and after the change: equal digests, equal decisions. Labels are
+not read.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from incident_loop.grouping.matcher import CONFIG, GroupingConfig, clear_memos, decide_template
@@ -19,12 +21,14 @@ from incident_loop.grouping.memory_index import MemoryPatternIndex
 from incident_loop.grouping.normalise import Options
 from incident_loop_dev.bench.grouping_loo import ERROR_TYPE, TENANT, VARIANTS, Dataset
 
-# The shipped configuration, each normaliser Option on and off, and never settling.
+# The shipped configuration, each normaliser Option on and off, never settling, and no join under the
+# threshold.
 CONFIGS: tuple[GroupingConfig, ...] = (
     CONFIG,
-    *(GroupingConfig(CONFIG.threshold, CONFIG.settle, Options(quoted, keyed))
+    *(replace(CONFIG, options=Options(quoted, keyed))
       for quoted in (False, True) for keyed in (False, True) if Options(quoted, keyed) != CONFIG.options),
-    GroupingConfig(CONFIG.threshold, 0, CONFIG.options),
+    replace(CONFIG, settle=0),
+    replace(CONFIG, one_word_margin=0.0 if CONFIG.one_word_margin else 0.05),
 )
 
 

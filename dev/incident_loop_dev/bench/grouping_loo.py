@@ -1,13 +1,16 @@
 """Leave-one-dataset-out: every tunable of the grouping decided on seven systems, scored on the eighth.
 
-What is tunable is a GroupingConfig: the similarity threshold of a fuzzy join and the normaliser's
-Options (whether a quoted value, and the value of key=value, are variables whatever they look like).
+What is tunable is a GroupingConfig: the similarity threshold of a fuzzy join, when a pattern
+settles, how far under the threshold a message one constant word apart may join a pattern not yet
+settled, and the normaliser's Options (whether a quoted value, and the value of key=value, are
+variables whatever they look like).
 The selection procedure, run once per held-out dataset:
 
 1. group each of the other seven datasets under every configuration of GRID (and, for the
    robustness of the choice, each of them under every perturbation of grouping_perturb);
 2. pick the configuration with the highest mean GA over those runs (ties: the earlier in GRID, which
-   lists what assumes least first: masking fewer values, never settling, a lower threshold);
+   lists what assumes least first: no join under the threshold, masking fewer values, never
+   settling, a lower threshold);
 3. fit the confidence model (grouping/confidence.py) on the join decisions of those seven datasets
    under the picked configuration, its L2 penalty picked the same way within the seven (the lowest
    log loss, each of the seven held out in turn);
@@ -44,10 +47,13 @@ from incident_loop_dev.bench.grouping_scores import (
 TENANT, ERROR_TYPE = "bench", "LogLine"
 THRESHOLDS = (0.6, 0.65, 0.7, 0.75, 0.8, 0.85, 0.9)
 SETTLE = (0, 3, 10, 30)
-# In the order ties are broken: what assumes least first (masking less, never settling).
+ONE_WORD_MARGINS = (0.0, 0.05)
+# In the order ties are broken: what assumes least first (no join under the threshold, masking less,
+# never settling).
 GRID: tuple[GroupingConfig, ...] = tuple(
-    GroupingConfig(threshold, settle, Options(quoted, keyed))
-    for quoted in (False, True) for keyed in (False, True) for settle in SETTLE for threshold in THRESHOLDS
+    GroupingConfig(threshold, settle, Options(quoted, keyed), margin)
+    for margin in ONE_WORD_MARGINS for quoted in (False, True) for keyed in (False, True) for settle in SETTLE
+    for threshold in THRESHOLDS
 )
 ORIGINAL = "original"
 VARIANTS = (ORIGINAL, *PERTURBATIONS, "all")
@@ -231,4 +237,4 @@ def kind(x: tuple[float, ...]) -> str:
 def describe(config: GroupingConfig) -> dict[str, Any]:
     """A configuration as JSON."""
     return {"threshold": config.threshold, "settle": config.settle, "mask_quoted": config.options.mask_quoted,
-            "mask_keyed": config.options.mask_keyed}
+            "mask_keyed": config.options.mask_keyed, "one_word_margin": config.one_word_margin}

@@ -64,22 +64,23 @@ def _loo(loo: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
         "", "### Leave-one-dataset-out and the calibrated confidence", "",
         f"For each dataset, every tunable is decided on the other seven (`bench/grouping_loo.py`): of {loo['grid']}",
         "configurations (similarity threshold, how many members settle a pattern, whether a quoted value and",
-        "the value of key=value are masked whatever they look like), the one with the best mean GA over the",
+        "the value of key=value are masked whatever they look like, how far under the threshold a message one",
+        "word apart may join a pattern not yet settled), the one with the best mean GA over the",
         "seven and their perturbed variants (below) is picked, the confidence model is fitted on the seven's",
         "join decisions under it, and the held-out dataset is scored. Calibration of each join decision's",
         "confidence (the probability that the message belongs with the pattern's members, i.e. its event is",
         "the commonest among them): ECE over 10 bins, and precision on the 80% most confident decisions.", "",
-        "| held out | threshold | settle | mask quoted | mask key=value | LOO GA | LOO PA | LOO FTA |"
-        " join decisions | ECE | top-80% precision |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| held out | threshold | settle | mask quoted | mask key=value | one-word margin | LOO GA | LOO PA |"
+        " LOO FTA | join decisions | ECE | top-80% precision |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for fold in loo["folds"]:
         c, cal = fold["config"], fold["calibration"]
         lines.append(f"| {fold['dataset']} | {c['threshold']} | {c['settle']} | {_yes(c['mask_quoted'])} |"
-                     f" {_yes(c['mask_keyed'])} | {_f(fold['loo_ga'])} | {_f(fold['loo_pa'])} |"
-                     f" {_f(fold['loo_fta'])} | {cal['decisions']:,} | {cal['ece']:.4f} |"
+                     f" {_yes(c['mask_keyed'])} | {c['one_word_margin']} | {_f(fold['loo_ga'])} |"
+                     f" {_f(fold['loo_pa'])} | {_f(fold['loo_fta'])} | {cal['decisions']:,} | {cal['ece']:.4f} |"
                      f" {cal['top80_precision']:.4f} |")
-    lines.append(f"| pooled | | | | | | | | {pooled['decisions']:,} | {pooled['ece']:.4f} |"
+    lines.append(f"| pooled | | | | | | | | | {pooled['decisions']:,} | {pooled['ece']:.4f} |"
                  f" {pooled['top80_precision']:.4f} |")
     lines += ["", "By kind of join, pooled over the folds (Bridge 1 reports the seed's 0.95 for an exact hit on the",
               "pattern's template, the calibrated probability for the others; both are in its match details):", "",
@@ -93,7 +94,8 @@ def _loo(loo: dict[str, Any], results: list[dict[str, Any]]) -> list[str]:
     lines += ["", f"LOO mean GA {loo_mean:.3f} beside the in-sample mean"
               f" {sum(r['ga'] for r in results) / len(results):.3f}. On all eight the procedure picks threshold"
               f" {s['threshold']}, settle {s['settle']}, mask quoted {_yes(s['mask_quoted'])}, mask key=value"
-              f" {_yes(s['mask_keyed'])} and coefficients {tuple(loo['fitted'])};"
+              f" {_yes(s['mask_keyed'])}, one-word margin {s['one_word_margin']} and coefficients"
+              f" {tuple(loo['fitted'])};"
               f" {'that is what ships' if loo['shipped_is_selected'] else 'WHAT SHIPS DIFFERS'}"
               " (matcher.CONFIG, confidence.COEFFICIENTS; `incident-loop bench grouping --fit-confidence FILES`"
               " prints them)."]

@@ -57,6 +57,11 @@ class GroupingConfig:
     # a value). 0: never settles.
     settle: int = 3
     options: Options = Options()  # the normaliser's
+    # A pattern that has not settled also takes a message this much under the threshold when the two
+    # differ in one constant word and are alike everywhere else: in a short message one word that
+    # varies is a large share ("Invalid user admin from <*>" and "Invalid user test from <*>" are
+    # 0.75 alike). 0: only at the threshold.
+    one_word_margin: float = 0.0
     normaliser: Normaliser = field(init=False, repr=False, compare=False)
     template: Callable[[str], str] = field(init=False, repr=False, compare=False)  # the normaliser's
 
@@ -67,7 +72,8 @@ class GroupingConfig:
 
 # What `incident-loop bench grouping --fit-confidence` picks on all eight Loghub-2k systems (the same
 # procedure, run on seven, picks each leave-one-dataset-out fold's configuration); the defaults above.
-CONFIG = GroupingConfig(threshold=0.8, settle=3, options=Options(mask_quoted=False, mask_keyed=False))
+CONFIG = GroupingConfig(threshold=0.8, settle=3, options=Options(mask_quoted=False, mask_keyed=False),
+                        one_word_margin=0.05)
 
 
 @dataclass(slots=True)
@@ -239,13 +245,18 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
     """No pattern holds the signature: the most similar candidate at or above the threshold, or new."""
     toks = _split(text)
     floor = config.threshold if threshold is None else threshold
+    near, last = floor - config.one_word_margin, len(toks) - 1
     best_score, best_unlike, best, count, alike = 0.0, 0, None, 0, 0
     candidates = index.candidates(tenant_id, error_type, candidate_key(toks))
     # The message's constants, for agreement() to compare with each candidate (it makes them itself for one).
     mine = (constants(toks) if WILDCARD in toks else toks) if len(candidates) > 1 else None
     for candidate in candidates:
         score, unlike, generalised_words, equal = agreement(toks, candidate.template_tokens(), mine)
-        if score < floor or (unlike and config.settle and candidate.count >= config.settle):
+        settled = config.settle and candidate.count >= config.settle
+        if score < floor:  # one constant word apart, alike elsewhere, from a pattern not yet settled
+            if score < near or unlike != 1 or equal != last or settled:
+                continue
+        elif unlike and settled:
             continue
         # Ties go to the smaller template: the same choice whichever index (and id scheme) answers.
         if best is None or score > best_score or (score == best_score and candidate.template < best.template):
