@@ -61,7 +61,7 @@ class GroupingConfig:
     # differ in one constant word and are alike everywhere else: in a short message one word that
     # varies is a large share ("Invalid user admin from <*>" and "Invalid user test from <*>" are
     # 0.75 alike). 0: only at the threshold.
-    one_word_margin: float = 0.0
+    one_word_margin: float = 0.05
     normaliser: Normaliser = field(init=False, repr=False, compare=False)
     template: Callable[[str], str] = field(init=False, repr=False, compare=False)  # the normaliser's
 
