@@ -19,7 +19,7 @@ from typing import Any
 from incident_loop.grouping.matcher import CONFIG, GroupingConfig, clear_memos, decide_template
 from incident_loop.grouping.memory_index import MemoryPatternIndex
 from incident_loop.grouping.normalise import Options
-from incident_loop_dev.bench.grouping_loo import ERROR_TYPE, TENANT, VARIANTS, Dataset
+from incident_loop_dev.bench.grouping_loo import ERROR_TYPE, ONE_WORD_MARGINS, TENANT, VARIANTS, Dataset
 
 # The shipped configuration, each normaliser Option on and off, never settling, and no join under the
 # threshold.
@@ -28,7 +28,7 @@ CONFIGS: tuple[GroupingConfig, ...] = (
     *(replace(CONFIG, options=Options(quoted, keyed))
       for quoted in (False, True) for keyed in (False, True) if Options(quoted, keyed) != CONFIG.options),
     replace(CONFIG, settle=0),
-    replace(CONFIG, one_word_margin=0.0 if CONFIG.one_word_margin else 0.05),
+    replace(CONFIG, one_word_margin=0.0 if CONFIG.one_word_margin else ONE_WORD_MARGINS[-1]),
 )
 
 
