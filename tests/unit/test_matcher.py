@@ -356,8 +356,8 @@ def test_long_messages_that_never_recur_are_not_memoised_and_group_as_short_ones
 def test_a_log_of_short_messages_whose_one_word_varies_groups_by_event(seed: int) -> None:
     """Five events of an sshd-like log, written by us (not a Loghub system): a user name that varies in
     messages of four or five constant words, each user trying once or twice before the next. One group
-    per event, as Drain3 does (without the one-word margin: about a pattern per user). A user who tries three times
-    before any other settles the pattern on that name (docs/grouping.md)."""
+    per event, as Drain3 does (without the one-word margin the shortest event has a pattern per user).
+    A user who tries three times before any other settles the pattern on that name (docs/grouping.md)."""
     rng = random.Random(seed)
     users = ["admin", "test", "oracle", "guest", "user", "postgres", "ubuntu", "pi", "support", "ftpuser", "git",
              "mysql", "backup", "www", "nagios", "deploy", "jenkins", "tomcat", "hadoop", "ansible"]
