@@ -6,12 +6,14 @@ and needs no pg_trgm (seed 000, issue 4). Similarity is computed here, in Python
 agreeing positions, as in Drain (compare.py). A fuzzy join generalises the pattern's template where
 the two differ, and the joining message's signature becomes an alias of the pattern, so its next
 sibling is exact; a pattern that has settled (enough members) no longer takes a message whose
-constant words differ from its template's.
+constant words differ from its template's, and one that has not also takes a message one constant
+word apart a little under the threshold (a short message's one word that varies).
 
 Every decision to join carries a calibrated confidence (confidence.py): the probability that the
 message belongs with the pattern's members. What is tunable (the similarity threshold, when a
-pattern settles, the normaliser's Options) is one GroupingConfig for every system, CONFIG, picked by
-the benchmark's leave-one-dataset-out procedure (dev/incident_loop_dev/bench/grouping_loo.py).
+pattern settles, the one-word margin, the normaliser's Options) is one GroupingConfig for every
+system, CONFIG, picked by the benchmark's leave-one-dataset-out procedure
+(dev/incident_loop_dev/bench/grouping_loo.py).
 """
 
 from __future__ import annotations
@@ -242,7 +244,8 @@ def decide_template(text: str, message: str, error_type: str, tenant_id: str, in
 
 def _decide(text: str, message: str, error_type: str, tenant_id: str, index: PatternIndex, threshold: float | None,
             config: GroupingConfig, sig: str) -> MatchDecision:
-    """No pattern holds the signature: the most similar candidate at or above the threshold, or new."""
+    """No pattern holds the signature: the most similar candidate at or above the threshold (or, one word
+    apart from a pattern not yet settled, within the one-word margin under it), or new."""
     toks = _split(text)
     floor = config.threshold if threshold is None else threshold
     near, last = floor - config.one_word_margin, len(toks) - 1
