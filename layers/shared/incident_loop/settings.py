@@ -51,7 +51,9 @@ class Settings(BaseModel):
     alertmanager_url: str = "http://127.0.0.1:9093"
 
     # The loop's rules
-    fuzzy_threshold: float | None = Field(default=None, ge=0, le=1)  # None: grouping.matcher.CONFIG's
+    # None: grouping.matcher.CONFIG's. A message one word apart from a pattern not yet settled may join
+    # CONFIG.one_word_margin under it.
+    fuzzy_threshold: float | None = Field(default=None, ge=0, le=1)
     policy_regret_threshold: int = Field(default=3, ge=1)
     policy_confirmations_required: int = Field(default=1, ge=1)
     routing_max_delta: float = Field(default=0.2, gt=0, le=1)
