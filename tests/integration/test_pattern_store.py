@@ -174,7 +174,11 @@ def test_postgres_and_memory_indexes_decide_alike(db_url: str, tenant: str) -> N
         ("Skill web_search returned HTTP 503 from https://api.example.com/v1", E),
         ("Skill web_search returned HTTP 502 from https://api.example.com/v2", E),
         ("Tool calculator failed on input alpha", E), ("Tool calculator failed on output beta", E),
+        # The one-word margin: 0.75 alike joins a young pattern; a settled one (three members) refuses.
+        ("Invalid user admin from 10.0.0.1", E), ("Invalid user test from 10.0.0.2", E),
+        *[("Denied user root from 10.0.0.3", E)] * 3, ("Denied user guest from 10.0.0.4", E),
     ]
+    expected = {"Invalid user test from 10.0.0.2": "fuzzy", "Denied user guest from 10.0.0.4": "new"}
     memory = MemoryPatternIndex()
     memory_ids, pg_ids = [], []
     with _connect(db_url, tenant) as conn:
@@ -184,6 +188,7 @@ def test_postgres_and_memory_indexes_decide_alike(db_url: str, tenant: str) -> N
             in_pg = decide(message, error_type, tenant, pg)
             assert (in_memory.match_type, in_memory.template, in_memory.merged_template, in_memory.confidence) == (
                 in_pg.match_type, in_pg.template, in_pg.merged_template, in_pg.confidence), message
+            assert in_pg.match_type == expected.get(message, in_pg.match_type), message
             memory_ids.append(memory.record(tenant, in_memory))
             with conn.transaction():
                 pg_ids.append(record_match(conn, tenant, _incident(conn, tenant, n), in_pg)[0])
