@@ -14,6 +14,7 @@ message is out, `hold` moves the channel's next slot to at least its completion 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from incident_loop.skills.errors import ExternalError
 from incident_loop.skills.kvtable import KvTable
@@ -23,6 +24,13 @@ ATTEMPTS = 20  # lost races before giving up; each loss means another sender got
 SLOT_TTL_S = 300  # the item outlives any slot it holds; an idle channel's item expires
 
 
+def _next(kv: KvTable, tenant_id: str, channel: str) -> tuple[dict[str, Any] | None, float | None]:
+    """The channel's item as stored (what a compare-and-set expects) and the next free slot it holds."""
+    current = kv.get(tenant_id, NAMESPACE, channel)
+    expected = current.value if current is not None else None
+    return expected, (float(expected["next"]) if expected else None)
+
+
 def reserve(kv: KvTable, tenant_id: str, channel: str, *, interval_s: float, max_wait_s: float,
             clock: Callable[[], float]) -> float:
     """Take this channel's next slot; the seconds to wait until it. Raises ExternalError (retryable) when
@@ -30,9 +38,8 @@ def reserve(kv: KvTable, tenant_id: str, channel: str, *, interval_s: float, max
     wait = 0.0
     for _ in range(ATTEMPTS):
         now = clock()
-        current = kv.get(tenant_id, NAMESPACE, channel)
-        expected = current.value if current is not None else None
-        slot = max(now, float(expected["next"])) if expected else now
+        expected, taken = _next(kv, tenant_id, channel)
+        slot = max(now, taken) if taken is not None else now
         wait = slot - now
         if wait > max_wait_s:
             raise ExternalError(f"channel {channel} is paced to one message per {interval_s:g} s; the next slot "
@@ -49,9 +56,8 @@ def hold(kv: KvTable, tenant_id: str, channel: str, *, until: float) -> None:
     """After a message went out: this channel's next slot is at least `until` (when the message was done,
     plus the interval). Best effort: a lost race means another sender moved the slot on meanwhile."""
     for _ in range(ATTEMPTS):
-        current = kv.get(tenant_id, NAMESPACE, channel)
-        expected = current.value if current is not None else None
-        if expected and float(expected["next"]) >= until:
+        expected, taken = _next(kv, tenant_id, channel)
+        if taken is not None and taken >= until:
             return
         won, _ = kv.compare_and_set(tenant_id, NAMESPACE, channel, expected, {"next": round(until, 3)},
                                     ttl_s=SLOT_TTL_S)
