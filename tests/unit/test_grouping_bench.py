@@ -15,7 +15,7 @@ from incident_loop_dev.bench.grouping import robustness
 from incident_loop_dev.bench.grouping_digest import CONFIGS, digest
 from incident_loop_dev.bench.grouping_fit import calibration, fit
 from incident_loop_dev.bench.grouping_loo import VARIANTS, Dataset, Protocol, run, samples
-from incident_loop_dev.bench.grouping_perturb import PERTURBATIONS, align, perturb
+from incident_loop_dev.bench.grouping_perturb import _NAMES, PERTURBATIONS, RUN_LINES, align, perturb
 from incident_loop_dev.bench.grouping_report import _robustness
 from incident_loop_dev.bench.grouping_scores import (
     canonical,
@@ -114,7 +114,8 @@ def test_alignment_tells_constant_text_from_values() -> None:
 
 @pytest.mark.parametrize("name", [*PERTURBATIONS, "all"])
 def test_perturbations_are_deterministic_and_leave_unaligned_messages_alone(name: str) -> None:
-    messages, events, templates = _dataset()
+    more, *labels = _sessions(2 * RUN_LINES)  # with the toy's unaligned message last
+    messages, events, templates = (x + y for x, y in zip((more, *labels), _dataset(), strict=True))
     once, again = perturb(name, "D", messages, events, templates), perturb(name, "D", messages, events, templates)
     assert once == again and once[-1] == messages[-1]
     assert once[:-1] != messages[:-1]
@@ -139,6 +140,48 @@ def test_value_perturbations_keep_every_constant_word_of_the_event() -> None:
                                      strict=True):
             for word in template.replace("<*>", " ").split():
                 assert word in message, (name, word, message)
+
+
+def _sessions(lines: int) -> tuple[list[str], list[str], list[str]]:
+    """A log of four events holding a host, an address or a hex id, one line each in turn."""
+    templates = ["session opened on <*> for <*>", "connection from <*> closed", "token <*> expired", "job <*> done"]
+    rng = random.Random(7)
+    values = [lambda: f"node{rng.randrange(99)}.example.com", lambda: f"10.0.{rng.randrange(9)}.{rng.randrange(99)}",
+              lambda: "".join(rng.choices("0123456789abcdef", k=16)), lambda: str(rng.randrange(10**6))]
+    messages, events, out = [], [], []
+    for line in range(lines):
+        e = line % len(templates)
+        messages.append(templates[e].replace("<*>", "{}").format(*(values[(e + k) % 4]() for k in range(2))))
+        events.append(f"E{e}")
+        out.append(templates[e])
+    return messages, events, out
+
+
+def test_ids_as_names_come_in_runs() -> None:
+    """Hex ids, addresses and hosts written as names (no digit) in some of the events' positions, one
+    name per event and position for RUN_LINES lines, another in another stretch; numbers left alone."""
+    name = "ids as names, in runs"
+    assert name in VARIANTS
+    messages, events, templates = _sessions(8 * RUN_LINES)
+    out = perturb(name, "D", messages, events, templates)
+    assert out == perturb(name, "D", messages, events, templates)
+    by_slot: dict[tuple[str, int], list[tuple[int, str]]] = {}
+    for line, (before, after, event, template) in enumerate(zip(messages, out, events, templates, strict=True)):
+        old, new = align(before, template), align(after, template)
+        assert old is not None and new is not None
+        for slot, ((_, a), (_, b)) in enumerate(zip([x for x in old if x[0]], [x for x in new if x[0]], strict=True)):
+            if a != b:
+                assert b in _NAMES and not any(c.isdigit() for c in b), b
+                by_slot.setdefault((event, slot), []).append((line, b))
+    assert by_slot, "some position is written as names"
+    assert [m for m, e in zip(out, events, strict=True) if e == "E3"] == [  # a number is not an id
+        m for m, e in zip(messages, events, strict=True) if e == "E3"]
+    for found in by_slot.values():
+        names = {line // RUN_LINES: set() for line, _ in found}
+        for line, value in found:
+            names[line // RUN_LINES].add(value)
+        assert all(len(v) == 1 for v in names.values())  # one name a run
+        assert len({next(iter(v)) for v in names.values()}) > 1  # and another in another run
 
 
 def test_form_perturbations_write_every_message_of_an_event_the_same_way() -> None:

@@ -10,7 +10,8 @@ Python's hash().
 
 Choices made per dataset (a header layout, a casing and punctuation style) mimic one system's way of
 writing; per event and position (a number or id format) one log statement's; per message (a value,
-a host, a thread) what varies between lines. A form chosen per event would tell events apart that
+a host, a thread) what varies between lines; per stretch of lines (a name written for an id) a
+session's or a burst's. A form chosen per event would tell events apart that
 the original text does not, and flatter the grouping: only a level (one of three) is.
 """
 
@@ -238,8 +239,37 @@ def casing_punctuation(segments: Segments, event: str, line: int, dataset: str, 
     return [(False, text + "." if rng.random() < 0.5 and not text.endswith(".") else text)]
 
 
+# Lines in which a name written for an id holds (names_in_runs): a session, a user's retries, one host's
+# burst of errors.
+RUN_LINES = 50
+
+
+def _identifier(value: str) -> bool:
+    """A hex id, an IP address or a host name: what a system may write as a readable name instead (an
+    id with a prefix keeps it, as in _restyle)."""
+    return bool(_IPV4.fullmatch(value) or (_HEXISH.fullmatch(value) and not _PREFIXED_ID.fullmatch(value))
+                or (_HOSTNAME.fullmatch(value) and not value[0].isdigit()))
+
+
+def names_in_runs(segments: Segments, event: str, line: int, dataset: str, name: str) -> Segments:
+    """Hex ids and addresses written as readable names (a user, a host; no digit) in a third of the
+    positions that hold one (chosen per event and position), the same name for every line of the event
+    within a stretch of RUN_LINES lines. The other perturbations draw a value per line; in logs values
+    come in runs, and a pattern that has seen one name a few times in a row settles on it."""
+    out: Segments = []
+    slot = 0
+    for is_var, text in segments:
+        if is_var and text:
+            if _identifier(text) and _rng(name, dataset, event, slot).random() < 1 / 3:
+                text = _rng(name, dataset, event, slot, line // RUN_LINES).choice(_NAMES)
+            slot += 1
+        out.append((is_var, text))
+    return out
+
+
 # In the order "all" applies them: values first (while they are known), then the message's form.
 PERTURBATIONS: dict[str, Callable[..., Segments]] = {
+    "ids as names, in runs": names_in_runs,
     "id / hex / path / URL / IP styles": ids_paths_addresses,
     "timestamp and number formats": timestamps_numbers,
     "key=value as JSON-ish payloads": payloads,
