@@ -16,7 +16,7 @@ from incident_loop_dev.bench.grouping_digest import CONFIGS, digest
 from incident_loop_dev.bench.grouping_fit import calibration, fit
 from incident_loop_dev.bench.grouping_loo import VARIANTS, Dataset, Protocol, run, samples
 from incident_loop_dev.bench.grouping_perturb import _NAMES, PERTURBATIONS, RUN_LINES, align, perturb
-from incident_loop_dev.bench.grouping_report import _robustness
+from incident_loop_dev.bench.grouping_report import _perturbed_accuracy, _robustness
 from incident_loop_dev.bench.grouping_scores import (
     canonical,
     grouping_accuracy,
@@ -131,6 +131,19 @@ def test_every_perturbation_is_timed_beside_drain3_and_reported() -> None:
     for row in rows:
         ratio = row["datasets"]["D"]["throughput_ratio"]
         assert f"| {row['perturbation']} | {ratio}x | {ratio}x |" in throughput
+
+
+def test_the_goals_name_every_perturbed_copy_on_which_drain3_groups_better() -> None:
+    results = [{"dataset": "A", "robustness": {"casing": {"ga": 0.9, "drain3_ga": 0.95, "throughput_ratio": 1.0},
+                                               "names": {"ga": 0.5, "drain3_ga": 0.7}}},
+               {"dataset": "B", "robustness": {"casing": {"ga": 1.0, "drain3_ga": 1.0}, "names": {"ga": 0.8,
+                                                                                               "drain3_ga": 0.6}}}]
+    assert _perturbed_accuracy(results) == [
+        "* On the perturbed copies below Drain3's GA in 2 of 4: names on A 0.500 against 0.700;"
+        " casing on A 0.900 against 0.950."]
+    results[0]["robustness"] = {}
+    assert _perturbed_accuracy(results) == ["* On the perturbed copies at or above Drain3's GA in all 2."]
+    assert _perturbed_accuracy([{"dataset": "C"}]) == []
 
 
 def test_value_perturbations_keep_every_constant_word_of_the_event() -> None:
