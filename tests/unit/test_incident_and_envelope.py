@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -20,6 +21,17 @@ def test_incident_key_is_derived_from_what_identifies_the_failure() -> None:
     other_run = IncidentIn(**{**VALID, "run_id": "r2"})
     assert one.derived_key() == same.derived_key()
     assert one.derived_key() != other_run.derived_key()
+
+
+def test_fields_holding_the_separator_never_give_two_incidents_one_key() -> None:
+    """The key joins the fields with a control character a client may send inside one: the incidents
+    ("a\x1fb", "c") and ("a", "b\x1fc") differ and keep different keys; others keep the key they had."""
+    one = IncidentIn(**{**VALID, "agent_id": "agent-a\x1frun-1", "run_id": "run-2"})
+    two = IncidentIn(**{**VALID, "agent_id": "agent-a", "run_id": "run-1\x1frun-2"})
+    assert one.derived_key() != two.derived_key()
+    plain = IncidentIn(**VALID)
+    joined = "\x1f".join([plain.agent_id, plain.run_id, plain.error_type, plain.error_message])
+    assert plain.derived_key() == "k_" + hashlib.sha256(joined.encode()).hexdigest()[:32]
 
 
 def test_client_supplied_incident_key_wins() -> None:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from enum import Enum
 from typing import Any
 
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import BaseModel, ConfigDict, Field, Json, field_validator
+
+_SEPARATOR = "\x1f"
 
 
 class Severity(str, Enum):
@@ -43,8 +46,6 @@ class IncidentIn(BaseModel):
     @field_validator("context")
     @classmethod
     def _context_is_small(cls, value: dict[str, Any]) -> dict[str, Any]:
-        import json
-
         if len(json.dumps(value, default=str)) > 16_000:
             raise ValueError("context is larger than 16000 bytes once serialised")
         return value
@@ -53,7 +54,15 @@ class IncidentIn(BaseModel):
         """The client's incident key, or one derived from what identifies this failure of this run."""
         if self.incident_key:
             return self.incident_key
-        raw = "\x1f".join([self.agent_id, self.run_id, self.error_type, self.error_message])
+        fields = [self.agent_id, self.run_id, self.error_type, self.error_message]
+        # Joined by a separator no field holds; a field that holds it (a client may send one) makes the
+        # key of the fields as a JSON list, which no joined text equals (JSON escapes the separator),
+        # so two different incidents never share a key and the keys of every other incident stay as
+        # they were.
+        if any(_SEPARATOR in field for field in fields):
+            raw = json.dumps(fields, separators=(",", ":"))
+        else:
+            raw = _SEPARATOR.join(fields)
         return "k_" + hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 
