@@ -29,7 +29,9 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValida
 from incident_loop.http.errors import BadRequest, UnsupportedMediaType
 
 MAX_DEPTH = 64
-_STRING = re.compile(r'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A string, or an unterminated one up to the end of the body: taken in one possessive pass, never
+# tried again from a later quote (which made a malformed body's check quadratic in its length).
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*+"?', re.DOTALL)
 _BRACKET = re.compile(r"[\[\]{}]")
 
 
