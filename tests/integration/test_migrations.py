@@ -109,3 +109,25 @@ def test_cli_migrate_twice(empty_db_url: str) -> None:
     second = subprocess.run(cmd, capture_output=True, text=True, check=True)
     assert f"applied {len(migrate.discover())} migration(s)" in first.stdout
     assert "applied 0 migration(s), up to date" in second.stdout
+
+
+def test_stored_candidate_keys_are_bounded_as_the_matcher_bounds_them(empty_db_url: str, tmp_path: Path) -> None:
+    """0014 keys a pattern stored with a long first word as candidate_key() keys it now, and leaves the rest."""
+    from incident_loop.grouping.matcher import candidate_key
+
+    for migration in migrate.discover():
+        if migration.version < 14:
+            (tmp_path / migration.filename).write_text(migration.sql)
+    migrate.apply(empty_db_url, tmp_path)
+    word = "x" * 300
+    rows = {"long": f"{word} failed", "short": "disk failed", "wild": "<*> failed"}
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        for pid, template in rows.items():
+            conn.execute(
+                "INSERT INTO failure_patterns (id, tenant_id, pattern_type, error_type, signature, template,"
+                " candidate_key, category, first_incident_id) VALUES (%s, 't', 'x', 'E', %s, %s, %s, 'c', 'i')",
+                (pid, pid, template, f"2:{template.split(' ')[0]}"))
+        migrate.apply(empty_db_url)
+        keys = dict(conn.execute("SELECT id, candidate_key FROM failure_patterns").fetchall())
+    assert keys == {pid: candidate_key(template.split(" ")) for pid, template in rows.items()}
+    assert keys["long"] == "2:" + "x" * 64

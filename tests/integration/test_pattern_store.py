@@ -3,7 +3,9 @@ as the in-memory index, and lookups that are index probes."""
 
 from __future__ import annotations
 
+import random
 import re
+import string
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -11,7 +13,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from incident_loop.grouping.matcher import decide
+from incident_loop.grouping.matcher import MAX_KEY_WORD, decide
 from incident_loop.grouping.memory_index import MemoryPatternIndex
 from incident_loop.stores.patterns import BY_SIGNATURE_SQL, CANDIDATES_SQL, PostgresPatternIndex, record_match
 
@@ -74,6 +76,21 @@ def test_new_pattern_is_stored_with_its_type_category_and_id(db_url: str, tenant
         [row] = _patterns(conn, tenant)
     assert re.fullmatch(r"pat_[0-9a-f]{16}", pattern_id) and (count, is_new) == (1, True)
     assert row == (pattern_id, 1, 1, "Skill web_search timed out after <*>", "timeout", "timeout")
+
+
+def test_a_message_whose_first_word_is_a_long_blob_is_stored_and_found_again(db_url: str, tenant: str) -> None:
+    """3,000 letters without a digit are one constant word; the candidate key keeps 64 of them, so the
+    index entry fits (the whole word made the pattern impossible to store: ProgramLimitExceeded)."""
+    rng = random.Random(7)
+    blob = "".join(rng.choice(string.ascii_letters) for _ in range(3000))
+    with _connect(db_url, tenant) as conn:
+        first = _match(conn, tenant, _incident(conn, tenant, 1), f"{blob} failed")
+        again = _match(conn, tenant, _incident(conn, tenant, 2), f"{blob} failed")
+        sibling = _match(conn, tenant, _incident(conn, tenant, 3), f"{blob} stalled")
+        [key] = conn.execute("SELECT DISTINCT candidate_key FROM failure_patterns WHERE tenant_id = %s",
+                             (tenant,)).fetchone()
+    assert key == f"2:{blob[:MAX_KEY_WORD]}"
+    assert first[2] and again == (first[0], 2, False) and sibling[0] != first[0]
 
 
 def test_redelivered_incident_counts_once(db_url: str, tenant: str) -> None:

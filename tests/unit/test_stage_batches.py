@@ -6,10 +6,12 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+import psycopg
 import pytest
 from fakes import MemoryUnitOfWork
 from fakes.driver import MemoryLoop, timeout
 
+from incident_loop.db import DatabaseConflict, DatabaseTimeout, DatabaseUnavailable, ValueTooLarge, unavailable
 from incident_loop.failures.persist import FailureNotPersisted
 from incident_loop.loop import ingest, match_pattern, registry
 from incident_loop.loop.errors import NotReady
@@ -59,6 +61,39 @@ def test_a_bridge_failing_for_one_envelope_fails_it_alone_and_its_neighbours_pas
     assert isinstance(results[0], tuple) and isinstance(results[2], tuple)
     assert loop.status(bad).stages_completed == ["incident_created"]  # the failed batch left nothing behind
     assert [e.incident_id for e in loop.uow.queues.sent] == [good, other]
+
+
+@pytest.mark.parametrize("error", [DatabaseConflict("deadlock detected"), ValueTooLarge("index row size")])
+def test_a_batch_that_lost_a_race_or_holds_a_value_too_large_runs_each_envelope_alone(
+        loop: MemoryLoop, monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    """A deadlock with a concurrent batch is not an unavailable database: each envelope runs again by
+    itself and passes. A value PostgreSQL cannot store fails its own envelope, never its neighbours."""
+    incidents = reported(loop, 1, 2, 3)
+    real = registry.stage(LoopStage.PATTERN_MATCHED).bridge
+    seen: list[str] = []
+
+    def bridge(uow: Any, env: Envelope) -> Any:
+        seen.append(env.incident_id)
+        if len(seen) == 2 or (isinstance(error, ValueTooLarge) and env.incident_id == incidents[1]):
+            raise error
+        return real(uow, env)
+
+    monkeypatch.setattr(match_pattern, "match_pattern", bridge)
+    results = loop.deliver_batch()
+
+    if isinstance(error, DatabaseConflict):  # the batch lost once; alone, every envelope passed
+        assert all(isinstance(r, tuple) for r in results), results
+    else:
+        assert results[1] is error and isinstance(results[0], tuple) and isinstance(results[2], tuple)
+
+
+def test_database_errors_are_told_apart_by_what_trying_again_does() -> None:
+    assert isinstance(unavailable(psycopg.errors.DeadlockDetected("d")), DatabaseConflict)
+    assert isinstance(unavailable(psycopg.errors.SerializationFailure("s")), DatabaseConflict)
+    assert isinstance(unavailable(psycopg.errors.QueryCanceled("q")), DatabaseTimeout)
+    too_large = unavailable(psycopg.errors.ProgramLimitExceeded("index row size 3080 exceeds maximum 2704"))
+    assert isinstance(too_large, ValueTooLarge) and not isinstance(too_large, DatabaseUnavailable)
+    assert type(unavailable(psycopg.OperationalError("connection refused"))) is DatabaseUnavailable
 
 
 def test_a_batch_of_two_tenants_is_one_transaction_scoped_to_each_in_turn(loop: MemoryLoop) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from incident_loop.db import DatabaseUnavailable
+from incident_loop.db import DatabaseConflict, DatabaseUnavailable
 from incident_loop.observability import logger, metrics
 from incident_loop.schemas.envelope import EnvelopeRecord
 from incident_loop.settings import get_settings
@@ -120,6 +120,8 @@ class LoggingBatchProcessor(BatchProcessor):
                 raise NotAttempted(short)
             try:
                 return handler(record=record, **kwargs)
+            except DatabaseConflict:  # lost a race: this record's alone, the next ones may pass
+                raise
             except DatabaseUnavailable as exc:
                 self._unavailable = exc
                 raise

@@ -28,6 +28,16 @@ class DatabaseTimeout(DatabaseUnavailable):
     """A statement ran past its statement_timeout or waited past its lock_timeout (a stalled database)."""
 
 
+class DatabaseConflict(DatabaseUnavailable):
+    """The transaction lost to a concurrent one (a deadlock, a serialization failure) and was rolled
+    back: nothing is wrong with the database, and the work succeeds when tried again, best alone."""
+
+
+class ValueTooLarge(ValueError):
+    """PostgreSQL refused a value as larger than it can store or index (a program limit, SQLSTATE 54):
+    the input's fault, so trying again never helps."""
+
+
 def conninfo(settings: Settings | None = None) -> str:
     """The connection string: DATABASE_URL locally; in AWS the secret's credentials and the proxy host."""
     settings = settings or get_settings()
@@ -224,10 +234,16 @@ def savepoint(conn: psycopg.Connection[Any]) -> Iterator[None]:
         yield
 
 
-def unavailable(exc: psycopg.OperationalError) -> DatabaseUnavailable:
-    """The domain error for a driver error: a timeout (cancelled statement, lock not granted) or unreachable."""
+def unavailable(exc: psycopg.OperationalError) -> DatabaseUnavailable | ValueTooLarge:
+    """The domain error for a driver error: a timeout (cancelled statement, lock not granted), a lost race
+    (deadlock, serialization failure), a value too large to store, or unreachable."""
     if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
         return DatabaseTimeout(str(exc))
+    state = exc.sqlstate or ""
+    if state.startswith("40"):  # transaction rollback: serialization failure, deadlock
+        return DatabaseConflict(str(exc))
+    if state.startswith("54"):  # program limit exceeded: an index row, a statement too large
+        return ValueTooLarge(str(exc))
     return DatabaseUnavailable(str(exc))
 
 

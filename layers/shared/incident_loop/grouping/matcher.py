@@ -161,13 +161,20 @@ def _split(template_text: str) -> tuple[str, ...]:
     return tuple(template_text.split(" ")) if template_text else ()
 
 
+# Characters of the first token a candidate key keeps: the key is in a btree index, whose entries
+# PostgreSQL bounds (2704 bytes); a longer first word (a blob without digits) would make the pattern
+# impossible to store. Siblings whose first words share these characters are compared as usual.
+MAX_KEY_WORD = 64
+
+
 def candidate_key(template_tokens: Sequence[str]) -> str:
     """Token count and the first token, or <*> when it holds a variable (the first two levels of
     Drain's prefix tree, flattened into one key): siblings share it, so it is what the PostgreSQL
     index is on. Only the first token: a word further on may be a variable that holds no digit (a
-    host or a user name in a header), and siblings must still meet."""
+    host or a user name in a header), and siblings must still meet. Of a long first token, its first
+    MAX_KEY_WORD characters (migrations/0014 keys the stored patterns alike)."""
     first = template_tokens[0] if template_tokens else WILDCARD
-    return f"{len(template_tokens)}:{WILDCARD if WILDCARD in first else first}"
+    return f"{len(template_tokens)}:{WILDCARD if WILDCARD in first else first[:MAX_KEY_WORD]}"
 
 
 # (error type, template) -> signature; template -> confidence of an exact hit on it (computed when a

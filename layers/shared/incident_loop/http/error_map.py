@@ -13,7 +13,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
-from incident_loop.db import DatabaseUnavailable
+from incident_loop.db import DatabaseConflict, DatabaseUnavailable, ValueTooLarge
 from incident_loop.http.errors import BadRequest, UnsupportedMediaType, error_response
 from incident_loop.http.resolver import BoundaryResolver
 from incident_loop.loop.errors import Conflict, NotFound, NotReady
@@ -67,6 +67,17 @@ def _unavailable(exc: DatabaseUnavailable) -> Answer:
     return error_response(503, "the catalog is unavailable, retry later")
 
 
+def _database_conflict(exc: DatabaseConflict) -> Answer:
+    logger.warning("transaction lost to a concurrent one", reason=str(exc))
+    return error_response(503, "a concurrent change got in the way, retry")
+
+
+def _too_large(exc: ValueTooLarge) -> Answer:
+    # A value past what PostgreSQL stores or indexes (the schemas' bounds should have refused it first).
+    logger.warning("request rejected", reason=str(exc))
+    return error_response(422, "a value of the request is too large to store")
+
+
 def _queue_unavailable(exc: QueueUnavailable) -> Answer:
     # Ingest committed the incident before the queue refused: the client's retry is answered
     # `duplicate: true` and re-sends the Bridge 1 message, so the loop starts on the retry.
@@ -91,6 +102,8 @@ ERRORS: dict[type[Exception], Callable[[Any], Answer]] = {
     Conflict: _conflict,
     NotReady: _conflict,
     DatabaseUnavailable: _unavailable,
+    DatabaseConflict: _database_conflict,
+    ValueTooLarge: _too_large,
     QueueUnavailable: _queue_unavailable,
     Exception: _unexpected,
 }

@@ -14,8 +14,8 @@ tenant of the batch in turn (the transaction scoped to it), one statement reads 
 stands, the bridge's read_ahead reads for all of them, the bridges run one envelope at a time against
 what was read, and one statement records every event. The hand-offs go out ten to a SendMessageBatch
 once it committed. When anything but an unavailable database fails the batch, it is rolled back and
-each envelope runs again alone, so a bad one fails by itself and its neighbours pass.
-stage_handler(stage) is the SQS handler every stage's function wraps.
+each envelope runs again alone, so a bad one fails by itself and its neighbours pass; so does a batch
+that lost to a concurrent one (a deadlock). stage_handler(stage) is the SQS handler every stage's function wraps.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from incident_loop.batch import LoggingBatchProcessor, NotAttempted, log_context
-from incident_loop.db import DatabaseUnavailable
+from incident_loop.db import DatabaseConflict, DatabaseUnavailable
 from incident_loop.loop import registry
 from incident_loop.loop.errors import NotReady
 from incident_loop.loop.outcome import handed_off, to_record
@@ -113,7 +113,8 @@ def _each_alone(uow: UnitOfWork, envelopes: Sequence[Envelope], stage: LoopStage
     is unavailable, the rest are left for redelivery untried."""
     ran: list[Result] = []
     for env in envelopes:
-        unavailable = next((r for r in ran if isinstance(r, DatabaseUnavailable)), None)
+        unavailable = next((r for r in ran if isinstance(r, DatabaseUnavailable)
+                            and not isinstance(r, DatabaseConflict)), None)
         if unavailable is not None:
             ran.append(NotAttempted(f"the database is unavailable ({unavailable}); left for redelivery"))
             continue
@@ -145,7 +146,11 @@ def process_batch(envelopes: Sequence[Envelope], stage: LoopStage, *,
             uow = unit_of_work(uow)  # connects, when the container has no connection yet
             ran = _run(uow, unique, stage)
         except DatabaseUnavailable as exc:
-            ran = [exc] * len(unique)
+            if not isinstance(exc, DatabaseConflict) or len(unique) == 1:
+                ran = [exc] * len(unique)
+            else:  # lost to a concurrent batch (a deadlock): alone, each holds fewer locks
+                logger.warning("batch lost to a concurrent one, running its envelopes one by one", reason=str(exc))
+                ran = _each_alone(uow, unique, stage)  # type: ignore[arg-type]
         except Exception as exc:  # noqa: BLE001 - one envelope's failure must not fail its neighbours
             if len(unique) == 1:
                 ran = [exc]

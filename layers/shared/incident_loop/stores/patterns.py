@@ -32,11 +32,19 @@ BY_SIGNATURE_SQL = (
     " JOIN failure_patterns p ON p.tenant_id = s.tenant_id AND p.id = s.pattern_id"
     " WHERE s.tenant_id = %(t)s AND s.signature = %(s)s"
 )
+# A batch's read-ahead: the patterns its messages hit, locked (as the count's UPDATE would lock them) in
+# the order of their ids. Locked one by one as each message is counted, two batches hitting the same
+# busy patterns in opposite orders deadlocked; in one order, the second waits for the first to commit.
 BY_SIGNATURES_SQL = (
     "SELECT s.signature, s.pattern_id, p.template FROM pattern_signatures s"
     " JOIN failure_patterns p ON p.tenant_id = s.tenant_id AND p.id = s.pattern_id"
-    " WHERE s.tenant_id = %(t)s AND s.signature = ANY(%(s)s)"
+    " WHERE s.tenant_id = %(t)s AND s.signature = ANY(%(s)s) ORDER BY p.id FOR NO KEY UPDATE OF p"
 )
+# Before the candidates of a key are read, the transaction takes the key's lock (held to its end): a
+# worker about to create a pattern under the key has then committed it, or waits until this one has.
+# Without it, two workers each given a new sibling ("lease lost by worker alpha" / "... beta") found no
+# candidate and made two patterns, which no serial order (and not the in-memory index) makes.
+LOCK_KEY_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%(t)s || chr(31) || %(e)s || chr(31) || %(k)s, 7))"
 # Oldest first, as the index hands them over: no sort, however many patterns share the key.
 CANDIDATES_SQL = (
     "SELECT id, template, occurrence_count FROM failure_patterns"
@@ -61,10 +69,10 @@ class PostgresPatternIndex:
         return None if row is None else PatternCandidate(str(row[0]), str(row[1]))
 
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> list[PatternCandidate]:
+        params = {"t": tenant_id, "e": error_type, "k": candidate_key, "n": MAX_CANDIDATES}
         with self._conn.cursor(row_factory=tuple_row) as cur:
-            rows = cur.execute(
-                CANDIDATES_SQL, {"t": tenant_id, "e": error_type, "k": candidate_key, "n": MAX_CANDIDATES}
-            ).fetchall()
+            cur.execute(LOCK_KEY_SQL, params)  # its own statement: the read's snapshot must follow the lock
+            rows = cur.execute(CANDIDATES_SQL, params).fetchall()
         return [PatternCandidate(str(pid), str(tpl), count=int(n)) for pid, tpl, n in rows]
 
 

@@ -1,0 +1,183 @@
+"""Pattern-stage batches running at once on PostgreSQL (Lambda containers polling one queue): busy
+patterns counted in any order, and new siblings made at the same moment, end as one serial order would."""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import pytest
+
+from incident_loop import db
+from incident_loop.grouping.matcher import decide
+from incident_loop.grouping.memory_index import MemoryPatternIndex
+from incident_loop.loop import ingest, match_pattern
+from incident_loop.loop.stage import process_batch
+from incident_loop.schemas.envelope import Envelope
+from incident_loop.schemas.incident import IncidentMessage
+from incident_loop.schemas.loop.enums import LoopStage
+from incident_loop.stores.unit_of_work import PostgresUnitOfWork
+
+A = "disk full on volume 7"
+B = "queue overflowed after 30s"
+STAGE = LoopStage.PATTERN_MATCHED
+
+
+class _Queues:
+    """Hand-offs kept, not sent: only the pattern stage's transaction is under test."""
+
+    def __init__(self) -> None:
+        self.sent: list[Envelope] = []
+
+    def send_all(self, envelopes: Sequence[Envelope]) -> list[Exception | None]:
+        self.sent.extend(envelopes)
+        return [None] * len(envelopes)
+
+
+class Worker:
+    """What one container has: its own connection, as the stage's unit of work."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def uow(self) -> PostgresUnitOfWork:
+        return PostgresUnitOfWork(_Queues(), conn=db.connect(self.url, bounded=True))  # type: ignore[arg-type]
+
+    def report(self, tenant: str, messages: Sequence[str]) -> list[Envelope]:
+        """The incidents stored and their loops opened (ingest's transaction): their pattern-stage envelopes."""
+        uow = self.uow()
+        try:
+            stored = ingest._store(uow, [
+                IncidentMessage(tenant_id=tenant, agent_id="agent", run_id=f"run-{uuid.uuid4().hex}",
+                                error_type="ToolError", error_message=m) for m in messages])
+        finally:
+            uow.conn.close()
+        return [ingest._first(incident_id, tenant, loop_id) for incident_id, loop_id, _ in stored]
+
+    def run(self, envelopes: Sequence[Envelope]) -> list[Any]:
+        uow = self.uow()
+        try:
+            return process_batch(envelopes, STAGE, uow=uow)
+        finally:
+            uow.conn.close()
+
+
+@pytest.fixture
+def worker(loop_env: str) -> Worker:
+    return Worker(loop_env)
+
+
+def _at_once(worker: Worker, batches: list[list[Envelope]]) -> list[list[Any]]:
+    out: list[list[Any]] = [[] for _ in batches]
+    barrier = threading.Barrier(len(batches))
+
+    def work(i: int) -> None:
+        barrier.wait()
+        out[i] = worker.run(batches[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(batches))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return out
+
+
+def _failed(results: list[Any]) -> list[str]:
+    return [f"{type(r).__name__}: {str(r).splitlines()[0]}" for r in results if isinstance(r, Exception)]
+
+
+def test_busy_patterns_hit_in_opposite_orders_by_two_batches_do_not_deadlock(
+        worker: Worker, tenant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batch 1 hits A then B, batch 2 B then A, each pausing after its first message until the other has
+    counted one too (or a second has passed). Counted as each message came, the two held one row each
+    and waited for the other's: a deadlock, and both envelopes of one batch failed."""
+    assert _failed(worker.run(worker.report(tenant, [A, B]))) == []
+    a1, b1, b2, a2 = worker.report(tenant, [A, B, B, A])
+    real = match_pattern.match_pattern
+    barrier = threading.Barrier(2)
+    seen: dict[int, int] = {}
+
+    def bridge(uow: Any, env: Envelope) -> Any:
+        out = real(uow, env)
+        me = threading.get_ident()
+        seen[me] = seen.get(me, 0) + 1
+        if seen[me] == 1:
+            try:
+                barrier.wait(timeout=1)
+            except threading.BrokenBarrierError:  # the other batch waits for this one's locks
+                pass
+        return out
+
+    monkeypatch.setattr(match_pattern, "match_pattern", bridge)
+    first, second = _at_once(worker, [[a1, b1], [b2, a2]])
+    assert _failed(first + second) == []
+
+
+def test_batches_of_hits_on_busy_patterns_all_pass_and_every_count_is_exact(
+        worker: Worker, tenant: str, admin_conn: Any) -> None:
+    """Four workers, five batches each of ten hits on two patterns in a shuffled order (seeded), as SQS
+    hands them out. Before the hit patterns were locked in one order, about 80% of envelopes failed."""
+    worker.run(worker.report(tenant, [A, B]))
+    workers, rounds = 4, 5
+    envelopes = worker.report(tenant, [A if n % 2 == 0 else B for n in range(workers * rounds * 10)])
+    failures: list[str] = []
+    barrier = threading.Barrier(workers)
+
+    def work(w: int) -> None:
+        mine = envelopes[w * rounds * 10:(w + 1) * rounds * 10]
+        barrier.wait()
+        for r in range(rounds):
+            batch = mine[r * 10:(r + 1) * 10]
+            random.Random(w * 100 + r).shuffle(batch)
+            failures.extend(_failed(worker.run(batch)))
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(workers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == []
+    counts = admin_conn.execute("SELECT template, occurrence_count FROM failure_patterns WHERE tenant_id = %s"
+                                " ORDER BY template", (tenant,)).fetchall()
+    assert [(r["template"], r["occurrence_count"]) for r in counts] == [
+        (A.replace("7", "<*>"), 1 + workers * rounds * 5), ("queue overflowed after <*>", 1 + workers * rounds * 5)]
+
+
+def test_new_siblings_made_at_the_same_moment_are_one_pattern_as_in_any_serial_order(
+        worker: Worker, tenant: str, admin_conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two new siblings ("... alpha", "... beta": a fuzzy join when one follows the other) in two batches
+    at once. Each looked for candidates before the other committed and made its own pattern, a split
+    that later messages kept; now the second waits for the first's key and joins its pattern."""
+    stream = ["lease lost by worker alpha", "lease lost by worker beta"]
+    alpha, beta = worker.report(tenant, stream)
+    real = match_pattern.match_pattern
+    barrier = threading.Barrier(2)
+
+    def bridge(uow: Any, env: Envelope) -> Any:
+        out = real(uow, env)
+        try:
+            barrier.wait(timeout=1)  # both decided and wrote, neither committed (when both got this far)
+        except threading.BrokenBarrierError:
+            pass
+        return out
+
+    monkeypatch.setattr(match_pattern, "match_pattern", bridge)
+    first, second = _at_once(worker, [[alpha], [beta]])
+    assert _failed(first + second) == []
+    monkeypatch.setattr(match_pattern, "match_pattern", real)
+    later = ["lease lost by worker beta", "lease lost by worker gamma"]
+    for envelope in worker.report(tenant, later):
+        assert _failed(worker.run([envelope])) == []
+
+    rows = admin_conn.execute("SELECT template, occurrence_count FROM failure_patterns WHERE tenant_id = %s",
+                              (tenant,)).fetchall()
+    memory = MemoryPatternIndex()
+    for message in stream + later:
+        memory.record(tenant, decide(message, "ToolError", tenant, memory))
+    patterns = {memory.record(tenant, decide(m, "ToolError", tenant, memory)) for m in ["lease lost by worker x"]}
+    assert sorted((r["template"], r["occurrence_count"]) for r in rows) == [
+        (memory.template(p), memory.count(p) - 1) for p in patterns] == [("lease lost by worker <*>", 4)]
