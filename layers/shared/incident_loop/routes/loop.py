@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Query
+from aws_lambda_powertools.event_handler.openapi.params import Path, Query
 
 from incident_loop.http.identity import tenant_id
 from incident_loop.loop.checkpoints import pending_checkpoints, resolve_checkpoint
@@ -21,6 +21,8 @@ from incident_loop.schemas.loop.enums import PolicyMode
 from incident_loop.schemas.loop.requests import KpiReport, PolicyFeedback, ResolveCheckpoint
 
 router = Router()
+# An agent as incidents name it (IncidentIn.agent_id): a longer one is no agent, and would not fit the index.
+AgentId = Annotated[str, Path(min_length=1, max_length=128)]
 
 
 @router.get("/loops/<incident_id>", summary="Where an incident's loop stands", responses={
@@ -66,12 +68,12 @@ def post_regret(policy_id: str, feedback: PolicyFeedback) -> dict[str, Any]:
 
 
 @router.get("/routing/<agent_id>", summary="The routing adjustments of an agent")
-def get_routing(agent_id: str) -> dict[str, Any]:
+def get_routing(agent_id: AgentId) -> dict[str, Any]:
     return routing_view(tenant_id(), agent_id)
 
 
 @router.post("/routing/<agent_id>/kpi", summary="Report an agent's KPI; regressions roll adjustments back")
-def post_kpi(agent_id: str, report: KpiReport) -> dict[str, Any]:
+def post_kpi(agent_id: AgentId, report: KpiReport) -> dict[str, Any]:
     return report_kpi(tenant_id(), agent_id, report.kpi)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ResolveCheckpoint(BaseModel):
@@ -16,8 +16,17 @@ class ResolveCheckpoint(BaseModel):
     resolved_by: str = Field(min_length=1, max_length=128)
     reason: str | None = Field(default=None, max_length=2000)
     modifications: dict[str, Any] | None = Field(
-        default=None, description="For 'modify': action parameters that replace the suggested ones."
+        default=None, description="For 'modify' (and only for it): action parameters that replace the suggested ones."
     )
+
+    @model_validator(mode="after")
+    def _modifications_go_with_modify(self) -> ResolveCheckpoint:
+        # A 'modify' without them was applied as a plain approval; with 'approve' or 'reject' they were ignored.
+        if self.resolution == "modify" and not self.modifications:
+            raise ValueError("'modify' needs modifications: the action parameters that replace the suggested ones")
+        if self.resolution != "modify" and self.modifications:
+            raise ValueError(f"modifications apply to 'modify' only, not to {self.resolution!r}")
+        return self
 
 
 class PolicyFeedback(BaseModel):
