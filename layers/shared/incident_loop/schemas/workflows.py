@@ -215,7 +215,8 @@ class Mismatch(BaseModel):
 
     op_index: int
     op_type: str | None
-    check: str = Field(description="sequence, op_type, skill_version, args_hash, args_integrity or result_hash")
+    check: str = Field(description="sequence, op_type, skill_version, args_hash, args_integrity, result_hash or"
+                                   " run_status")
     expected: Any
     found: Any
 

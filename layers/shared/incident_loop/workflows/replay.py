@@ -50,7 +50,7 @@ def replay_workflow(tenant_id: str, run_id: str, *, audit: AuditStore | None = N
         raise NotFound(f"workflow run {run_id} not found")
     if run["status"] not in FINISHED:
         raise Conflict(f"workflow run {run_id} is {run['status']}: only a finished run can be replayed")
-    outcome = verify(WorkflowDefinition.model_validate(run["definition"]), ops, skills)
+    outcome = verify(WorkflowDefinition.model_validate(run["definition"]), ops, skills, run)
     elapsed_ms = (time.perf_counter() - started) * 1000
     first = outcome.first_mismatch
     diff = None if first is None else {
