@@ -112,6 +112,21 @@ def test_literal_arguments_are_checked_against_the_skills_input_but_references_w
     assert [e["field"] for e in raised.value.errors] == ["body.steps.0.args.colour"]
 
 
+def test_a_literal_argument_beside_a_reference_is_still_checked() -> None:
+    """Only what holds a reference (or holds one inside it) waits for the run: a bad literal next to one is
+    refused now (it was accepted, and the run failed at that op with invalid_input)."""
+    skills = FakeSkills(FakeSkill("echo"))
+
+    with pytest.raises(InvalidDefinition) as raised:
+        check_definition(_definition({"skill": "echo", "args": {"value": 1}},
+                                     {"skill": "echo", "args": {"value": "${steps.0.result.n}", "colour": "red"}}),
+                         skills)
+    check_definition(_definition({"skill": "echo", "args": {"value": 1}},
+                                 {"skill": "echo", "args": {"value": {"deep": ["${steps.0.result.n}"]}}}), skills)
+
+    assert [e["field"] for e in raised.value.errors] == ["body.steps.1.args.colour"]
+
+
 def test_the_seeds_five_step_workflow_is_a_valid_definition() -> None:
     body = json.loads((ROOT / "events" / "workflows" / "five_step.json").read_text())
     definition = WorkflowDefinition.model_validate(body)
