@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from incident_loop.auth.authorizer import Unauthorized, authorize, stage_arn
-from incident_loop.auth.tokens import InvalidToken, KeySet, bearer, issue, verify
+from incident_loop.auth.tokens import AUDIENCE, ISSUER, InvalidToken, KeySet, bearer, issue, verify
 
 METHOD_ARN = "arn:aws:execute-api:us-east-1:123456789012:abc123/dev/GET/loops/inc_1"
 
@@ -78,6 +78,17 @@ def test_a_token_for_another_audience_is_refused() -> None:
     token = jwt.encode(claims, keys.keys[keys.active_kid], algorithm="HS256", headers={"kid": keys.active_kid})
     with pytest.raises(InvalidToken):
         verify(keys, token)
+
+
+@pytest.mark.parametrize("role", [["operator"], {"r": 1}, 7])
+def test_a_signed_token_whose_role_is_not_a_string_is_unauthorized(role: object) -> None:
+    """A list is no role: it raised TypeError (unhashable) in the role check, a 500 instead of a 401."""
+    keys = KeySet.generate()
+    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": "x", "tenant_id": "tenant-a", "role": role,
+              "iat": int(time.time()), "exp": int(time.time()) + 60}
+    token = jwt.encode(claims, keys.keys[keys.active_kid], algorithm="HS256", headers={"kid": keys.active_kid})
+    with pytest.raises(Unauthorized):
+        authorize(_event(token), keys)
 
 
 def test_rotation_keeps_old_tokens_valid_until_the_old_key_is_removed() -> None:

@@ -109,7 +109,8 @@ def verify(keys: KeySet, token: str) -> Principal:
         raise InvalidToken(str(exc)) from exc
     role = claims.get("role")
     tenant = claims.get("tenant_id")
-    if not isinstance(tenant, str) or not tenant or (role is not None and role not in ROLES):
+    bad_role = role is not None and (not isinstance(role, str) or role not in ROLES)  # a list is no role
+    if not isinstance(tenant, str) or not tenant or bad_role:
         raise InvalidToken("the token's tenant or role is not valid")
     return Principal(subject=str(claims["sub"]), tenant_id=tenant, role=role)
 
