@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -358,3 +359,39 @@ def test_the_containers_breakers_hand_every_transition_to_the_alert_and_incident
     assert breakers.HOOKS == (breakers.on_transition,)
     breakers.on_transition(t)
     assert seen == [t]
+
+
+@pytest.mark.parametrize("build", [
+    lambda: BreakerConfig(cooldown_s=math.inf),  # DynamoDB refused 'inf': every trip write failed, never OPEN
+    lambda: BreakerConfig(cooldown_s=0),
+    lambda: BreakerConfig(probe_timeout_s=math.nan),
+    lambda: BreakerConfig(half_open_probes=0),
+    lambda: BreakerConfig(cache_ttl_s=-1),
+    lambda: ConsecutiveFailures(0),
+    lambda: ConsecutiveFailures(5, math.inf),
+    lambda: Drift(window=5),  # min_samples 10 > window: the p95 check could never trip
+    lambda: Drift(p95_threshold=math.nan),
+    lambda: Drift(consecutive=0),
+])
+def test_a_configuration_that_could_never_work_is_refused_where_it_is_written(build: Any) -> None:
+    with pytest.raises(ValueError):
+        build()
+
+
+def test_a_disable_until_a_time_already_past_is_refused(make: Any, clock: Clock, history: MemoryHistory) -> None:
+    """It paged (and for CostSim filed an incident), then read as CLOSED at once."""
+    breaker = make(name="skill:past")
+    with pytest.raises(ValueError, match="has passed"):
+        breaker.disable("typo", by="ops", until=datetime.fromtimestamp(clock.now - 3600, UTC))
+    assert breaker.status().state is BreakerState.CLOSED and history.rows == []
+
+
+def test_the_disable_request_refuses_an_until_already_past_and_reads_a_naive_one_as_utc() -> None:
+    from pydantic import ValidationError
+
+    from incident_loop.schemas.costsim import DisableRequest
+
+    with pytest.raises(ValidationError, match="has passed"):
+        DisableRequest(reason="r", by="ops", until=datetime(2020, 1, 1, tzinfo=UTC))
+    ahead = DisableRequest(reason="r", by="ops", until=datetime(2999, 1, 1))
+    assert ahead.until == datetime(2999, 1, 1, tzinfo=UTC)

@@ -79,7 +79,10 @@ class Breaker:
         self._guarded("report_drift", lambda: self._drift(value), None)
 
     def disable(self, reason: str, by: str, until: datetime | None = None) -> BreakerStatus:
-        """Switch the breaker off (until `until`, or until enabled). Raises StoreUnavailable."""
+        """Switch the breaker off (until `until`, or until enabled). Raises StoreUnavailable, and ValueError
+        for an `until` already past (it paged and read as CLOSED at once)."""
+        if until is not None and until.timestamp() <= self._clock():
+            raise ValueError(f"disable until {until.isoformat()}: that time has passed")
         extra = {"disabled_until": until.timestamp() if until else None, "probes_admitted": 0}
         return self._force(DISABLED, reason, by, extra)
 

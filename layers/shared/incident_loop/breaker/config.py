@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -29,6 +30,21 @@ class BreakerConfig:
     probe_timeout_s: float = 30.0  # a HALF_OPEN probe that never reports is presumed lost after this
     cache_ttl_s: float = 1.0
     fail_mode: FailMode = FailMode.OPEN
+
+    def __post_init__(self) -> None:
+        # A value DynamoDB cannot store (inf, NaN) failed every trip write, logged as "store unavailable",
+        # and the breaker never opened: refused here, where the configuration is written.
+        for name in ("cooldown_s", "probe_timeout_s"):
+            _positive(name, getattr(self, name))
+        if not (math.isfinite(self.cache_ttl_s) and self.cache_ttl_s >= 0):
+            raise ValueError(f"cache_ttl_s must be a finite number of seconds >= 0, not {self.cache_ttl_s!r}")
+        if self.half_open_probes < 1:
+            raise ValueError(f"half_open_probes must be at least 1, not {self.half_open_probes!r}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number of seconds > 0, not {value!r}")
 
 
 # The breakers the loop uses. CostSim's cooldown is this project's choice (the seed does not state one).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,12 +32,22 @@ class TripRule(Protocol):
     def should_trip(self, record: BreakerRecord) -> Trip | None: ...
 
 
+def _cooldown(value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"cooldown_s must be a finite number of seconds > 0 (or None), not {value!r}")
+
+
 @dataclass(frozen=True)
 class ConsecutiveFailures:
     """Seeds 002 and 004: `threshold` consecutive failures open the breaker for `cooldown_s`."""
 
     threshold: int = 5
     cooldown_s: float | None = 60.0
+
+    def __post_init__(self) -> None:
+        if self.threshold < 1:
+            raise ValueError(f"threshold must be at least 1, not {self.threshold!r}")
+        _cooldown(self.cooldown_s)
 
     @property
     def samples(self) -> int:
@@ -63,6 +74,18 @@ class Drift:
     sample_threshold: float = 0.2
     consecutive: int | None = 3
     cooldown_s: float | None = None
+
+    def __post_init__(self) -> None:
+        # A window smaller than min_samples never holds enough samples: the p95 check could never trip.
+        if not 1 <= self.min_samples <= self.window:
+            raise ValueError(f"min_samples must be between 1 and window ({self.window}), not {self.min_samples!r}")
+        for name in ("p95_threshold", "sample_threshold"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                raise ValueError(f"{name} must be a finite number, not {value!r}")
+        if self.consecutive is not None and self.consecutive < 1:
+            raise ValueError(f"consecutive must be at least 1 (or None), not {self.consecutive!r}")
+        _cooldown(self.cooldown_s)
 
     @property
     def samples(self) -> int:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
+from datetime import UTC, datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class PlanStep(BaseModel):
@@ -47,7 +47,19 @@ class DisableRequest(BaseModel):
 
     reason: str = Field(min_length=1, max_length=500)
     by: str = Field(min_length=1, max_length=128)
-    until: datetime | None = Field(default=None, description="When the disable expires (UTC); none: until enabled")
+    until: datetime | None = Field(default=None, description="When the disable expires (UTC, in the future);"
+                                                             " none: until enabled")
+
+    @field_validator("until")
+    @classmethod
+    def _until_is_ahead(cls, value: datetime | None) -> datetime | None:
+        # A time already past paged (and filed a CostSim incident) and then read as CLOSED at once.
+        if value is None:
+            return None
+        value = value if value.tzinfo else value.replace(tzinfo=UTC)
+        if value <= datetime.now(UTC):
+            raise ValueError("until has passed: a disable must end in the future")
+        return value
 
 
 class EnableRequest(BaseModel):
