@@ -1,7 +1,14 @@
-"""Delivers queued alerts to Prometheus Alertmanager (API v2); failures stay queued, then dead-letter."""
+"""Delivers queued alerts to Prometheus Alertmanager (API v2); failures stay queued, then dead-letter.
+
+Every minute (its schedule) it also reconciles the breakers' alerts with the breakers as they are
+(breaker_alerts.reconcile): a firing alert for each breaker not CLOSED, re-sent so Alertmanager keeps it,
+and the resolution of each that closed lately. A queued firing breaker alert whose breaker has closed since
+it was raised (a redelivery) is dropped, not sent.
+"""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
@@ -9,6 +16,8 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from incident_loop.alerts import deliver
 from incident_loop.batch import LoggingBatchProcessor
+from incident_loop.breaker import DynamoBreakerStore
+from incident_loop.breaker_alerts import reconcile, stale
 from incident_loop.observability import logger, metrics, tracer
 from incident_loop.schemas.alerts import AlertRecord
 
@@ -16,11 +25,18 @@ processor = LoggingBatchProcessor(event_type=EventType.SQS, model=AlertRecord)
 
 
 def record_handler(record: AlertRecord) -> None:
-    deliver([record.body])
+    alert = record.body
+    breaker = alert.labels.get("breaker")
+    if breaker and alert.ends_at is None and stale(alert, DynamoBreakerStore().get(breaker), time.time()):
+        logger.info("stale breaker alert dropped: the breaker has closed since", alert=alert.name, breaker=breaker)
+        return
+    deliver([alert])
 
 
 @logger.inject_lambda_context(clear_state=True)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    if "Records" not in event:  # the schedule's EventBridge event
+        return reconcile()
     return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)

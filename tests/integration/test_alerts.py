@@ -93,3 +93,73 @@ def test_cloudwatch_alarm_of_a_seed_rule_fires_and_resolves_through_the_queue(
     alerting_app.send("AlertQueue", notification("OK"))
     alerting_app.drain()
     assert eventually(lambda: not shown())
+
+
+# --- the breakers' alerts, reconciled every minute with the breakers as they are ------------------------
+
+def _breaker(app: LocalApp, name: str, clock: list[float]) -> Any:
+    """A breaker on the app's table whose transitions send nothing (as when the hook's SendMessage failed)."""
+    import boto3
+
+    from incident_loop.breaker import Breaker, BreakerConfig, ConsecutiveFailures, DynamoBreakerStore, MemoryHistory
+
+    store = DynamoBreakerStore(app.table_names["BreakersTable"], boto3.client("dynamodb", region_name="us-east-1"))
+    return Breaker(name, BreakerConfig(rule=ConsecutiveFailures(2, 60.0), cooldown_s=60.0), store=store,
+                   history=MemoryHistory(), clock=lambda: clock[0], on_transition=[])
+
+
+def _tick(app: LocalApp) -> Any:
+    from incident_loop_dev.local.cloud import scheduled_event
+
+    return app.invoke("AlertWorkerFunction", scheduled_event("AlertWorkerFunction"))
+
+
+def _breaker_shown(url: str, breaker: str) -> list[dict[str, Any]]:
+    return [a for a in active_alerts(url) if a["labels"].get("breaker") == breaker]
+
+
+def test_an_open_breaker_whose_alert_was_never_sent_is_shown_and_its_recovery_resolves_it(
+    alerting_app: LocalApp, alertmanager: Any, eventually: Any
+) -> None:
+    """The hook's one message was lost (its SendMessage failed): the reconciler sends the firing alert from the
+    breaker's state on its next run, and the resolution once the breaker has closed."""
+    name = f"skill:reconcile-{uuid.uuid4().hex[:6]}"
+    clock = [time.time()]
+    breaker = _breaker(alerting_app, name, clock)
+    breaker.record_failure("boom")
+    breaker.record_failure("boom")
+    assert breaker.status().state.value == "OPEN" and _breaker_shown(alertmanager.url, name) == []
+
+    assert _tick(alerting_app)["firing"] >= 1
+    [shown] = eventually(lambda: _breaker_shown(alertmanager.url, name))
+    assert shown["labels"]["alertname"] == "CircuitBreakerOpen" and shown["status"]["state"] == "active"
+
+    breaker.enable("ops", "fixed")
+    assert _tick(alerting_app)["resolved"] >= 1
+    assert eventually(lambda: not _breaker_shown(alertmanager.url, name))
+
+
+def test_a_queued_firing_alert_of_a_breaker_closed_since_is_dropped(
+    alerting_app: LocalApp, alertmanager: Any
+) -> None:
+    """A firing alert redelivered after the breaker recovered would raise a P1 for an outage that is over; a
+    firing alert of a breaker still open is delivered."""
+    name = f"skill:stale-{uuid.uuid4().hex[:6]}"
+    clock = [time.time() - 30]
+    breaker = _breaker(alerting_app, name, clock)
+    breaker.record_failure("boom")
+    breaker.record_failure("boom")
+    firing = Alert(name="CircuitBreakerOpen", severity="P1", labels={"breaker": name},
+                   annotations={"summary": f"{name} is open"}, starts_at=datetime.fromtimestamp(clock[0], UTC))
+    clock[0] += 10
+    breaker.enable("ops", "fixed")
+    alerting_app.send("AlertQueue", firing.model_dump_json())
+    alerting_app.drain()
+    assert alerting_app.depth("AlertQueue") == 0 and alerting_app.dlq_messages("AlertQueue") == []
+    assert _breaker_shown(alertmanager.url, name) == []
+
+    breaker.record_failure("boom")
+    breaker.record_failure("boom")  # open again: its firing alert is no longer stale
+    alerting_app.send("AlertQueue", firing.model_copy(update={"starts_at": datetime.now(UTC)}).model_dump_json())
+    alerting_app.drain()
+    assert len(_breaker_shown(alertmanager.url, name)) == 1

@@ -395,3 +395,30 @@ def test_the_disable_request_refuses_an_until_already_past_and_reads_a_naive_one
         DisableRequest(reason="r", by="ops", until=datetime(2020, 1, 1, tzinfo=UTC))
     ahead = DisableRequest(reason="r", by="ops", until=datetime(2999, 1, 1))
     assert ahead.until == datetime(2999, 1, 1, tzinfo=UTC)
+
+
+def test_the_standing_alerts_are_the_breakers_not_closed_and_the_resolutions_of_the_lately_closed() -> None:
+    from incident_loop.breaker_alerts import RESOLVED_FOR_S, stale, standing
+
+    now = 1_800_000_000.0
+    records = [
+        BreakerRecord(name="skill:open", state=BreakerState.OPEN, opened_at=now - 600, changed_at=now - 600,
+                      reason="5 consecutive failures"),
+        BreakerRecord(name="skill:probing", state=BreakerState.HALF_OPEN, opened_at=now - 900, changed_at=now - 5),
+        BreakerRecord(name="costsim-v2", state=BreakerState.DISABLED, changed_at=now - 60, disabled_until=now + 60),
+        BreakerRecord(name="skill:expired", state=BreakerState.DISABLED, changed_at=now - 7200,
+                      disabled_until=now - 60),
+        BreakerRecord(name="skill:closed-lately", state=BreakerState.CLOSED, changed_at=now - 120),
+        BreakerRecord(name="skill:closed-long-ago", state=BreakerState.CLOSED, changed_at=now - RESOLVED_FOR_S - 1),
+    ]
+    alerts = {a.labels["breaker"]: a for a in standing(records, now)}
+    assert sorted(alerts) == ["costsim-v2", "skill:closed-lately", "skill:expired", "skill:open", "skill:probing"]
+    assert [n for n, a in alerts.items() if a.ends_at is None] == ["skill:open", "skill:probing", "costsim-v2"]
+    assert alerts["skill:open"].starts_at == datetime.fromtimestamp(now - 600, UTC)
+    assert alerts["costsim-v2"].name == "CostSimV2CircuitBreakerOpen"
+    assert alerts["skill:expired"].ends_at == datetime.fromtimestamp(now - 60, UTC)  # the end of its disable
+
+    firing = alerts["skill:open"]
+    closed = BreakerRecord(name="skill:open", state=BreakerState.CLOSED, changed_at=now + 30)
+    assert stale(firing, closed, now + 60) and not stale(firing, records[0], now + 60)
+    assert not stale(firing.resolved(), closed, now + 60) and not stale(firing, None, now)

@@ -3,20 +3,27 @@
 Every breaker's trip raises a firing alert and its recovery resolves it (same labels). A costsim-v2
 trip also opens a CostSim incident row and sends an incident into the loop's ingest queue, so the
 loop learns from it; the incident key is the trip's version, so a retried hook adds nothing.
+
+The hook's alert is sent once; what keeps Alertmanager right is the reconciler (reconcile(), every minute
+on alert_worker's schedule): from the breakers as they are, it re-sends the firing alert of every breaker
+not CLOSED and the resolution of every one that closed lately, and alert_worker drops a queued firing
+alert whose breaker has closed since (stale()).
 """
 
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from incident_loop import aws
-from incident_loop.alerts import enqueue
-from incident_loop.breaker import COSTSIM_V2, BreakerState, Transition
+from incident_loop.alerts import deliver, enqueue
+from incident_loop.breaker import COSTSIM_V2, BreakerRecord, BreakerState, DynamoBreakerStore, Transition
 from incident_loop.db import transaction
 from incident_loop.observability import logger, metrics
 from incident_loop.schemas.alerts import Alert
@@ -26,12 +33,75 @@ from incident_loop.stores import costsim as store
 DOWN = (BreakerState.OPEN, BreakerState.DISABLED)
 
 
+def _breaker_alert(breaker: str, state: BreakerState, reason: str | None, starts_at: datetime) -> Alert:
+    name = "CostSimV2CircuitBreakerOpen" if breaker == COSTSIM_V2 else "CircuitBreakerOpen"
+    return Alert(name=name, severity="P1", labels={"breaker": breaker},
+                 annotations={"summary": f"{breaker} is {state.value}: {reason or 'no reason given'}"},
+                 starts_at=starts_at)
+
+
 def alert_for(t: Transition, started: datetime | None = None) -> Alert:
     """The alert of a breaker being open (firing) — the same labels resolve it."""
-    name = "CostSimV2CircuitBreakerOpen" if t.breaker == COSTSIM_V2 else "CircuitBreakerOpen"
-    return Alert(name=name, severity="P1", labels={"breaker": t.breaker},
-                 annotations={"summary": f"{t.breaker} is {t.to_state.value}: {t.reason or 'no reason given'}"},
-                 starts_at=started or t.at)
+    return _breaker_alert(t.breaker, t.to_state, t.reason, started or t.at)
+
+
+# How long after a breaker closed the reconciler still sends its resolution (a hook that failed to send it,
+# a firing alert redelivered after it).
+RESOLVED_FOR_S = 15 * 60
+
+
+def standing(records: Iterable[BreakerRecord], now: float) -> list[Alert]:
+    """What Alertmanager should show, from the breakers as they are: a firing alert for each breaker that is
+    not CLOSED (open, half-open or disabled), and the resolution of each that closed in the last RESOLVED_FOR_S.
+
+    Sent every minute by the reconciler (alert_worker's schedule), so an alert does not hang on the one message
+    a transition's hook queued: a hook that failed once left an outage silent, and Alertmanager, which ends a
+    firing alert nobody re-sends after its resolve_timeout (5 minutes by default), showed an open breaker as
+    resolved.
+    """
+    alerts = []
+    for record in records:
+        state = record.effective_state(now)
+        if state != BreakerState.CLOSED:
+            since = record.opened_at or record.changed_at or now
+            alerts.append(_breaker_alert(record.name, state, record.reason, _at(since)))
+        elif (closed_at := _closed_at(record)) is not None and now - closed_at <= RESOLVED_FOR_S:
+            closed = _at(closed_at)
+            alerts.append(_breaker_alert(record.name, BreakerState.OPEN, None, closed).resolved(
+                f"{record.name} closed again ({record.reason or 'recovered'})", closed))
+    return alerts
+
+
+def stale(alert: Alert, record: BreakerRecord | None, now: float) -> bool:
+    """Whether a firing breaker alert speaks of an outage that has ended since it was raised (a redelivered
+    message): its breaker is CLOSED now, closed after the alert started."""
+    if alert.ends_at is not None or "breaker" not in alert.labels or record is None:
+        return False
+    closed_at = _closed_at(record)
+    return (record.effective_state(now) == BreakerState.CLOSED and closed_at is not None
+            and closed_at >= alert.starts_at.timestamp())
+
+
+def reconcile(store: DynamoBreakerStore | None = None, now: float | None = None) -> dict[str, int]:
+    """Send Alertmanager what standing() says, in one request (the reconciler's run; AlertDeliveryFailed
+    when Alertmanager does not take it: the next run sends it again)."""
+    alerts = standing((store or DynamoBreakerStore()).all(), time.time() if now is None else now)
+    if alerts:
+        deliver(alerts)
+    firing = sum(a.ends_at is None for a in alerts)
+    logger.info("breaker alerts reconciled", firing=firing, resolved=len(alerts) - firing)
+    return {"firing": firing, "resolved": len(alerts) - firing}
+
+
+def _closed_at(record: BreakerRecord) -> float | None:
+    """When a breaker that reads CLOSED closed: its last change, or the end of a disable that expired."""
+    if record.state is BreakerState.DISABLED:
+        return record.disabled_until
+    return record.changed_at
+
+
+def _at(seconds: float) -> datetime:
+    return datetime.fromtimestamp(seconds, UTC)
 
 
 def on_transition(t: Transition) -> None:

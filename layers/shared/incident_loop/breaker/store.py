@@ -91,6 +91,18 @@ class DynamoBreakerStore:
             return out
         return WriteResult(True, BreakerRecord.from_item(out["Attributes"]))
 
+    def all(self) -> list[BreakerRecord]:
+        """Every breaker of the table (a scan, page by page: a few items, one per breaker)."""
+        records: list[BreakerRecord] = []
+        start: dict[str, Any] | None = None
+        while True:
+            out = self._call("scan", ConsistentRead=True, **({"ExclusiveStartKey": start} if start else {}))
+            assert isinstance(out, dict)
+            records.extend(BreakerRecord.from_item(item) for item in out.get("Items", []))
+            start = out.get("LastEvaluatedKey")
+            if not start:
+                return records
+
     def get(self, name: str) -> BreakerRecord | None:
         out = self._call("get_item", Key={"name": {"S": name}}, ConsistentRead=True)
         assert isinstance(out, dict)
