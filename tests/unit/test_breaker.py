@@ -422,3 +422,28 @@ def test_the_standing_alerts_are_the_breakers_not_closed_and_the_resolutions_of_
     closed = BreakerRecord(name="skill:open", state=BreakerState.CLOSED, changed_at=now + 30)
     assert stale(firing, closed, now + 60) and not stale(firing, records[0], now + 60)
     assert not stale(firing.resolved(), closed, now + 60) and not stale(firing, None, now)
+
+
+def test_a_transition_whose_put_response_was_lost_and_retried_is_still_won(
+        client: Any, clock: Clock, history: MemoryHistory) -> None:
+    """The SDK retries a PutItem whose response was lost; the retry fails its condition on the first attempt's
+    own write. That write is this transition's: announced (history, hooks) and its probe held, not lost."""
+
+    class RetriedPut(DynamoBreakerStore):
+        def replace(self, record: BreakerRecord, expected_version: int) -> Any:
+            super().replace(record, expected_version)  # applied, but its response never came back
+            return super().replace(record, expected_version)  # the retry: ConditionalCheckFailed
+
+    clock.now += 0.123457  # a time that must come back from DynamoDB to the digit
+    seen: list[Transition] = []
+    breaker = Breaker("skill:retried", BreakerConfig(rule=ConsecutiveFailures(1, 60.0), cooldown_s=60.0),
+                      store=RetriedPut(TABLE, client), history=history, clock=clock, on_transition=[seen.append])
+    breaker.record_failure("timeout")
+    assert breaker.status().state is BreakerState.OPEN
+    assert [(t.from_state, t.to_state) for t in seen] == [(BreakerState.CLOSED, BreakerState.OPEN)]
+    assert len(history.rows) == 1
+
+    clock.now += 61
+    assert breaker.allow()  # the first caller after the cooldown: HALF_OPEN, and it holds the probe
+    breaker.record_success()
+    assert breaker.status().state is BreakerState.CLOSED and len(seen) == 3

@@ -245,8 +245,16 @@ class Breaker:
         new = record.model_copy(update={**changes, "state": to, "version": record.version + 1, "reason": reason,
                                         "changed_by": by or self.worker, "changed_at": self._clock()})
         result = self.store.replace(new, record.version)
-        if not result.ok:
+        if not result.ok and not _ours(new, result.record):
             return False, self._record.settle(result)
         self._record.remember(new)
         announce(Transition.between(record, new), self.history, self.on_transition)
         return True, new
+
+
+def _ours(new: BreakerRecord, found: BreakerRecord | None) -> bool:
+    """Whether the item a failed condition returned is the one this write put: the SDK retried a PutItem whose
+    response was lost, and the retry failed its condition on the first attempt's own write (the transition
+    was taken for lost: no alert, metric or history row, or a probe slot held by nobody)."""
+    return found is not None and (found.version, found.state, found.changed_by, found.changed_at, found.reason) == (
+        new.version, new.state, new.changed_by, new.changed_at, new.reason)
