@@ -148,3 +148,33 @@ def test_dynamodb_unreachable_over_http_answers_with_the_fail_mode(mode: FailMod
     assert breaker.allow() is allowed
     breaker.report_drift(0.5)  # backs off for cache_ttl_s: no second wait
     assert time.monotonic() - started < 5
+
+
+def test_a_history_write_that_failed_is_not_tried_again_until_the_back_off_has_passed(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each transition's history write runs in the guarded call: after one failure the next ones do not wait on
+    the database again (each waited out the connect timeout, 5 s, where catalog-persist's budget is 2 s)."""
+    from incident_loop.breaker import BreakerState, Transition
+    from incident_loop.db import DatabaseUnavailable
+    from incident_loop.stores import breaker_history
+
+    attempts: list[int] = []
+    real = breaker_history.connect
+
+    def counted(*args: object, **kwargs: object) -> object:
+        attempts.append(int(kwargs["connect_timeout_s"]))  # type: ignore[call-overload]
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(breaker_history, "connect", counted)
+    now = [1000.0]
+    history = breaker_history.PostgresHistory("postgresql://postgres@127.0.0.1:1/none", clock=lambda: now[0])
+    t = Transition(breaker="skill:h", from_state=BreakerState.CLOSED, to_state=BreakerState.OPEN, version=1,
+                   reason="r", changed_by="w", at=datetime.now(UTC), details={})
+    with pytest.raises(DatabaseUnavailable):
+        history.write(t)
+    with pytest.raises(breaker_history.HistoryUnavailable):
+        history.write(t)
+    now[0] += breaker_history.BACKOFF_S
+    with pytest.raises(DatabaseUnavailable):
+        history.write(t)
+    assert attempts == [breaker_history.CONNECT_TIMEOUT_S] * 2

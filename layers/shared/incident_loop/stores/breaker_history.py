@@ -7,6 +7,8 @@ transition never waits on, or rolls back with, the caller's transaction.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -14,10 +16,19 @@ from psycopg.types.json import Jsonb
 
 from incident_loop.breaker.history import as_row
 from incident_loop.breaker.state import Transition
-from incident_loop.db import connect
+from incident_loop.db import DatabaseUnavailable, connect
 
 # Candidate setting: a history write must not hold up the caller of the transition for long.
 STATEMENT_TIMEOUT_MS = 2000
+# The write runs inline, in the call the breaker guards: at most this long connecting (libpq's least), and
+# after a failure no attempt for BACKOFF_S (each transition waited out the 5 s connect timeout, longer
+# than catalog-persist's whole 2 s budget). A row not written is logged; the transition stands.
+CONNECT_TIMEOUT_S = 2
+BACKOFF_S = 30.0
+
+
+class HistoryUnavailable(RuntimeError):
+    """breaker_history failed lately: the write is not tried until the back-off has passed."""
 
 INSERT = """
 INSERT INTO breaker_history (breaker_name, from_state, to_state, version, reason, changed_by, details, created_at)
@@ -35,14 +46,16 @@ FROM breaker_history WHERE breaker_name = %(name)s ORDER BY created_at DESC, ver
 class PostgresHistory:
     """The breaker's HistoryWriter on breaker_history (connection opened on first write, reopened when broken)."""
 
-    def __init__(self, dsn: str | None = None) -> None:
+    def __init__(self, dsn: str | None = None, clock: Callable[[], float] = time.monotonic) -> None:
         self._dsn = dsn
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()  # one connection, one statement at a time
+        self._clock = clock
+        self._down_until = 0.0
 
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
-            conn = connect(self._dsn, autocommit=True)
+            conn = connect(self._dsn, autocommit=True, connect_timeout_s=CONNECT_TIMEOUT_S)
             conn.execute("SELECT set_config('statement_timeout', %(ms)s, false)", {"ms": str(STATEMENT_TIMEOUT_MS)})
             self._conn = conn
         return self._conn
@@ -50,9 +63,12 @@ class PostgresHistory:
     def write(self, transition: Transition) -> None:
         row = as_row(transition) | {"details": Jsonb(transition.details)}
         with self._lock:
+            if self._clock() < self._down_until:
+                raise HistoryUnavailable(f"breaker_history failed in the last {BACKOFF_S:.0f} s; not tried")
             try:
                 self._connection().execute(INSERT, row)
-            except psycopg.OperationalError:
+            except (psycopg.OperationalError, DatabaseUnavailable):
+                self._down_until = self._clock() + BACKOFF_S
                 self.close_connection()
                 raise
 
