@@ -112,9 +112,11 @@ def on_transition(t: Transition) -> None:
     if t.breaker == COSTSIM_V2:
         _costsim_metrics(t, tripped, recovered)
     if tripped:
-        if t.breaker == COSTSIM_V2:
-            _open_costsim_incident(t)
-        enqueue(alert_for(t))
+        try:
+            enqueue(alert_for(t))  # first: a database that is down must not hold the page back
+        finally:
+            if t.breaker == COSTSIM_V2:
+                _open_costsim_incident(t)
     elif recovered:
         started = _resolve_costsim_incident(t) if t.breaker == COSTSIM_V2 else None
         enqueue(alert_for(t, started).resolved(f"{t.breaker} closed again ({t.reason or 'recovered'})", t.at))
