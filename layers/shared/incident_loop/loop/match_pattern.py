@@ -9,6 +9,7 @@ from incident_loop.grouping.matcher import CONFIG, MatchDecision, decide, exact_
 from incident_loop.grouping.normalise import signature
 from incident_loop.loop.errors import NotReady
 from incident_loop.loop.outcome import StageOutcome
+from incident_loop.observability import logger
 from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.loop.confidence import ConfidenceCalculator
 from incident_loop.schemas.loop.enums import LoopFailureState, PolicyMode
@@ -94,6 +95,10 @@ def _apply_policy(uow: UnitOfWork, env: Envelope, decision: MatchDecision) -> St
     would_block = policy.action != "warn"
     if policy.mode == PolicyMode.SHADOW:
         uow.policies.record_shadow(env.tenant_id, policy, env.incident_id, would_block)
+        return None
+    if not would_block:  # an active "warn" warns: counted as shadow mode counted it, and the loop goes on
+        uow.policies.record_evaluation(policy, env.incident_id, False)
+        logger.info("policy warned", policy_id=policy.policy_id, incident_id=env.incident_id)
         return None
 
     uow.policies.record_evaluation(policy, env.incident_id, True)

@@ -17,10 +17,11 @@ def loop_status(tenant_id: str, incident_id: str, *, uow: UnitOfWork | None = No
     uow = unit_of_work(uow)
     with uow.begin(tenant_id):
         trace = uow.loop.trace(tenant_id, incident_id)
-    if trace is None:
-        raise NotFound(f"no loop for incident {incident_id}")
+        if trace is None:
+            raise NotFound(f"no loop for incident {incident_id}")
+        current = _current(uow, tenant_id, trace["stage_results"])
     results = trace["stage_results"]
-    return LoopStatus(
+    status = LoopStatus(
         loop_id=trace["loop_id"],
         incident_id=incident_id,
         tenant_id=tenant_id,
@@ -35,6 +36,25 @@ def loop_status(tenant_id: str, incident_id: str, *, uow: UnitOfWork | None = No
         pending_checkpoints=list(trace["pending_checkpoints"]),
         **{entry.result.status_field: entry.result.read(results.get(entry.stage.value)) for entry in STAGES},
     )
+    return status.model_copy(update=current)
+
+
+def _current(uow: UnitOfWork, tenant_id: str, results: dict[str, Any]) -> dict[str, Any]:
+    """The loop's policy and routing adjustment as they are now, where the stages' results hold them as they
+    were made: confirmations, regrets and KPI rollbacks change them after the loop (GET /loops reported an
+    activated policy as shadow, a rolled-back adjustment as in force)."""
+    current: dict[str, Any] = {}
+    policy = (results.get(LoopStage.POLICY_GENERATED.value) or {}).get("policy")
+    if policy and policy.get("policy_id"):
+        found = uow.policies.get(tenant_id, policy["policy_id"])
+        if found is not None:
+            current["policy_rule"] = found
+    adjustment = (results.get(LoopStage.ROUTING_ADJUSTED.value) or {}).get("routing")
+    if adjustment and adjustment.get("agent_id"):
+        by_id = {a.adjustment_id: a for a in uow.routing.for_agent(tenant_id, adjustment["agent_id"])}
+        if adjustment.get("adjustment_id") in by_id:
+            current["routing_adjustment"] = by_id[adjustment["adjustment_id"]]
+    return current
 
 
 def graduation(tenant_id: str, *, uow: UnitOfWork | None = None) -> dict[str, Any]:

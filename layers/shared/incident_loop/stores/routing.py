@@ -77,9 +77,10 @@ def adjustments_for_agent(
 def save_adjustment(conn: Connection[Any], tenant_id: str, adj: RoutingAdjustment) -> None:
     conn.execute(
         "UPDATE routing_adjustments SET is_active = %(active)s, was_rolled_back = %(rolled)s,"
-        " rollback_reason = %(reason)s, kpi_current = %(kpi)s WHERE tenant_id = %(tenant)s AND id = %(id)s",
+        " rollback_reason = %(reason)s, kpi_current = %(kpi)s, kpi_baseline = %(baseline)s"
+        " WHERE tenant_id = %(tenant)s AND id = %(id)s",
         {"active": adj.is_active, "rolled": adj.was_rolled_back, "reason": adj.rollback_reason,
-         "kpi": adj.kpi_current, "tenant": tenant_id, "id": adj.adjustment_id},
+         "kpi": adj.kpi_current, "baseline": adj.kpi_baseline, "tenant": tenant_id, "id": adj.adjustment_id},
     )
 
 

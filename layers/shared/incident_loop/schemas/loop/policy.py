@@ -84,9 +84,13 @@ class PolicyRule(LoopModel):
         ):
             self.mode = PolicyMode.ACTIVE
             self.activated_at = utc_now()
+            # Regrets count against this activation only: those of a shadow period (which blocked nothing)
+            # or of the activation that was demoted made one regret demote the policy at once.
+            self.regret_count = 0
 
     def record_regret(self, threshold: int = 3) -> bool:
-        """Count a regret; at `threshold` an ACTIVE policy returns to SHADOW. True if it was demoted."""
+        """Count a regret; at `threshold` regrets since its activation an ACTIVE policy returns to SHADOW.
+        True if it was demoted."""
         self.regret_count += 1
         if self.regret_count >= threshold and self.mode == PolicyMode.ACTIVE:
             self.mode = PolicyMode.SHADOW
@@ -170,9 +174,15 @@ class RoutingAdjustment(LoopModel):
         return self.magnitude * max(0.0, 1.0 - elapsed_days / self.decay_days)
 
     def check_kpi_regression(self, current_kpi: float) -> bool:
-        """Record the KPI; True when it fell more than rollback_threshold (relative) below a positive baseline."""
+        """Record the KPI; True when it fell more than rollback_threshold (relative) below a positive baseline.
+
+        An adjustment made before its agent reported any KPI takes the first one reported after it as its
+        baseline (without one it could never be rolled back, however far the KPI fell)."""
         self.kpi_current = current_kpi
-        if self.kpi_baseline is None or self.kpi_baseline <= 0:
+        if self.kpi_baseline is None:
+            self.kpi_baseline = current_kpi
+            return False
+        if self.kpi_baseline <= 0:
             return False
         return (self.kpi_baseline - current_kpi) / self.kpi_baseline > self.rollback_threshold
 
