@@ -110,3 +110,20 @@ def test_the_runtime_entry_sits_behind_the_catalog_persist_breaker(local_app: An
     assert [o.reason == "breaker_open" for o in outcomes] == [False] * 5 + [True] * 2  # 5 failures open it
     local_app.drain()
     assert len(_rows(tenant)) == 7
+
+
+def test_failures_postgresql_cannot_store_are_dead_lettered_alone_and_leave_the_breaker_closed(
+        local_app: Any, tenant: str, db_url: str) -> None:
+    """Five failures whose message holds a NUL (valid JSON, "\\u0000"): refused at the door as poison (DLQ, with
+    the reason), not written, parked and replayed, and counted against catalog-persist: that opened the breaker
+    for every tenant while the database was healthy."""
+    from incident_loop.failures.persist import persist
+
+    for n in range(5):
+        local_app.send("FailureQueue", json.dumps({"run_id": f"r{n}", "tenant_id": tenant, "error_code": "E_X",
+                                                   "error_message": f"bad\u0000byte {n}"}))
+    local_app.drain()
+    assert len(local_app.dlq_messages("FailureQueue")) == 5 and local_app.dlq_messages("FailureRetryQueue") == []
+    assert _rows(tenant) == []
+    healthy = persist(_failure(tenant + "-other", 1), dsn=db_url)
+    assert (healthy.result, healthy.reason) == ("stored", None)

@@ -34,7 +34,7 @@ from pydantic import BaseModel
 from incident_loop import aws
 from incident_loop.catalog.lookup import Catalog
 from incident_loop.catalog.sync import load as load_catalog
-from incident_loop.db import ConnectionPool, DatabaseUnavailable, conninfo, set_tenant, transaction
+from incident_loop.db import ConnectionPool, DatabaseUnavailable, ValueTooLarge, conninfo, set_tenant, transaction
 from incident_loop.failures.breaker_guard import PersistGuard, persist_guard
 from incident_loop.observability import logger, metrics
 from incident_loop.schemas.failures import FailureIn, FailureRecord
@@ -175,6 +175,8 @@ def _bounded_write(write: Callable[[Any, str | None], None], what: Any, dsn: str
         future.result(timeout=timeout_s)
     except concurrent.futures.TimeoutError:
         reason = f"write exceeded {timeout_s}s"
+    except (psycopg.DataError, ValueTooLarge) as exc:  # the record's own fault: says nothing of the database
+        return f"{type(exc).__name__}: {exc}"[:250]
     except Exception as exc:  # noqa: BLE001 - any database failure parks what was to be written
         reason = f"{type(exc).__name__}: {exc}"[:250]
     else:

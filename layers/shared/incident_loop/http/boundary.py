@@ -19,7 +19,6 @@ import binascii
 import json
 import math
 import re
-from collections.abc import Iterator
 from typing import Any
 
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
@@ -27,6 +26,7 @@ from aws_lambda_powertools.event_handler.middlewares.openapi_validation import O
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
 from incident_loop.http.errors import BadRequest, UnsupportedMediaType
+from incident_loop.schemas.text import text_errors
 
 MAX_DEPTH = 64
 # A string, or an unterminated one up to the end of the body: taken in one possessive pass, never
@@ -95,42 +95,6 @@ def parse_json(text: str | None) -> Any:
         return json.loads(text, parse_constant=_constant, parse_float=_float, parse_int=_int)
     except json.JSONDecodeError as exc:
         raise BadRequest("the body is not valid JSON", f"{exc.msg} at line {exc.lineno} column {exc.colno}") from exc
-
-
-def _strings(value: Any, loc: tuple[Any, ...]) -> Iterator[tuple[tuple[Any, ...], str]]:
-    """Every string in a parsed JSON value (keys too), with where it is: an explicit stack, no recursion."""
-    stack = [(loc, value)]
-    while stack:
-        where, item = stack.pop()
-        if isinstance(item, str):
-            yield where, item
-        elif isinstance(item, dict):
-            for key, child in item.items():
-                yield where, key
-                stack.append(((*where, key), child))
-        elif isinstance(item, list):
-            stack.extend(((*where, i), child) for i, child in enumerate(item))
-
-
-def _text_error(text: str) -> str | None:
-    if "\x00" in text:
-        return "must not contain NUL (\\u0000) characters"
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return "is not valid Unicode text (it holds a lone surrogate)"
-    return None
-
-
-def text_errors(value: Any, loc: tuple[Any, ...]) -> list[dict[str, Any]]:
-    """Errors, in Powertools' validation form, for each string that PostgreSQL text cannot hold."""
-    errors = []
-    for where, text in _strings(value, loc):
-        reason = _text_error(text)
-        if reason:
-            errors.append({"type": "string_not_storable", "loc": where, "msg": reason, "input": None})
-    return sorted(errors, key=lambda e: [str(p) for p in e["loc"]])
 
 
 class BoundaryValidation(OpenAPIRequestValidationMiddleware):

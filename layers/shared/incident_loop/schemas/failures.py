@@ -8,7 +8,9 @@ from datetime import datetime
 from typing import Any, ClassVar
 
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
-from pydantic import BaseModel, ConfigDict, Field, Json
+from pydantic import BaseModel, ConfigDict, Field, Json, model_validator
+
+from incident_loop.schemas.text import first_text_error
 
 FAILURE_ID_NAMESPACE = uuid.UUID("6f1c2e0a-9d4b-5c8e-a7f3-2b1d0c9e8a71")
 RECOVERED_BY_MAX = 100  # failure_matches.recovered_by VARCHAR(100)
@@ -27,6 +29,15 @@ class FailureIn(BaseModel):
     step_index: int | None = Field(default=None, ge=0)
     context: dict[str, Any] | None = None
     failure_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _storable(self) -> FailureIn:
+        # A NUL or a lone surrogate (valid JSON: "\u0000") made PostgreSQL refuse the row with a DataError, which
+        # counted against the shared catalog-persist breaker: five such messages opened it for every tenant.
+        found = first_text_error(self.model_dump(exclude={"failure_id", "step_index"}))
+        if found:
+            raise ValueError(f"{found}: PostgreSQL cannot store it")
+        return self
 
     def derived_id(self) -> uuid.UUID:
         """The producer's failure_id, or a UUIDv5 of everything the failure says: the same report, the same id."""
