@@ -51,3 +51,24 @@ def first_text_error(value: Any, loc: tuple[Any, ...] = ()) -> str | None:
         return None
     where = ".".join(str(p) for p in errors[0]["loc"]) or "value"
     return f"{where} {errors[0]['msg']}"
+
+
+def storable(text: str) -> str:
+    """The text with what PostgreSQL text cannot hold replaced (U+FFFD for a NUL, "?" for a lone surrogate): for
+    text the product records but did not choose, such as an endpoint's error body."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\ufffd")
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def storable_json(value: Any) -> Any:
+    """A JSON value with storable() applied to every string, keys included (a copy when anything changes)."""
+    if isinstance(value, str):
+        return storable(value)
+    if isinstance(value, dict):
+        return {storable(k) if isinstance(k, str) else k: storable_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [storable_json(v) for v in value]
+    return value

@@ -16,6 +16,7 @@ from psycopg import Connection
 from psycopg.types.json import Jsonb
 
 from incident_loop.db import get_connection, transaction
+from incident_loop.schemas.text import storable, storable_json
 
 Row = dict[str, Any]
 
@@ -88,7 +89,9 @@ class PostgresAudit:
 
     def as_stored(self, value: Any) -> Any:
         """`value` as JSONB gives it back (1e+20 comes back 100000000000000000000): what hashes must be of."""
-        row = self.conn.execute("SELECT %(value)s AS value", {"value": Jsonb(value)}).fetchone()
+        # What the product records but did not choose (a skill's result, arguments resolved from one) may hold a
+        # NUL or a lone surrogate, which JSONB refuses: replaced, or the op could never be recorded.
+        row = self.conn.execute("SELECT %(value)s AS value", {"value": Jsonb(storable_json(value))}).fetchone()
         assert row is not None
         return row["value"]
 
@@ -118,7 +121,7 @@ class PostgresAudit:
         self.conn.execute(
             f"UPDATE m11_audit.ops SET error_code = %(code)s, error_message = %(message)s {_WHERE_OP}"
             " AND status = 'pending'",
-            {"code": code, "message": message, "tenant": tenant_id, "run": run_id, "index": op_index})
+            {"code": code, "message": storable(message), "tenant": tenant_id, "run": run_id, "index": op_index})
 
     def complete_op(self, tenant_id: str, run_id: str, op_index: int, result: Mapping[str, Any],
                     result_hash: str, duration_ms: int) -> Row:
@@ -129,7 +132,7 @@ class PostgresAudit:
     def fail_op(self, tenant_id: str, run_id: str, op_index: int, code: str, message: str,
                 duration_ms: int | None) -> Row:
         return self._finish_op(tenant_id, run_id, op_index, {
-            "status": "failed", "result": None, "result_hash": None, "code": code, "message": message,
+            "status": "failed", "result": None, "result_hash": None, "code": code, "message": storable(message),
             "duration": duration_ms})
 
     def _finish_op(self, tenant_id: str, run_id: str, op_index: int, values: dict[str, Any]) -> Row:
