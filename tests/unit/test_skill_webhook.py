@@ -25,7 +25,7 @@ from incident_loop.skills.errors import (
     SkillInputError,
     TargetNotAllowed,
 )
-from incident_loop.skills.kvtable import KvTable
+from incident_loop.skills.kvtable import KvTable, KvUnavailable
 from incident_loop.skills.transport import HttpRequest
 from incident_loop.skills.webhook_send import DELIVERIES, WebhookSendSkill, enable_endpoint, next_attempt_at
 from incident_loop_dev.fakes.aws import IDEMPOTENCY_TABLE, KV_TABLE, create_skill_tables, skill_breakers
@@ -147,6 +147,36 @@ def test_a_delivered_message_is_not_sent_again_for_the_same_key(client: Any, clo
     first = skill.execute({"url": URL, "payload": {"n": 1}, "secrets": [OLD]}, ctx())
     assert skill.execute({"url": URL, "payload": {"n": 1}, "secrets": [OLD]}, ctx()) == first
     assert len(transport.requests) == 1
+
+
+def test_a_delivered_message_whose_schedule_cannot_be_cleared_is_still_delivered_once(
+        client: Any, clock: FakeClock) -> None:
+    """After failed attempts, the delivery's bookkeeping is cleared once it is answered 2xx; a store that refuses
+    that delete turned the delivered message into a retryable error, and the runner's retry sent it again."""
+
+    class FlakyDeleteKv(KvTable):
+        fail_deletes = 0
+
+        def delete(self, tenant: str, namespace: str, key: str) -> bool:
+            if self.fail_deletes:
+                self.fail_deletes -= 1
+                raise KvUnavailable("delete_item on incident-loop-kv: ProvisionedThroughputExceededException")
+            return super().delete(tenant, namespace, key)
+
+    transport = ScriptedTransport(response(503), response(503), response(200), default=response(200))
+    kv = FlakyDeleteKv(KV_TABLE, client, clock)
+    skill = WebhookSendSkill(kv=kv, transport=transport, resolver=resolver,
+                             breaker_for=skill_breakers(client, clock=clock), clock=clock, sleep=clock.sleep,
+                             settings=Settings(),
+                             persistence=DynamoDBPersistenceLayer(table_name=IDEMPOTENCY_TABLE, boto3_client=client))
+    args = {"url": URL, "payload": {"n": 1}, "secrets": [OLD]}
+    with pytest.raises(ExternalError):  # the attempts in the call fail; the schedule's next is minutes away
+        skill.execute(args, ctx())
+    clock.advance(400)
+    kv.fail_deletes = 1
+    out = skill.execute(args, ctx())  # answered 200: delivered, whatever the store says after
+    assert skill.execute(args, ctx()) == out and out["status_code"] == 200
+    assert len(transport.requests) == 3 and kv.fail_deletes == 0  # 503, 503, then 200 once
 
 
 def test_the_schedule_is_the_specs_scaled_and_jittered(client: Any, clock: FakeClock) -> None:

@@ -31,7 +31,7 @@ from incident_loop.skills.base import ExternalSkill, SkillContext
 from incident_loop.skills.deterministic import jittered
 from incident_loop.skills.errors import CircuitOpen, EndpointDisabled, ExternalError, SizeLimitExceeded
 from incident_loop.skills.hashing import canonical_json
-from incident_loop.skills.kvtable import KvTable
+from incident_loop.skills.kvtable import KvTable, KvUnavailable
 from incident_loop.skills.transport import HttpRequest
 
 ENDPOINTS = "_webhook_endpoints"
@@ -124,10 +124,18 @@ class WebhookSendSkill(ExternalSkill):
         try:
             sent = self.call(f"webhook:{target.netloc}", build, key, self.schedule_delays(key or msg_id, before + 1))
         except (ExternalError, CircuitOpen) as exc:
-            self._failed(exc, tenant, data.url, target.netloc, msg_id, key, before)
+            try:
+                self._failed(exc, tenant, data.url, target.netloc, msg_id, key, before)
+            except KvUnavailable as lost:  # the bookkeeping, best effort: the call's own error stands
+                logger.warning("webhook delivery state not recorded", webhook_id=msg_id, error=str(lost))
             raise
         if before:
-            self.kv.delete(tenant, DELIVERIES, msg_id)
+            # Best effort, as slack_send's pacing: the webhook is delivered, and a store that cannot forget its
+            # schedule must not turn it into an error (the retry would deliver it again; the state expires).
+            try:
+                self.kv.delete(tenant, DELIVERIES, msg_id)
+            except KvUnavailable as lost:
+                logger.warning("webhook delivery state not cleared", webhook_id=msg_id, error=str(lost))
         return WebhookOutput(webhook_id=msg_id, status_code=sent.response.status, attempts=before + sent.attempts)
 
     def _attempts_before(self, tenant: str, msg_id: str) -> int:
