@@ -31,12 +31,15 @@ STEPS = {"steps": [{"skill": "kv_store", "args": {"op": "get", "key": "k"}}]}
 
 
 class _Queue:
-    def __init__(self, refuse: bool = False) -> None:
+    """Refuses every message (refuse), or the first `refuse_first` of them."""
+
+    def __init__(self, refuse: bool = False, refuse_first: int = 0) -> None:
         self.sent: list[WorkflowMessage] = []
-        self.refuse = refuse
+        self.refuse, self.refuse_first = refuse, refuse_first
 
     def send(self, message: WorkflowMessage) -> None:
-        if self.refuse:
+        if self.refuse or self.refuse_first:
+            self.refuse_first = max(self.refuse_first - 1, 0)
             raise QueueUnavailable("queue refused the message (ServiceUnavailable)")
         self.sent.append(message)
 
@@ -135,18 +138,38 @@ def test_a_run_never_started_after_its_requeues_is_failed_and_sent_no_more(
     assert message["error_message"] == "not started within 21600 s; its message was sent again 3 times"
 
 
-def test_a_requeue_sqs_refuses_is_counted_and_tried_again_by_the_next_relay(
+def test_a_requeue_sqs_refuses_is_given_back_and_sent_by_the_next_relay(
         conn: psycopg.Connection[Any], admin: psycopg.Connection[dict[str, Any]]) -> None:
+    """Only a message sent counts as a requeue: counted at the claim, three relays that each met one refusal
+    failed every run they claimed as never_started without sending one message again."""
     run_id = _run(admin, f"tenant-rl-{uuid.uuid4().hex[:6]}", age_s=900)
 
     counts = relay_stale_runs(queue=_Queue(refuse=True), conn=conn)
 
-    assert counts["not_sent"] >= 1 and _state(admin, run_id)["status"] == "queued"
-    _age(admin, run_id, 900)
+    assert counts["not_sent"] >= 1
+    assert {k: _state(admin, run_id)[k] for k in ("status", "requeues")} == {"status": "queued", "requeues": 0}
     queue = _Queue()
-    relay_stale_runs(queue=queue, conn=conn)
+    relay_stale_runs(queue=queue, conn=conn)  # at once: the claim given back is stale again
     assert run_id in {m.workflow_run_id for m in queue.sent}
-    assert _state(admin, run_id)["requeues"] == 2
+    assert _state(admin, run_id)["requeues"] == 1
+
+
+def test_runs_the_relay_could_not_send_are_never_given_up_unsent(
+        conn: psycopg.Connection[Any], admin: psycopg.Connection[dict[str, Any]]) -> None:
+    """Runs made long ago (past the give-up time), three relays each refused once by SQS: every run still gets
+    its message before any is failed as never_started."""
+    tenant = f"tenant-rl-{uuid.uuid4().hex[:6]}"
+    runs = [_run(admin, tenant, age_s=7 * 3600) for _ in range(2)]
+    sent: set[str] = set()
+    for _ in range(3):
+        queue = _Queue(refuse_first=1)
+        relay_stale_runs(queue=queue, conn=conn)
+        sent |= {m.workflow_run_id for m in queue.sent}
+        for run_id in runs:
+            _age(admin, run_id, 900)
+    relay_stale_runs(queue=_Queue(), conn=conn)
+    given_up = [r for r in runs if _state(admin, r)["error_code"] == "never_started"]
+    assert set(given_up) <= sent
 
 
 @pytest.fixture

@@ -189,3 +189,11 @@ def claim_stale_runs(conn: Connection[Any], min_age_s: int, max_requeues: int, g
         "SELECT workflow_run_id, tenant_id, requeues, abandoned"
         " FROM m11_audit.claim_stale_runs(%(age)s, %(max)s, %(give_up)s, %(n)s)",
         {"age": min_age_s, "max": max_requeues, "give_up": give_up_s, "n": max_runs}).fetchall()
+
+
+def release_claims(conn: Connection[Any], run_ids: list[str], min_age_s: int) -> int:
+    """Give back claims claim_stale_runs made that the relay did not send (migration 0015): their requeue is
+    not counted, and they are stale again for the next relay. The number of runs released (still queued)."""
+    row = conn.execute("SELECT m11_audit.release_claims(%(ids)s, %(age)s) AS n",
+                       {"ids": run_ids, "age": min_age_s}).fetchone()
+    return int(row["n"]) if row else 0

@@ -4,7 +4,8 @@ A run is written in its caller's transaction and its message sent after the comm
 POST /workflows). When SQS refuses that message the run is committed and `queued` with nothing to start it.
 Every few minutes (WorkflowRelayFunction) the runs queued and untouched for WORKFLOW_RELAY_MIN_AGE_S are
 claimed in one short transaction across every tenant (migration 0013) and their messages sent again, at
-most WORKFLOW_RELAY_MAX_REQUEUES times each. A message that was only late is harmless: the runner's lease and
+most WORKFLOW_RELAY_MAX_REQUEUES times each; a claim not sent (SQS refused, or no time left) is given back
+(migration 0015), so only a message sent counts. A message that was only late is harmless: the runner's lease and
 the audit's per-op keys make a run happen once whatever number of messages name it. A run still not started
 WORKFLOW_RELAY_GIVE_UP_S after it was made (longer than any message of it lives on the queue) is failed as
 never_started.
@@ -22,7 +23,7 @@ from incident_loop.db import get_connection, transaction
 from incident_loop.observability import logger, metrics
 from incident_loop.schemas.workflows import WorkflowMessage
 from incident_loop.settings import get_settings
-from incident_loop.stores.audit import claim_stale_runs
+from incident_loop.stores.audit import claim_stale_runs, release_claims
 from incident_loop.stores.queues import QueueUnavailable
 from incident_loop.stores.workflow_queue import SqsWorkflowQueue
 from incident_loop.workflows.ports import WorkflowQueue
@@ -42,6 +43,7 @@ def relay_stale_runs(*, queue: WorkflowQueue | None = None, conn: Any | None = N
     queue = queue or SqsWorkflowQueue()
     relayed_at = int(time.time())
     counts = {"requeued": 0, "not_sent": 0, "never_started": 0}
+    unsent: list[str] = []
     for run in claimed:
         run_id, tenant = run["workflow_run_id"], run["tenant_id"]
         if run["abandoned"]:
@@ -51,16 +53,21 @@ def relay_stale_runs(*, queue: WorkflowQueue | None = None, conn: Any | None = N
             continue
         if counts["not_sent"] or (time_left_ms is not None and time_left_ms() < RESERVE_MS):
             counts["not_sent"] += 1  # SQS refused one already, or no time left: the next relay tries again
+            unsent.append(run_id)
             continue
         try:
             queue.send(WorkflowMessage(workflow_run_id=run_id, tenant_id=tenant, correlation_id=run_id,
                                        relayed_at=relayed_at))
         except QueueUnavailable:
             counts["not_sent"] += 1
+            unsent.append(run_id)
             logger.exception("workflow run not requeued", workflow_run_id=run_id)
             continue
         counts["requeued"] += 1
         logger.info("workflow run requeued", workflow_run_id=run_id, tenant_id=tenant, requeues=run["requeues"])
+    if unsent:  # given back: a requeue is counted only for a message sent, so no run is given up unsent
+        with transaction(conn, tenant_id=None):
+            release_claims(conn, unsent, settings.workflow_relay_min_age_s)
     metrics.add_metric(name="WorkflowRunsRequeued", unit=MetricUnit.Count, value=counts["requeued"])
     metrics.add_metric(name="WorkflowRunsNeverStarted", unit=MetricUnit.Count, value=counts["never_started"])
     return counts
