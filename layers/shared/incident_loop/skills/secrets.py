@@ -39,7 +39,8 @@ def _secrets() -> SecretsProvider:
 
 
 def fetch(name: str) -> str:
-    """The secret's value as text. Raises SkillError (code "secret_unavailable", retryable)."""
+    """The secret's value as text. Raises SkillError: "secret_not_found" (not retryable) when it does not
+    exist, else "secret_unavailable" (retryable)."""
     try:
         value: Any
         if name.startswith("arn:aws:secretsmanager:"):
@@ -49,14 +50,29 @@ def fetch(name: str) -> str:
         else:
             value = _ssm().get(name, max_age=MAX_AGE_S, decrypt=True)
     except (GetParameterError, TransformParameterError) as exc:
-        # The message names the parameter, never its value.
-        raise SkillError(f"secret {name!r} could not be read: {type(exc).__name__}", code="secret_unavailable",
-                         retryable=True) from exc
+        # The message names the parameter, never its value. A secret that does not exist (a typo in a
+        # tenant's secret_parameter) will not appear on a retry: failed at once, where retrying it took the
+        # run's every delivery (about 5 h) into the DLQ. Throttling, a network error, denied access stay
+        # retryable (a deploy may grant it).
+        missing = _error_code(exc) in _NOT_FOUND
+        raise SkillError(f"secret {name!r} could not be read: {type(exc).__name__}"
+                         + (" (it does not exist)" if missing else ""),
+                         code="secret_not_found" if missing else "secret_unavailable", retryable=not missing) from exc
     if isinstance(value, bytes):
         value = value.decode("utf-8")
     if not isinstance(value, str) or not value.strip():
         raise SkillError(f"secret {name!r} is empty", code="secret_unavailable", retryable=False)
     return value.strip()
+
+
+_NOT_FOUND = frozenset({"ParameterNotFound", "ResourceNotFoundException"})
+
+
+def _error_code(exc: BaseException) -> str | None:
+    """The AWS error code behind a Powertools parameter error (its cause, a botocore ClientError)."""
+    cause = exc.__cause__ or exc.__context__
+    response = getattr(cause, "response", None)
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
 
 
 def reset() -> None:

@@ -1,0 +1,45 @@
+"""The skills' secrets (skills/secrets.py) against moto: a secret that does not exist fails at once, one that
+exists is read, and a stored secret of SSM or Secrets Manager alike."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from incident_loop import aws
+from incident_loop.skills import secrets
+from incident_loop.skills.errors import SkillError
+
+NAME = "/incident-loop/test/tenants/tenant-a/hooks"
+
+
+@pytest.fixture
+def cloud(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with mock_aws():
+        aws.reset()
+        secrets.reset()
+        yield boto3.client("ssm", region_name="us-east-1"), boto3.client("secretsmanager", region_name="us-east-1")
+        secrets.reset()
+        aws.reset()
+
+
+@pytest.mark.parametrize("name", [NAME + "-typo", "secretsmanager:incident-loop/test/tenants/tenant-a/missing"])
+def test_a_secret_that_does_not_exist_is_not_retried(cloud: Any, name: str) -> None:
+    """A typo in a tenant's secret_parameter will not appear on a retry (it was retried for every delivery of
+    the run, about 5 hours, into the DLQ)."""
+    with pytest.raises(SkillError) as raised:
+        secrets.fetch(name)
+    assert (raised.value.code, raised.value.retryable) == ("secret_not_found", False)
+
+
+def test_a_stored_secret_is_read_from_ssm_and_from_secrets_manager(cloud: Any) -> None:
+    ssm, manager = cloud
+    ssm.put_parameter(Name=NAME, Value=" whsec_a ", Type="SecureString")
+    manager.create_secret(Name="incident-loop/test/tenants/tenant-a/slack", SecretString="xoxb-1")
+    assert secrets.fetch(NAME) == "whsec_a"
+    assert secrets.fetch("secretsmanager:incident-loop/test/tenants/tenant-a/slack") == "xoxb-1"
