@@ -41,3 +41,32 @@ def test_sync_twice_stores_each_version_once_and_a_new_version_wins(empty_db_url
     match = catalog.match(first, None)
     assert (match.catalog_entry_id, match.entry.severity if match.entry else None) == (f"{first}@v2", "critical")
     assert catalog.match("E_X", "429 Too Many Requests").catalog_entry_id == "RATE_LIMITED@v1"
+
+
+def test_the_synced_catalog_keeps_the_files_order_and_matches_as_the_file_does(
+        empty_db_url: str, tmp_path: Path) -> None:
+    """A message may match several entries' patterns: the first in the file's order wins. Read back by code, the
+    database copy gave some messages another entry (another retryability) than the shipped file, its fallback."""
+    from incident_loop import migrate
+
+    migrate.apply(empty_db_url)
+    shipped = Catalog.from_file()
+    _sync(empty_db_url)
+    messages = ["API rate limit exceeded (HTTP 403)", "upstream 502 Bad Gateway: connection reset by peer",
+                "read timeout after 30s: 429 Too Many Requests"]
+    with psycopg.connect(empty_db_url, row_factory=dict_row) as conn:
+        synced = load(conn)
+    assert synced is not None
+    assert [e.code for e in synced.entries] == [e.code for e in shipped.entries]
+    assert [synced.match("E_HTTP", m).catalog_entry_id for m in messages] == [
+        shipped.match("E_HTTP", m).catalog_entry_id for m in messages]
+    assert len({shipped.match("E_HTTP", m).catalog_entry_id for m in messages}) == 3
+
+    data = yaml.safe_load(CATALOG_FILE.read_text())  # the reviewed file reordered: the new order holds
+    data["entries"].reverse()
+    reordered = tmp_path / "errors.yaml"
+    reordered.write_text(yaml.safe_dump(data))
+    assert "0 new" in _sync(empty_db_url, reordered)
+    with psycopg.connect(empty_db_url, row_factory=dict_row) as conn:
+        again = load(conn)
+    assert again is not None and [e.code for e in again.entries] == [e["code"] for e in data["entries"]]
