@@ -127,3 +127,49 @@ def test_failures_postgresql_cannot_store_are_dead_lettered_alone_and_leave_the_
     assert _rows(tenant) == []
     healthy = persist(_failure(tenant + "-other", 1), dsn=db_url)
     assert (healthy.result, healthy.reason) == ("stored", None)
+
+
+def test_a_cold_start_against_a_database_that_never_answers_keeps_the_two_second_bound(
+        local_app: Any, tenant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A database that takes the connection and never answers (a partition, a stalled proxy), on a container's
+    first call: the catalog's read (libpq waits 2 s at least to connect) came before the 2 s write, 4 s in all;
+    now the shipped file answers while the read is pending, and the read's wait comes out of the 2 s."""
+    import socket
+
+    from incident_loop import settings
+    from incident_loop.failures import persist
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(64)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    black_hole = f"postgresql://postgres@127.0.0.1:{server.getsockname()[1]}/postgres"
+    monkeypatch.setenv("DATABASE_URL", black_hole)
+    settings.get_settings.cache_clear()
+    persist.catalog.cache_clear()  # a cold container
+    try:
+        started = time.monotonic()
+        outcome = persist_failure(_failure(tenant, 1, code="RATE_LIMITED"), dsn=black_hole)
+        elapsed = time.monotonic() - started
+    finally:
+        persist.catalog.cache_clear()
+        settings.get_settings.cache_clear()
+        stop.set()
+        thread.join()
+        for sock in held:
+            sock.close()
+        server.close()
+    assert outcome.result == "parked" and outcome.catalog_match == "exact"  # matched against the shipped file
+    assert elapsed < 3.0  # the 2 s bound and the parking after it (4 s before)

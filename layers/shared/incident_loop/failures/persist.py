@@ -20,6 +20,8 @@ deadline; parked together, ten to a SendMessageBatch, when it cannot be.
 from __future__ import annotations
 
 import concurrent.futures
+import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -58,20 +60,67 @@ class Outcome(BaseModel):
     reason: str | None = None
 
 
-@cache
-def catalog() -> Catalog:
-    """The catalog synced into PostgreSQL, read once per container; the shipped file if it cannot be read.
+# What the catalog's database read may take of a call (the write has the 2 s): libpq's connect timeout is at least
+# 2 s, so the read runs on its own thread and the call waits this long for it; the shipped file answers meanwhile.
+CATALOG_BUDGET_S = 0.5
+CATALOG_RETRY_S = 60.0  # after a read that failed, the file answers for this long before the database is read again
 
-    The read has its own 1 s budget, so even a cold start stays inside the 2 s bound.
-    """
+
+class _CatalogSource:
+    """The catalog synced into PostgreSQL, read once per container and kept; until it has been read (the
+    database unreachable, slow, or not synced), the shipped file. A read that fails is tried again
+    CATALOG_RETRY_S later, so a container that started while the database was down does not match against
+    the file for the rest of its life."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reader = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="catalog-read")
+        self._synced: Catalog | None = None
+        self._pending: concurrent.futures.Future[Catalog | None] | None = None
+        self._next_try = 0.0
+
+    def __call__(self) -> Catalog:
+        with self._lock:
+            if self._synced is not None:
+                return self._synced
+            pending = self._pending
+            if pending is None and time.monotonic() >= self._next_try:
+                pending = self._pending = self._reader.submit(_read_synced)
+        if pending is not None:
+            try:
+                found = pending.result(timeout=CATALOG_BUDGET_S)
+            except concurrent.futures.TimeoutError:  # still reading: the file answers this call
+                return _shipped()
+            with self._lock:
+                if self._pending is pending:
+                    self._pending = None
+                    self._synced = found
+                    if found is None:
+                        self._next_try = time.monotonic() + CATALOG_RETRY_S
+        return self._synced or _shipped()
+
+    def cache_clear(self) -> None:
+        """Forget what was read (a cold container; tests)."""
+        with self._lock:
+            self._synced, self._pending, self._next_try = None, None, 0.0
+
+
+def _read_synced() -> Catalog | None:
     try:
-        with psycopg.connect(conninfo(), connect_timeout=1, options="-c statement_timeout=500",
+        with psycopg.connect(conninfo(), connect_timeout=2, options="-c statement_timeout=1000",
                              row_factory=dict_row) as conn:
-            synced = load_catalog(conn)
+            return load_catalog(conn)
     except psycopg.Error as exc:
         logger.warning("error catalog not readable from the database, using the shipped file", error=str(exc))
-        synced = None
-    return synced or Catalog.from_file()
+        return None
+
+
+@cache
+def _shipped() -> Catalog:
+    return Catalog.from_file()
+
+
+catalog = _CatalogSource()
 
 
 _workers = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="failure-persist")
@@ -154,25 +203,31 @@ def persist_failure(failure: FailureIn, guard: PersistGuard | None = None, *, ds
 
     Raises FailureNotPersisted when it can be neither written nor parked (never acknowledge it then).
     """
+    started = time.monotonic()  # the catalog's read (a cold start) comes out of the same 2 s
     record = to_record(failure)
     hit = record.catalog_entry_id is not None
     metrics.add_metric(name="FailureMatchHits" if hit else "FailureMatchMisses", unit=MetricUnit.Count, value=1)
     outcome = {"failure_id": record.id, "catalog_match": record.match_type}
     if guard is not None and not guard.allow():
         return Outcome(**outcome, result=park(record, "breaker_open"), reason="breaker_open")
-    reason = _bounded_write(_write, record, dsn, timeout_s, guard)
+    reason = _bounded_write(_write, record, dsn, timeout_s, guard, _left(started, timeout_s))
     if reason is None:
         return Outcome(**outcome, result="stored")
     return Outcome(**outcome, result=park(record, reason), reason=reason)
 
 
+def _left(started: float, timeout_s: float) -> float:
+    """What is left of the caller's `timeout_s` since `started` (a little at least: the write is tried)."""
+    return max(timeout_s - (time.monotonic() - started), 0.05)
+
+
 def _bounded_write(write: Callable[[Any, str | None], None], what: Any, dsn: str | None, timeout_s: float,
-                   guard: PersistGuard | None) -> str | None:
-    """write(what, dsn) within `timeout_s`, its outcome told to the guard: None when it was stored, else why
-    not (the caller parks what was not stored)."""
+                   guard: PersistGuard | None, wait_s: float | None = None) -> str | None:
+    """write(what, dsn) within `timeout_s` (of which `wait_s` is left), its outcome told to the guard: None when
+    it was stored, else why not (the caller parks what was not stored)."""
     future = _workers.submit(write, what, dsn)
     try:
-        future.result(timeout=timeout_s)
+        future.result(timeout=timeout_s if wait_s is None else wait_s)
     except concurrent.futures.TimeoutError:
         reason = f"write exceeded {timeout_s}s"
     except (psycopg.DataError, ValueTooLarge) as exc:  # the record's own fault: says nothing of the database
@@ -220,6 +275,7 @@ def persist_failures(failures: Sequence[FailureIn], guard: PersistGuard | None =
     For each failure, in order: its Outcome, or FailureNotPersisted when it could be neither written nor
     parked (never acknowledge that one).
     """
+    started = time.monotonic()
     records = [to_record(f) for f in failures]
     if not records:
         return []
@@ -230,7 +286,7 @@ def persist_failures(failures: Sequence[FailureIn], guard: PersistGuard | None =
         metrics.add_metric(name="FailureMatchMisses", unit=MetricUnit.Count, value=len(records) - hits)
     if guard is not None and not guard.allow():
         return park_all(records, "breaker_open")
-    reason = _bounded_write(_write_all, records, dsn, timeout_s, guard)
+    reason = _bounded_write(_write_all, records, dsn, timeout_s, guard, _left(started, timeout_s))
     if reason is None:
         return [Outcome(failure_id=r.id, catalog_match=r.match_type, result="stored")  # type: ignore[arg-type]
                 for r in records]
