@@ -56,6 +56,7 @@ class MemoryRecoveryStore:
     def __init__(self) -> None:
         self.rows: dict[str, tuple[str, RecoverySuggestion]] = {}  # by id: (tenant, recovery)
         self.texts: dict[str, str] = {}
+        self.decisions: dict[tuple[str, str, str], str] = {}  # (tenant, pattern, action): a person's last
 
     def insert(self, tenant_id: str, suggestion: RecoverySuggestion, text: str) -> RecoverySuggestion:
         stored = self.for_incident(tenant_id, suggestion.incident_id)
@@ -79,6 +80,12 @@ class MemoryRecoveryStore:
     def save(self, tenant_id: str, suggestion: RecoverySuggestion) -> None:
         if self.rows.get(suggestion.recovery_id, (None,))[0] == tenant_id:
             self.rows[suggestion.recovery_id] = (tenant_id, suggestion.model_copy(deep=True))
+            if suggestion.status == "rejected" or suggestion.confirmations_received > 0:
+                key = (tenant_id, suggestion.pattern_id, suggestion.action_type)
+                self.decisions[key] = "rejected" if suggestion.status == "rejected" else "approved"
+
+    def last_decision(self, tenant_id: str, pattern_id: str, action_type: str) -> str | None:
+        return self.decisions.get((tenant_id, pattern_id, action_type))
 
 
 class MemoryPolicyStore:

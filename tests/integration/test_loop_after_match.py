@@ -163,3 +163,26 @@ def test_loop_status_shows_the_policy_and_adjustment_as_they_are_now(
     after = status_of(local_app, tenant, incident)
     assert after["routing_adjustment"]["was_rolled_back"] is True  # it showed the adjustment in force
     assert after["policy_rule"]["mode"] == "active"  # it showed the policy in shadow mode
+
+
+def test_a_recovery_people_rejected_is_not_auto_applied_until_a_person_approves_it_again(
+        local_app: Any, tenant: str) -> None:
+    """Rejected for incidents 1 and 2, the same recovery was auto-applied on the third occurrence (confidence and
+    occurrences are all the seed's rule reads); now it asks a person again, and once one approves, the rule is
+    the seed's again."""
+    for n in (1, 2):
+        incident = report(local_app, tenant, f"run-{n}", timeout(10 * n))
+        local_app.drain()
+        [cp] = status_of(local_app, tenant, incident)["pending_checkpoints"]
+        status, _ = local_app.request("POST", f"/checkpoints/{cp}/resolve", tenant,
+                                      {"resolution": "reject", "resolved_by": "op", "reason": "never retry this"})
+        assert status == 200
+        local_app.drain()
+    third = report(local_app, tenant, "run-3", timeout(30))
+    local_app.drain()
+    loop = status_of(local_app, tenant, third)
+    assert not loop["recovery_suggestion"]["auto_applicable"] and len(loop["pending_checkpoints"]) == 1
+    approve_all(local_app, tenant)  # a person says yes this time
+    fourth = report(local_app, tenant, "run-4", timeout(40))
+    local_app.drain()
+    assert status_of(local_app, tenant, fourth)["recovery_suggestion"]["auto_applicable"] is True

@@ -33,6 +33,9 @@ def suggest_recovery(uow: UnitOfWork, env: Envelope) -> StageOutcome:
     occurrences = int(env.payload["occurrence_count"])
     suggestion_type, plan = plan_for(pattern["category"], incident["error_type"], incident["skill_id"])
     confidence = ConfidenceCalculator.calculate_recovery_confidence(occurrences)
+    # People rejected this action for the pattern the last time they were asked: asked again, never auto-applied
+    # (it was, on the third occurrence, however often they had said no).
+    rejected_last = uow.recoveries.last_decision(env.tenant_id, pattern["id"], plan.action_type) == "rejected"
     recovery = uow.recoveries.insert(
         env.tenant_id,
         RecoverySuggestion.create(
@@ -43,6 +46,7 @@ def suggest_recovery(uow: UnitOfWork, env: Envelope) -> StageOutcome:
             action_type=plan.action_type,
             action_params=plan.params,
             occurrence_count=occurrences,
+            rejected_last=rejected_last,
         ),
         plan.text,
     )
@@ -65,6 +69,7 @@ def suggest_recovery(uow: UnitOfWork, env: Envelope) -> StageOutcome:
             description=(
                 f"Approve recovery '{recovery.action_type}' at {recovery.confidence} confidence "
                 f"for pattern {pattern['id']} ({occurrences} occurrence(s)): {plan.text}"
+                + (" (rejected the last time a person was asked)" if rejected_last else "")
             ),
         ),
     )

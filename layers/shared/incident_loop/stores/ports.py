@@ -136,6 +136,11 @@ class RecoveryStore(Protocol):
 
     def save(self, tenant_id: str, suggestion: RecoverySuggestion) -> None: ...
 
+    def last_decision(self, tenant_id: str, pattern_id: str, action_type: str) -> str | None:
+        """What a person last decided on this action for the pattern's incidents: "rejected", "approved", or
+        None (never asked, or only auto-applied)."""
+        ...
+
 
 class CheckpointStore(Protocol):
     """Human checkpoints: where the loop waits for a person."""

@@ -134,3 +134,15 @@ class PostgresRecoveryStore:
     def save(self, tenant_id: str, suggestion: RecoverySuggestion) -> None:
         save_recovery(self._conn, tenant_id, suggestion)
         self._ahead.drop("recovery_for_incident", (tenant_id, suggestion.incident_id))
+
+    def last_decision(self, tenant_id: str, pattern_id: str, action_type: str) -> str | None:
+        # A person's decision: a rejection, or a recovery a person confirmed (an auto-applied one has none).
+        row = self._conn.execute(
+            "SELECT status FROM recovery_candidates WHERE tenant_id = %(tenant)s AND source_pattern_id = %(pattern)s"
+            " AND action_type = %(action)s AND (status = 'rejected' OR confirmations_received > 0)"
+            " ORDER BY updated_at DESC, id DESC LIMIT 1",
+            {"tenant": tenant_id, "pattern": pattern_id, "action": action_type},
+        ).fetchone()
+        if row is None:
+            return None
+        return "rejected" if row["status"] == "rejected" else "approved"

@@ -94,9 +94,12 @@ class RecoverySuggestion(LoopModel):
         action_type: str,
         action_params: dict[str, Any],
         occurrence_count: int,
+        rejected_last: bool = False,
     ) -> RecoverySuggestion:
-        """A suggestion; approved at once when ConfidenceCalculator says it may be auto-applied."""
-        auto = ConfidenceCalculator.should_auto_apply(confidence, occurrence_count)
+        """A suggestion; approved at once when ConfidenceCalculator says it may be auto-applied, unless the last
+        time a person decided on this action for the pattern they rejected it (`rejected_last`): then it asks a
+        person again, whatever its confidence."""
+        auto = ConfidenceCalculator.should_auto_apply(confidence, occurrence_count) and not rejected_last
         return cls(
             recovery_id=new_id("rec"),
             incident_id=incident_id,
