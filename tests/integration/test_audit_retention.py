@@ -117,13 +117,46 @@ def test_a_retention_age_below_a_day_deletes_nothing(admin_conn: Any, fn_conn: A
     assert _left(admin_conn, [run_id])["ops"] == 1
 
 
-def test_a_run_still_running_keeps_its_ops_however_old(admin_conn: Any, fn_conn: Any) -> None:
+def test_a_run_still_running_keeps_its_ops_while_a_message_of_it_can_come_back(admin_conn: Any, fn_conn: Any) -> None:
+    """Started 400 days ago but touched 3 days ago (a message redriven late may resume it): kept, ops and all.
+    Untouched for 400 days (SQS keeps a message 14 days at most): over, and purged whole; it was kept forever."""
     tenant = f"tenant-{uuid.uuid4().hex[:6]}"
     running = _run(admin_conn, tenant, age_days=400, ops=3, replays=0, status="running")
+    admin_conn.execute("UPDATE m11_audit.workflow_runs SET updated_at = now() - interval '3 days' WHERE id = %s",
+                       (running,))
+    abandoned = _run(admin_conn, tenant, age_days=400, ops=3, replays=0, status="running")
     finished = _run(admin_conn, tenant, age_days=400, ops=3, replays=0)
     for _ in range(20):
-        if fn_conn.execute("SELECT * FROM m11_audit.purge_audit(1, 1000)").fetchone()["ops_deleted"] == 0:
+        if fn_conn.execute("SELECT * FROM m11_audit.purge_audit(1, 1000)").fetchone()["runs_deleted"] == 0:
             break
     fn_conn.commit()
     assert _left(admin_conn, [running]) == {"workflow_runs": 1, "ops": 3, "replay_runs": 0}
+    assert _left(admin_conn, [abandoned]) == {"workflow_runs": 0, "ops": 0, "replay_runs": 0}
     assert _left(admin_conn, [finished]) == {"workflow_runs": 0, "ops": 0, "replay_runs": 0}
+
+
+def test_a_run_replayed_since_the_cutoff_keeps_its_ops_with_its_row(admin_conn: Any, fn_conn: Any) -> None:
+    """Finished 100 days ago, replayed yesterday: its ops went and its row stayed, and the next replay reported
+    a CRITICAL mismatch where nothing was tampered with. Now the run, its ops and replays go together."""
+    tenant = f"tenant-{uuid.uuid4().hex[:6]}"
+    replayed = _run(admin_conn, tenant, age_days=100, ops=2, replays=1)
+    admin_conn.execute("INSERT INTO m11_audit.replay_runs (replay_id, workflow_run_id, tenant_id, mode, status,"
+                       " started_at) VALUES (%s, %s, %s, 'recorded_outputs', 'verified', now() - interval '1 day')",
+                       (f"rp_{uuid.uuid4().hex}", replayed, tenant))
+    for _ in range(5):
+        fn_conn.execute("SELECT * FROM m11_audit.purge_audit(90, 1000)")
+    fn_conn.commit()
+    assert _left(admin_conn, [replayed]) == {"workflow_runs": 1, "ops": 2, "replay_runs": 1}  # the old replay went
+
+
+def test_the_functions_that_span_every_tenant_refuse_a_caller_scoped_to_one(fn_conn: Any) -> None:
+    """Code serving one tenant has no business with every tenant's runs: called from tenant A's scope, the
+    relay's claim failed tenant B's queued runs, and its release changed B's run by id."""
+    fn_conn.execute("SELECT set_config('app.tenant_id', 'tenant-a', false)")
+    for call in ("m11_audit.claim_stale_runs(1, 0, 1, 10000)", "m11_audit.release_claims(ARRAY['wf_x'], 600)",
+                 "m11_audit.purge_audit(90, 10)", "purge_failure_matches(90, 10)"):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege, match="no tenant scope"):
+            fn_conn.execute(f"SELECT * FROM {call}")
+        fn_conn.rollback()
+        fn_conn.execute("SELECT set_config('app.tenant_id', 'tenant-a', false)")
+    fn_conn.execute("SELECT set_config('app.tenant_id', '', false)")
