@@ -68,6 +68,9 @@ def test_drift_is_relative_to_v1() -> None:
     assert drift(0.10, 0.12) == pytest.approx(0.2)
     assert drift(0.10, 0.10) == 0
     assert drift(0.0, 0.005) == pytest.approx(0.5)  # V1 of zero counts as a cent
+    # Only zero: a plan under a cent (most are) drifts relative to itself; at a cent, V2 at 3x V1 read 0.1.
+    assert drift(0.001, 0.003) == pytest.approx(2.0)
+    assert drift(0.004, 0.005) == pytest.approx(0.25)
 
 
 @pytest.mark.parametrize("bad", [{"steps": []}, {"steps": [{"skill": "s", "model": "m", "tokens_in": -1,
