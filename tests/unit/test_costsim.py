@@ -78,3 +78,14 @@ def test_drift_is_relative_to_v1() -> None:
 def test_bad_plans_are_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
         Plan.model_validate(bad)
+
+
+def test_a_simulations_total_is_the_sum_of_its_steps_as_shown() -> None:
+    """Each step is rounded to the millionth of a dollar; the total was the exact sum rounded once, a millionth
+    apart from the steps it lists (two 10-token web_search steps: 0.000203 against 0.000102 + 0.000102)."""
+    from incident_loop.costsim.simulators import simulate_v1, simulate_v2
+
+    plan = Plan.model_validate({"steps": [{"skill": "web_search", "model": "small", "tokens_in": 10,
+                                           "tokens_out": 10}] * 2})
+    for result in (simulate_v1(plan), simulate_v2(plan)):
+        assert result.total_usd == round(sum(result.per_step_usd), 6)

@@ -38,6 +38,14 @@ _MILLION = Decimal(1_000_000)
 _CENT_FRACTION = Decimal("0.000001")
 
 
+def _result(version: str, steps: list[Decimal]) -> SimResult:
+    """The steps' costs, each rounded to the millionth of a dollar, and their total: the sum of what is shown
+    (the total of the exact costs, rounded once, differed from the steps' sum by a millionth)."""
+    per_step = [_usd(c) for c in steps]
+    return SimResult(version=version, total_usd=_usd(sum((Decimal(str(c)) for c in per_step), Decimal(0))),
+                     per_step_usd=per_step)
+
+
 def _usd(value: Decimal) -> float:
     return float(value.quantize(_CENT_FRACTION, rounding=ROUND_HALF_EVEN))
 
@@ -50,7 +58,7 @@ def _v1_step(step: PlanStep) -> Decimal:
 def simulate_v1(plan: Plan) -> SimResult:
     """The skill's static rates, for every attempt (a retry costs a whole step again)."""
     steps = [_v1_step(s) for s in plan.steps]
-    return SimResult(version=V1_VERSION, total_usd=_usd(sum(steps, Decimal(0))), per_step_usd=[_usd(c) for c in steps])
+    return _result(V1_VERSION, steps)
 
 
 def _v2_step(step: PlanStep) -> Decimal:
@@ -66,4 +74,4 @@ def _v2_step(step: PlanStep) -> Decimal:
 def simulate_v2(plan: Plan) -> SimResult:
     """Token pricing per model, with retries and cached-token discounts."""
     steps = [_v2_step(s) for s in plan.steps]
-    return SimResult(version=V2_VERSION, total_usd=_usd(sum(steps, Decimal(0))), per_step_usd=[_usd(c) for c in steps])
+    return _result(V2_VERSION, steps)
