@@ -22,10 +22,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import chain, islice
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import ijson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -52,14 +52,17 @@ class ProvenanceRecord(BaseModel):
     v2_version: str | None = None
     v2_cost_usd: float | None = Field(default=None, ge=0)
     drift: float | None = Field(default=None, ge=0)
-    served: str = "v1"
-    created_at: datetime | None = None
+    served: Literal["v1", "v2"] = "v1"  # as the table allows: another value stopped the whole run
+    # When it was simulated: history without a time was stamped now and counted as the last hour's drift.
+    created_at: datetime
     input_hash: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ProvenanceRecord:
         if (self.v2_cost_usd is None) != (self.v2_version is None):
             raise ValueError("v2_cost_usd and v2_version go together")
+        if self.served == "v2" and self.v2_cost_usd is None:
+            raise ValueError("served v2 needs v2_cost_usd")
         canonical = self.plan.canonical_json()
         computed = self.plan.input_hash(canonical)
         if self.input_hash is not None and self.input_hash != computed:
@@ -73,7 +76,7 @@ class ProvenanceRecord(BaseModel):
         return (self.__dict__["_hash"], self.tenant_id, self.__dict__["_canonical"],
                 self.v1_version, self.v1_cost_usd, self.v2_version, self.v2_cost_usd,
                 self.drift if self.drift is not None else computed, self.served, "backfill",
-                self.created_at or datetime.now(UTC))
+                self.created_at)
 
 
 @dataclass

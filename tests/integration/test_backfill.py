@@ -104,3 +104,17 @@ def test_cli_prints_the_summary_and_fails_on_invalid(db_url: str, tenant: str, t
     assert done.returncode == 1
     assert (report["read"], report["inserted"], report["duplicates"]) == (4, 3, 0)
     assert report["invalid"][0].startswith(f"{path}:4")
+
+
+def test_a_record_without_a_time_or_with_a_served_the_table_refuses_is_invalid_alone(
+        db_url: str, tenant: str, tmp_path: Path) -> None:
+    """History without created_at was stamped now (and counted as the last hour's drift); a served other than
+    v1 or v2 stopped the whole run at the table's check. Both are invalid lines now, and the rest lands."""
+    good = _records(3, tenant)
+    untimed = {k: v for k, v in _records(1, tenant, offset=3)[0].items() if k != "created_at"}
+    shouted = {**_records(1, tenant, offset=4)[0], "served": "V2"}
+    path = _jsonl(tmp_path / "bad.jsonl", [good[0], untimed, good[1], shouted, good[2]])
+    summary = backfill.run([path], db_url, batch_size=2, progress=False)
+    assert (summary.read, summary.inserted) == (5, 3)
+    assert [line.split(": ")[0] for line in summary.invalid] == [f"{path}:2", f"{path}:4"]
+    assert _count(db_url, tenant) == 3
