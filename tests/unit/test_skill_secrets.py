@@ -43,3 +43,17 @@ def test_a_stored_secret_is_read_from_ssm_and_from_secrets_manager(cloud: Any) -
     manager.create_secret(Name="incident-loop/test/tenants/tenant-a/slack", SecretString="xoxb-1")
     assert secrets.fetch(NAME) == "whsec_a"
     assert secrets.fetch("secretsmanager:incident-loop/test/tenants/tenant-a/slack") == "xoxb-1"
+
+
+@pytest.mark.parametrize(("name", "owned"), [
+    ("/incident-loop/test/tenants/tenant-a/hooks", True),
+    ("secretsmanager:incident-loop/test/tenants/tenant-a/slack", True),
+    ("arn:aws:secretsmanager:us-east-1:123456789012:secret:incident-loop/test/tenants/tenant-a/slack-AbCdEf", True),
+    # The functions may read `secret:incident-loop/<stage>/*` only: a leading slash passed and was then denied,
+    # retried as unavailable into the DLQ.
+    ("secretsmanager:/incident-loop/test/tenants/tenant-a/slack", False),
+    ("/incident-loop/test/tenants/tenant-b/hooks", False),
+    ("/incident-loop/test/tenants/tenant-a", False),
+])
+def test_a_call_may_name_only_its_tenants_own_secrets_as_the_functions_may_read_them(name: str, owned: bool) -> None:
+    assert secrets.tenant_owns(name, "tenant-a") is owned

@@ -18,8 +18,9 @@ MAX_AGE_S = 300  # a rotated secret is picked up within five minutes
 SECRETS_PREFIX = "secretsmanager:"
 # Where a tenant's own secrets live, under the stage's prefix that the functions may read:
 # SSM `/incident-loop/<stage>/tenants/<tenant>/...`, Secrets Manager `incident-loop/<stage>/tenants/<tenant>/...`
-_TENANT_SECRET = (r"^(?:arn:aws[\w-]*:secretsmanager:[\w-]+:\d{{12}}:secret:|{prefix})?"
-                  r"/?incident-loop/[^/]+/tenants/{tenant}/[^/]")
+# (A Secrets Manager name has no leading slash: the functions may read `secret:incident-loop/<stage>/*` only.)
+_TENANT_SECRET = (r"^(?:(?:arn:aws[\w-]*:secretsmanager:[\w-]+:\d{{12}}:secret:|{prefix})incident-loop|/incident-loop)"
+                  r"/[^/]+/tenants/{tenant}/[^/]")
 
 
 def tenant_owns(name: str, tenant_id: str) -> bool:
