@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from incident_loop.alerts import deliver
 from incident_loop.batch import LoggingBatchProcessor
-from incident_loop.breaker import DynamoBreakerStore
+from incident_loop.breaker import BreakerRecord, DynamoBreakerStore, StoreUnavailable
 from incident_loop.breaker_alerts import reconcile, stale
 from incident_loop.observability import logger, metrics, tracer
 from incident_loop.schemas.alerts import AlertRecord
@@ -27,10 +27,19 @@ processor = LoggingBatchProcessor(event_type=EventType.SQS, model=AlertRecord)
 def record_handler(record: AlertRecord) -> None:
     alert = record.body
     breaker = alert.labels.get("breaker")
-    if breaker and alert.ends_at is None and stale(alert, DynamoBreakerStore().get(breaker), time.time()):
+    if breaker and alert.ends_at is None and stale(alert, _breaker(breaker), time.time()):
         logger.info("stale breaker alert dropped: the breaker has closed since", alert=alert.name, breaker=breaker)
         return
     deliver([alert])
+
+
+def _breaker(name: str) -> BreakerRecord | None:
+    """The breaker as it is, or None when DynamoDB cannot say: a page never waits on the breakers' table."""
+    try:
+        return DynamoBreakerStore().get(name)
+    except StoreUnavailable as exc:
+        logger.warning("breaker state unreadable: the alert is delivered as it is", breaker=name, error=str(exc))
+        return None
 
 
 @logger.inject_lambda_context(clear_state=True)

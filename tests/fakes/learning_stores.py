@@ -29,6 +29,9 @@ class MemoryPatternStore:
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> Sequence[PatternCandidate]:
         return self.index.candidates(tenant_id, error_type, candidate_key)
 
+    def lock_keys(self, tenant_id: str, keys: Collection[tuple[str, str]]) -> None:
+        """One process, one batch at a time: nothing to lock."""
+
     def get(self, tenant_id: str, pattern_id: str) -> dict[str, Any] | None:
         row = self.rows.get(pattern_id)
         if row is None or row["tenant_id"] != tenant_id:

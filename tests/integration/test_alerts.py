@@ -163,3 +163,33 @@ def test_a_queued_firing_alert_of_a_breaker_closed_since_is_dropped(
     alerting_app.send("AlertQueue", firing.model_copy(update={"starts_at": datetime.now(UTC)}).model_dump_json())
     alerting_app.drain()
     assert len(_breaker_shown(alertmanager.url, name)) == 1
+
+
+def test_a_firing_breaker_alert_is_delivered_when_the_breakers_table_cannot_be_read(
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stale check reads the breaker; a page never waits on DynamoDB: unreadable, the alert goes as it is."""
+    from pathlib import Path
+
+    from incident_loop.breaker import DynamoBreakerStore, StoreUnavailable
+    from incident_loop.schemas.alerts import AlertRecord
+    from incident_loop_dev.local.runner import handler_module
+
+    root = Path(__file__).resolve().parents[2]
+    app = handler_module(root / "functions" / "alert_worker", "app.lambda_handler", "_alert_worker_unit")
+    delivered: list[Any] = []
+
+    def unreadable(self: Any, name: str) -> Any:
+        raise StoreUnavailable("get_item on breakers: ProvisionedThroughputExceededException")
+
+    monkeypatch.setattr(DynamoBreakerStore, "__init__", lambda self, *a, **k: None)
+    monkeypatch.setattr(DynamoBreakerStore, "get", unreadable)
+    monkeypatch.setattr(app, "deliver", delivered.extend)
+    alert = Alert.firing("CircuitBreakerOpen", "P1", "skill:x is OPEN", breaker="skill:x")
+    app.record_handler(AlertRecord.model_validate({
+        "messageId": "m1", "receiptHandle": "r", "body": alert.model_dump_json(), "attributes": {
+            "ApproximateReceiveCount": "1", "SentTimestamp": "1", "SenderId": "s",
+            "ApproximateFirstReceiveTimestamp": "1"},
+        "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:AlertQueue", "awsRegion": "us-east-1"}))
+    assert [a.labels["breaker"] for a in delivered] == ["skill:x"]

@@ -173,3 +173,22 @@ def test_a_cold_start_against_a_database_that_never_answers_keeps_the_two_second
         server.close()
     assert outcome.result == "parked" and outcome.catalog_match == "exact"  # matched against the shipped file
     assert elapsed < 3.0  # the 2 s bound and the parking after it (4 s before)
+
+
+def test_a_catalog_read_that_raised_anything_leaves_the_file_answering_and_is_tried_again(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """conninfo() reads a secret in AWS, and Powertools' error is no psycopg.Error: kept in the pending read,
+    it was raised at every later call, and failure persistence was broken for the container's life."""
+    from incident_loop.failures import catalog_source
+
+    calls: list[int] = []
+
+    def secret_unreadable() -> str:
+        calls.append(1)
+        raise RuntimeError("GetParameterError: the database secret could not be read")
+
+    monkeypatch.setattr(catalog_source, "conninfo", secret_unreadable)
+    monkeypatch.setattr(catalog_source, "CATALOG_RETRY_S", 0.0)
+    source = catalog_source._CatalogSource()
+    assert source() is catalog_source._shipped() and source() is catalog_source._shipped()
+    assert len(calls) == 2  # the second call read the database again

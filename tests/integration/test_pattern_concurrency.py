@@ -14,7 +14,7 @@ import pytest
 from incident_loop import db
 from incident_loop.grouping.matcher import decide
 from incident_loop.grouping.memory_index import MemoryPatternIndex
-from incident_loop.loop import ingest, match_pattern
+from incident_loop.loop import ingest, match_pattern, stage
 from incident_loop.loop.stage import process_batch
 from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.incident import IncidentMessage
@@ -70,6 +70,21 @@ def worker(loop_env: str) -> Worker:
     return Worker(loop_env)
 
 
+@pytest.fixture
+def alone(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How often a batch fell back to running its envelopes one by one (what a lost race, a deadlock, costs):
+    the fallback hides a deadlock from the results, so the tests count it."""
+    calls: list[int] = []
+    real = stage._each_alone
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(stage, "_each_alone", counted)
+    return calls
+
+
 def _at_once(worker: Worker, batches: list[list[Envelope]]) -> list[list[Any]]:
     out: list[list[Any]] = [[] for _ in batches]
     barrier = threading.Barrier(len(batches))
@@ -91,7 +106,7 @@ def _failed(results: list[Any]) -> list[str]:
 
 
 def test_busy_patterns_hit_in_opposite_orders_by_two_batches_do_not_deadlock(
-        worker: Worker, tenant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        worker: Worker, tenant: str, monkeypatch: pytest.MonkeyPatch, alone: list[int]) -> None:
     """Batch 1 hits A then B, batch 2 B then A, each pausing after its first message until the other has
     counted one too (or a second has passed). Counted as each message came, the two held one row each
     and waited for the other's: a deadlock, and both envelopes of one batch failed."""
@@ -114,11 +129,11 @@ def test_busy_patterns_hit_in_opposite_orders_by_two_batches_do_not_deadlock(
 
     monkeypatch.setattr(match_pattern, "match_pattern", bridge)
     first, second = _at_once(worker, [[a1, b1], [b2, a2]])
-    assert _failed(first + second) == []
+    assert _failed(first + second) == [] and alone == []
 
 
 def test_batches_of_hits_on_busy_patterns_all_pass_and_every_count_is_exact(
-        worker: Worker, tenant: str, admin_conn: Any) -> None:
+        worker: Worker, tenant: str, admin_conn: Any, alone: list[int]) -> None:
     """Four workers, five batches each of ten hits on two patterns in a shuffled order (seeded), as SQS
     hands them out. Before the hit patterns were locked in one order, about 80% of envelopes failed."""
     worker.run(worker.report(tenant, [A, B]))
@@ -140,7 +155,7 @@ def test_batches_of_hits_on_busy_patterns_all_pass_and_every_count_is_exact(
         t.start()
     for t in threads:
         t.join()
-    assert failures == []
+    assert failures == [] and alone == []
     counts = admin_conn.execute("SELECT template, occurrence_count FROM failure_patterns WHERE tenant_id = %s"
                                 " ORDER BY template", (tenant,)).fetchall()
     assert [(r["template"], r["occurrence_count"]) for r in counts] == [
@@ -181,3 +196,29 @@ def test_new_siblings_made_at_the_same_moment_are_one_pattern_as_in_any_serial_o
     patterns = {memory.record(tenant, decide(m, "ToolError", tenant, memory)) for m in ["lease lost by worker x"]}
     assert sorted((r["template"], r["occurrence_count"]) for r in rows) == [
         (memory.template(p), memory.count(p) - 1) for p in patterns] == [("lease lost by worker <*>", 4)]
+
+
+def test_new_patterns_made_under_two_keys_in_opposite_orders_do_not_deadlock(
+        worker: Worker, tenant: str, monkeypatch: pytest.MonkeyPatch, alone: list[int]) -> None:
+    """Batch 1 makes a pattern under key K1 then K2, batch 2 under K2 then K1, each pausing after its first
+    message: the keys' locks taken as the messages came deadlocked (a fallback to one by one each time)."""
+    k1, k2 = "lease lost by worker alpha", "queue stalled on shard 7 of the index"
+    one, two, three, four = worker.report(tenant, [k1, k2, k2, k1])
+    real = match_pattern.match_pattern
+    barrier = threading.Barrier(2)
+    seen: dict[int, int] = {}
+
+    def bridge(uow: Any, env: Envelope) -> Any:
+        out = real(uow, env)
+        me = threading.get_ident()
+        seen[me] = seen.get(me, 0) + 1
+        if seen[me] == 1:
+            try:
+                barrier.wait(timeout=1)
+            except threading.BrokenBarrierError:
+                pass
+        return out
+
+    monkeypatch.setattr(match_pattern, "match_pattern", bridge)
+    first, second = _at_once(worker, [[one, two], [three, four]])
+    assert _failed(first + second) == [] and alone == []

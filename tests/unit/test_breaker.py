@@ -434,7 +434,7 @@ def test_a_transition_whose_put_response_was_lost_and_retried_is_still_won(
             super().replace(record, expected_version)  # applied, but its response never came back
             return super().replace(record, expected_version)  # the retry: ConditionalCheckFailed
 
-    clock.now += 0.123457  # a time that must come back from DynamoDB to the digit
+    clock.now += 0.1234567  # as time.time() gives it: DynamoDB keeps the microseconds only
     seen: list[Transition] = []
     breaker = Breaker("skill:retried", BreakerConfig(rule=ConsecutiveFailures(1, 60.0), cooldown_s=60.0),
                       store=RetriedPut(TABLE, client), history=history, clock=clock, on_transition=[seen.append])

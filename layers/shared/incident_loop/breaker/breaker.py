@@ -256,5 +256,8 @@ def _ours(new: BreakerRecord, found: BreakerRecord | None) -> bool:
     """Whether the item a failed condition returned is the one this write put: the SDK retried a PutItem whose
     response was lost, and the retry failed its condition on the first attempt's own write (the transition
     was taken for lost: no alert, metric or history row, or a probe slot held by nobody)."""
-    return found is not None and (found.version, found.state, found.changed_by, found.changed_at, found.reason) == (
-        new.version, new.state, new.changed_by, new.changed_at, new.reason)
+    if found is None:
+        return False
+    written = BreakerRecord.from_item(new.to_item())  # as DynamoDB gives it back (times to the microsecond)
+    return (found.version, found.state, found.changed_by, found.changed_at, found.reason) == (
+        written.version, written.state, written.changed_by, written.changed_at, written.reason)

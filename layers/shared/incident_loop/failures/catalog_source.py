@@ -66,8 +66,9 @@ def _read_synced() -> Catalog | None:
         with psycopg.connect(conninfo(), connect_timeout=2, options="-c statement_timeout=1000",
                              row_factory=dict_row) as conn:
             return load_catalog(conn)
-    except psycopg.Error as exc:
-        logger.warning("error catalog not readable from the database, using the shipped file", error=str(exc))
+    except Exception as exc:  # noqa: BLE001 - the secret's read too (AWS): the file answers, the read is tried later
+        logger.warning("error catalog not readable from the database, using the shipped file",
+                       error=f"{type(exc).__name__}: {exc}")
         return None
 
 

@@ -164,7 +164,9 @@ def _bounded_write(write: Callable[[Any, str | None], None], what: Any, dsn: str
         future.result(timeout=timeout_s if wait_s is None else wait_s)
     except concurrent.futures.TimeoutError:
         reason = f"write exceeded {timeout_s}s"
-    except (psycopg.DataError, ValueTooLarge) as exc:  # the record's own fault: says nothing of the database
+    except (psycopg.DataError, ValueTooLarge) as exc:  # the record's own fault: the database answered
+        if guard is not None:
+            guard.record_success()  # (and a half-open probe's slot is given back, not held to its timeout)
         return f"{type(exc).__name__}: {exc}"[:250]
     except Exception as exc:  # noqa: BLE001 - any database failure parks what was to be written
         reason = f"{type(exc).__name__}: {exc}"[:250]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from uuid import uuid4
 
-from incident_loop.grouping.matcher import CONFIG, MatchDecision, decide, exact_confidence
+from incident_loop.grouping.matcher import CONFIG, MatchDecision, candidate_key, decide, exact_confidence
 from incident_loop.grouping.normalise import signature
 from incident_loop.loop.errors import NotReady
 from incident_loop.loop.outcome import StageOutcome
@@ -70,8 +70,12 @@ def read_ahead(uow: UnitOfWork, envs: Sequence[Envelope]) -> None:
     tenant = envs[0].tenant_id
     incidents = uow.incidents.get_many(tenant, {env.incident_id for env in envs})
     # The signature decide() will look up: the message's template under the matcher's configuration.
-    signatures = {signature(row["error_type"], CONFIG.template(row["error_message"])) for row in incidents.values()}
+    templates = {(row["error_type"], CONFIG.template(row["error_message"])) for row in incidents.values()}
+    signatures = {signature(error_type, text) for error_type, text in templates}
     hits = uow.patterns.by_signatures(tenant, signatures) if signatures else {}
+    # The candidate keys the misses will look up, locked now in one order (see stores/patterns.py).
+    uow.patterns.lock_keys(tenant, {(error_type, candidate_key(text.split(" ") if text else []))
+                                    for error_type, text in templates if signature(error_type, text) not in hits})
     if hits:
         uow.policies.for_patterns(tenant, {hit.pattern_id for hit in hits.values()})
 

@@ -45,6 +45,12 @@ BY_SIGNATURES_SQL = (
 # Without it, two workers each given a new sibling ("lease lost by worker alpha" / "... beta") found no
 # candidate and made two patterns, which no serial order (and not the in-memory index) makes.
 LOCK_KEY_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%(t)s || chr(31) || %(e)s || chr(31) || %(k)s, 7))"
+# A batch's keys, taken before its first message is decided, in the order of their lock ids (the same for
+# every worker): taken as the messages come, two batches with the same new keys in reverse deadlocked.
+LOCK_KEYS_SQL = (
+    "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(%(t)s || chr(31) || e || chr(31) || k, 7)"
+    " AS h FROM unnest(%(e)s::text[], %(k)s::text[]) AS u(e, k) ORDER BY 1) ordered"
+)
 # Oldest first, as the index hands them over: no sort, however many patterns share the key.
 CANDIDATES_SQL = (
     "SELECT id, template, occurrence_count FROM failure_patterns"
@@ -76,6 +82,13 @@ class PostgresPatternIndex:
         return [PatternCandidate(str(pid), str(tpl), count=int(n)) for pid, tpl, n in rows]
 
 
+def lock_keys(conn: Connection[Any], tenant_id: str, keys: Collection[tuple[str, str]]) -> None:
+    """LOCK_KEYS_SQL for these (error type, candidate key) pairs."""
+    if keys:
+        pairs = sorted(set(keys))
+        conn.execute(LOCK_KEYS_SQL, {"t": tenant_id, "e": [e for e, _ in pairs], "k": [k for _, k in pairs]})
+
+
 class PostgresPatternStore(PostgresPatternIndex):
     """PatternStore on the unit of work's connection: the index Bridge 1 decides on, and what it records.
 
@@ -91,6 +104,9 @@ class PostgresPatternStore(PostgresPatternIndex):
     def by_signature(self, tenant_id: str, signature: str) -> PatternCandidate | None:
         hit = self._ahead.get("signature", (tenant_id, signature))
         return super().by_signature(tenant_id, signature) if hit is MISSING else hit
+
+    def lock_keys(self, tenant_id: str, keys: Collection[tuple[str, str]]) -> None:
+        lock_keys(self._conn, tenant_id, keys)
 
     def by_signatures(self, tenant_id: str, signatures: Collection[str]) -> dict[str, PatternCandidate]:
         with self._conn.cursor(row_factory=tuple_row) as cur:

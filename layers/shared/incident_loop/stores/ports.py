@@ -103,6 +103,11 @@ class PatternStore(Protocol):
 
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> Sequence[PatternCandidate]: ...
 
+    def lock_keys(self, tenant_id: str, keys: Collection[tuple[str, str]]) -> None:
+        """Take the candidate keys' locks ((error type, key) each) for the transaction, in one order for every
+        worker: a batch that takes them as its messages come deadlocks with one that has them in reverse."""
+        ...
+
     def get(self, tenant_id: str, pattern_id: str) -> Row | None:
         """The pattern's row (id, category, signature, template, first_incident_id, ...), or None."""
         ...
