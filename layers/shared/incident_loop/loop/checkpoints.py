@@ -52,9 +52,7 @@ def resolve_checkpoint(
             details = uow.loop.result(tenant_id, checkpoint.incident_id,
                                       f"{checkpoint.stage.value}:{checkpoint.resolution}")
             assert recovery is not None and trace is not None
-            at = Envelope(incident_id=checkpoint.incident_id, tenant_id=tenant_id, loop_id=trace["loop_id"],
-                          stage=checkpoint.stage, correlation_id=checkpoint.incident_id)
-            resume = handed_off(at, details) if details else None
+            resume = handed_off(_at(checkpoint, tenant_id, trace), details) if details else None
         else:
             repeated = False
             recovery, resume = _resolve(uow, tenant_id, checkpoint, decision)
@@ -90,8 +88,7 @@ def _resolve(uow: UnitOfWork, tenant_id: str, checkpoint: HumanCheckpoint, decis
     uow.recoveries.save(tenant_id, recovery)
     # The stage that opened the checkpoint is recorded again, under the decision: its hand-off
     # (on approval) goes where the stage's own would have gone.
-    at = Envelope(incident_id=checkpoint.incident_id, tenant_id=tenant_id, loop_id=trace["loop_id"],
-                  stage=checkpoint.stage, correlation_id=checkpoint.incident_id)
+    at = _at(checkpoint, tenant_id, trace)
     outcome = StageOutcome(
         {
             "recovery": recovery.to_dict(),
@@ -107,3 +104,9 @@ def _resolve(uow: UnitOfWork, tenant_id: str, checkpoint: HumanCheckpoint, decis
     _, resume = record(uow, at, outcome, registry.stage(checkpoint.stage).next,
                        key=f"{checkpoint.stage.value}:{decision.resolution}")
     return recovery, resume
+
+
+def _at(checkpoint: HumanCheckpoint, tenant_id: str, trace: dict[str, Any]) -> Envelope:
+    """The envelope of the stage that opened the checkpoint, which its decision is recorded under."""
+    return Envelope(incident_id=checkpoint.incident_id, tenant_id=tenant_id, loop_id=trace["loop_id"],
+                    stage=checkpoint.stage, correlation_id=checkpoint.incident_id)
