@@ -30,7 +30,7 @@ def insert(conn: Connection[Any], failure: FailureRecord) -> bool:
         " %(error_message)s, %(catalog_entry_id)s, %(match_type)s, %(match_confidence)s, %(category)s, %(severity)s,"
         " %(is_retryable)s, %(recovery_mode)s, %(recovery_suggestion)s, %(skill_id)s, %(step_index)s,"
         " %(context_json)s, COALESCE(%(created_at)s, now() AT TIME ZONE 'utc'))"
-        " ON CONFLICT (id) DO NOTHING RETURNING id",
+        " ON CONFLICT (tenant_id, id) DO NOTHING RETURNING id",
         {**failure.model_dump(), "context_json": Jsonb(failure.context_json) if failure.context_json else None,
          "created_at": failure.created_at.replace(tzinfo=None) if failure.created_at else None},
     ).fetchone()
@@ -50,7 +50,7 @@ def insert_many(conn: Connection[Any], failures: Sequence[FailureRecord]) -> Non
     conn.execute(
         f"INSERT INTO failure_matches ({_WRITTEN}, created_at) SELECT {_WRITTEN},"
         " COALESCE(created_at, now() AT TIME ZONE 'utc') FROM jsonb_populate_recordset(NULL::failure_matches,"
-        " %(rows)s) ON CONFLICT (id) DO NOTHING",
+        " %(rows)s) ON CONFLICT (tenant_id, id) DO NOTHING",
         {"rows": Jsonb(rows)},
     )
 
