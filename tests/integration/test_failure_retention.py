@@ -28,17 +28,3 @@ def test_old_failures_are_deleted_in_batches_and_recent_ones_kept(local_app: Any
     again = purge_failures(90, batch_size=5)
     assert again["deleted"] == 0 and again["batches"] == 1
 
-
-def test_retention_deletes_the_old_row_not_another_tenants_of_the_same_id(local_app: Any, tenant: str) -> None:
-    """Two tenants may name a failure alike (failure_id): the old one goes, the other tenant's recent one stays."""
-    other, failure_id, now = f"{tenant}-b", uuid.uuid4(), datetime.now(UTC)
-    for owner, age in ((tenant, timedelta(days=200)), (other, timedelta(days=1))):
-        with transaction(tenant_id=owner) as conn:
-            insert(conn, FailureRecord(id=failure_id, run_id="r", tenant_id=owner, error_code="E",
-                                       created_at=now - age))
-    purge_failures(90, batch_size=50)
-    for owner, kept in ((tenant, 0), (other, 1)):
-        with transaction(tenant_id=owner) as conn:
-            row = conn.execute("SELECT count(*) AS n FROM failure_matches WHERE tenant_id = %(t)s AND id = %(id)s",
-                               {"t": owner, "id": failure_id}).fetchone()
-        assert row["n"] == kept, owner

@@ -71,11 +71,12 @@ def read_ahead(uow: UnitOfWork, envs: Sequence[Envelope]) -> None:
     incidents = uow.incidents.get_many(tenant, {env.incident_id for env in envs})
     # The signature decide() will look up: the message's template under the matcher's configuration.
     templates = {(row["error_type"], CONFIG.template(row["error_message"])) for row in incidents.values()}
+    # Every message's candidate key, locked first and in one order (stores/patterns.py): a pattern's row is
+    # locked only under its key, so no batch waits for a row while holding a key another batch waits for.
+    uow.patterns.lock_keys(tenant, {(error_type, candidate_key(text.split(" ") if text else []))
+                                    for error_type, text in templates})
     signatures = {signature(error_type, text) for error_type, text in templates}
     hits = uow.patterns.by_signatures(tenant, signatures) if signatures else {}
-    # The candidate keys the misses will look up, locked now in one order (see stores/patterns.py).
-    uow.patterns.lock_keys(tenant, {(error_type, candidate_key(text.split(" ") if text else []))
-                                    for error_type, text in templates if signature(error_type, text) not in hits})
     if hits:
         uow.policies.for_patterns(tenant, {hit.pattern_id for hit in hits.values()})
 

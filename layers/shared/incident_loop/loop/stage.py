@@ -70,7 +70,7 @@ def _run(uow: UnitOfWork, envelopes: Sequence[Envelope], stage: LoopStage) -> li
     results: list[Result] = [NotReady("not run")] * len(envelopes)  # each replaced below
     with uow.batch(envelopes[0].tenant_id):
         uow.loop.lock_all([env.incident_id for env in envelopes])
-        for tenant_id, indexes in tenants.items():
+        for tenant_id, indexes in sorted(tenants.items()):  # one order for every worker: its locks in that order
             # Scoped to the envelopes' tenant: an envelope naming another tenant's incident finds
             # nothing (it waits, is retried and dead-lettered) and changes nothing.
             uow.scope(tenant_id)

@@ -1,9 +1,9 @@
 """Retention of the skill audit (seed 004's next steps): ops, replay runs and finished runs past the age, in batches.
 
-Each batch is one short transaction deleting at most `batch_size` rows of each table (the owner's
-m11_audit.purge_audit, migration 0010: retention spans every tenant, which row-level security hides from the
-functions' role), so no lock is held long and writers wait at most one batch. A run older than the age goes
-once its ops and replays have gone.
+Each batch is one short transaction taking at most `batch_size` whole runs, each with every op and replay of
+it, and at most `batch_size` older replays of runs that stay (the owner's m11_audit.purge_audit, migrations
+0010, 0017 and 0018: retention spans every tenant, which row-level security hides from the functions' role), so
+no lock is held long and writers wait at most one batch. A run replayed since the cutoff stays whole.
 """
 
 from __future__ import annotations
