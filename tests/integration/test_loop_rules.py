@@ -165,6 +165,58 @@ def test_active_policy_prevents_the_next_incident(local_app: Any, tenant: str) -
     assert grad["gates"][2]["evidence"]["blocked_incident_id"] == incident
 
 
+def upstream(name: str) -> str:
+    """Siblings that differ in one word (no digit): each joins the first one's pattern fuzzily, at a calibrated
+    confidence far under the strong band."""
+    return f"Skill web_search failed: upstream {name} returned garbage payload"
+
+
+def test_a_pattern_seen_three_times_is_not_auto_applied_to_an_incident_that_matched_it_weakly(
+        local_app: Any, tenant: str) -> None:
+    """Seed 003: only a strong match proceeds without a person. The third occurrence's recovery is 0.9, but the
+    incident joined the pattern fuzzily: a person is asked, and told how weak the match was."""
+    for n, name in enumerate(("alpha", "bravo"), 1):
+        report(local_app, tenant, f"run-{n}", upstream(name), error_type="SkillError")
+        local_app.drain()
+        _approve_all(local_app, tenant)
+    third = report(local_app, tenant, "run-3", upstream("charlie"), error_type="SkillError")
+    local_app.drain()
+
+    loop = status_of(local_app, tenant, third)
+    match, recovery = loop["pattern_match_result"], loop["recovery_suggestion"]
+    assert (match["match_details"]["match_type"], match["confidence_band"]) == ("fuzzy", "novel"), match
+    assert match["match_details"]["occurrence_count"] == 3 and recovery["confidence"] == 0.9
+    assert (recovery["auto_applicable"], recovery["status"], recovery["requires_confirmation"]) == (False, "pending",
+                                                                                                   1)
+    _, body = local_app.request("GET", "/checkpoints", tenant, query={"status": "pending"})
+    [checkpoint] = body["checkpoints"]
+    assert f"matched the pattern at {match['confidence']} confidence only" in checkpoint["description"]
+
+
+def test_an_active_policy_prevents_only_an_incident_that_matched_its_pattern_strongly(
+        local_app: Any, tenant: str) -> None:
+    for n, name in enumerate(("alpha", "bravo", "charlie"), 1):
+        report(local_app, tenant, f"run-{n}", upstream(name), error_type="SkillError")
+        local_app.drain()
+        _approve_all(local_app, tenant)
+    _, body = local_app.request("GET", "/policies", tenant)
+    [policy] = body["policies"]
+    local_app.request("POST", f"/policies/{policy['policy_id']}/confirm", tenant, {"by": "op"})
+
+    weak = report(local_app, tenant, "run-4", upstream("delta"), error_type="SkillError")
+    local_app.drain()
+    loop = status_of(local_app, tenant, weak)
+    assert loop["pattern_match_result"]["confidence_band"] == "novel"
+    assert loop["failure_state"] != "prevented" and count("prevention_records", tenant) == 0
+    assert loop["recovery_suggestion"] is not None  # went through the loop, to a person
+
+    strong = report(local_app, tenant, "run-5", upstream("alpha"), error_type="SkillError")  # seen before: exact
+    local_app.drain()
+    loop = status_of(local_app, tenant, strong)
+    assert loop["pattern_match_result"]["confidence_band"] == "strong_match"
+    assert loop["failure_state"] == "prevented" and count("prevention_records", tenant) == 1
+
+
 def test_regrets_past_threshold_demote_an_active_policy(local_app: Any, tenant: str) -> None:
     policy = _policy_after_three(local_app, tenant)
     pid = policy["policy_id"]

@@ -49,7 +49,7 @@ def test_a_first_incident_starts_a_new_pattern_at_novel_confidence_and_hands_on(
     assert match.match_details["match_type"] == "new" and match.match_details["category"] == "timeout"
     [handed] = loop.uow.queues.sent
     assert handed.stage == LoopStage.RECOVERY_SUGGESTED
-    assert handed.payload == {"pattern_id": match.pattern_id, "occurrence_count": 1}
+    assert handed.payload == {"pattern_id": match.pattern_id, "occurrence_count": 1, "match_confidence": 0.5}
 
 
 def test_a_sibling_joins_the_pattern_as_an_exact_hit_at_0_95(loop: MemoryLoop) -> None:
@@ -90,7 +90,8 @@ def test_a_shadow_policy_counts_what_it_would_block_once_per_incident_and_never_
     assert stored is not None and stored.mode == PolicyMode.SHADOW
     assert (stored.shadow_evaluations, stored.shadow_would_block) == (1, 1)  # route_away would block, once
     assert [o.failure_state for o in outcomes] == [None, None]
-    assert [o.hand_off for o in outcomes] == [{"pattern_id": policy.source_pattern_id, "occurrence_count": 2}] * 2
+    assert [o.hand_off for o in outcomes] == [
+        {"pattern_id": policy.source_pattern_id, "occurrence_count": 2, "match_confidence": 0.95}] * 2
     assert loop.uow.policies.preventions == [] and loop.incident(second)["status"] == "open"
 
 

@@ -46,8 +46,10 @@ def _match(confidence: float = 0.95, match_type: str = "exact", **details: Any) 
     )
 
 
-def _recovery(confidence: float = 0.9, occurrences: int = 3) -> RecoverySuggestion:
-    return RecoverySuggestion.create("inc_1", "pat_1", "template", confidence, "retry", {"n": 1}, occurrences)
+def _recovery(confidence: float = 0.9, occurrences: int = 3, match: float | None = 0.95) -> RecoverySuggestion:
+    """A suggestion for an incident that matched its pattern at `match` (0.95: an exact hash hit)."""
+    return RecoverySuggestion.create("inc_1", "pat_1", "template", confidence, "retry", {"n": 1}, occurrences,
+                                     match_confidence=match)
 
 
 def _checkpoint() -> HumanCheckpoint:
@@ -311,6 +313,21 @@ def test_recovery_at_0_9_with_three_occurrences_is_auto_approved() -> None:
     recovery = _recovery(0.9, occurrences=3)
     assert (recovery.auto_applicable, recovery.status, recovery.requires_confirmation) == (True, "approved", 0)
     assert recovery.confidence_band is ConfidenceBand.STRONG_MATCH
+
+
+@pytest.mark.parametrize("match", [0.84, 0.6, 0.05, None])
+def test_a_recovery_for_an_incident_that_did_not_match_its_pattern_strongly_waits_for_a_person(
+        match: float | None) -> None:
+    """Seed 003: only a strong match proceeds without a person, however often the pattern was seen (and a
+    hand-off that does not say how strong the match was is not strong)."""
+    recovery = _recovery(0.9, occurrences=3, match=match)
+    assert (recovery.auto_applicable, recovery.status, recovery.requires_confirmation) == (False, "pending", 1)
+
+
+def test_a_recovery_rejected_last_time_waits_for_at_least_one_confirmation() -> None:
+    recovery = RecoverySuggestion.create("inc_1", "pat_1", "template", 0.9, "retry", {}, 3, rejected_last=True,
+                                         match_confidence=0.95)
+    assert (recovery.auto_applicable, recovery.status, recovery.requires_confirmation) == (False, "pending", 1)
 
 
 def test_one_confirmation_approves_a_weak_recovery() -> None:

@@ -102,7 +102,8 @@ def test_a_redelivered_stage_replays_its_hand_off_and_changes_nothing(loop: Memo
 
     assert (loop.uow.patterns.index.count(next(iter(loop.uow.patterns.rows))), len(loop.uow.loop.events)) == before
     assert [(e.stage, e.payload) for e in loop.uow.queues.sent] == [
-        (LoopStage.RECOVERY_SUGGESTED, {"pattern_id": next(iter(loop.uow.patterns.rows)), "occurrence_count": 1})]
+        (LoopStage.RECOVERY_SUGGESTED, {"pattern_id": next(iter(loop.uow.patterns.rows)), "occurrence_count": 1,
+                                         "match_confidence": 0.5})]
 
 
 def test_a_stage_whose_predecessor_has_not_completed_waits(loop: MemoryLoop) -> None:

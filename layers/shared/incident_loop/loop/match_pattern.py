@@ -11,7 +11,7 @@ from incident_loop.loop.errors import NotReady
 from incident_loop.loop.outcome import StageOutcome
 from incident_loop.observability import logger
 from incident_loop.schemas.envelope import Envelope
-from incident_loop.schemas.loop.confidence import ConfidenceCalculator
+from incident_loop.schemas.loop.confidence import ConfidenceBand, ConfidenceCalculator
 from incident_loop.schemas.loop.enums import LoopFailureState, PolicyMode
 from incident_loop.schemas.loop.results import PatternMatchResult
 from incident_loop.settings import get_settings
@@ -59,7 +59,8 @@ def match_pattern(uow: UnitOfWork, env: Envelope) -> StageOutcome:
     )
     return StageOutcome(
         {"match_result": result.to_dict()},
-        hand_off={"pattern_id": pattern_id, "occurrence_count": occurrences},
+        # How sure the match is goes with it: Bridge 2 acts without a person only on a strong one.
+        hand_off={"pattern_id": pattern_id, "occurrence_count": occurrences, "match_confidence": confidence},
         confidence_band=result.confidence_band,
     )
 
@@ -92,7 +93,9 @@ def match_confidence(decision: MatchDecision) -> float:
 
 
 def _apply_policy(uow: UnitOfWork, env: Envelope, decision: MatchDecision) -> StageOutcome | None:
-    """Evaluate the pattern's policy: SHADOW counts what it would have done, ACTIVE prevents."""
+    """Evaluate the pattern's policy: SHADOW counts what it would have done, ACTIVE prevents, but only an incident
+    that matched the pattern strongly (seed 003: only a strong match proceeds without a person); one that joined it
+    at a weaker confidence goes through the loop, where a person sees it."""
     assert decision.pattern_id is not None
     policy = uow.policies.for_pattern(env.tenant_id, decision.pattern_id)
     if policy is None or policy.mode not in (PolicyMode.SHADOW, PolicyMode.ACTIVE):
@@ -104,6 +107,11 @@ def _apply_policy(uow: UnitOfWork, env: Envelope, decision: MatchDecision) -> St
     if not would_block:  # an active "warn" warns: counted as shadow mode counted it, and the loop goes on
         uow.policies.record_evaluation(policy, env.incident_id, False)
         logger.info("policy warned", policy_id=policy.policy_id, incident_id=env.incident_id)
+        return None
+    confidence = match_confidence(decision)
+    if not ConfidenceBand.from_confidence(confidence).allows_auto_apply():
+        logger.info("policy not applied to a weak match", policy_id=policy.policy_id, incident_id=env.incident_id,
+                    match_confidence=confidence)
         return None
 
     uow.policies.record_evaluation(policy, env.incident_id, True)
@@ -120,7 +128,7 @@ def _apply_policy(uow: UnitOfWork, env: Envelope, decision: MatchDecision) -> St
     result = PatternMatchResult.from_match(
         incident_id=env.incident_id,
         pattern_id=decision.pattern_id,
-        confidence=match_confidence(decision),
+        confidence=confidence,
         signature_hash=decision.signature,
         match_details={"match_type": decision.match_type, "template": decision.template,
                        "prevented_by": policy.policy_id, "prevention_id": prevention_id},

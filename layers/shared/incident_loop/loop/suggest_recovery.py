@@ -9,7 +9,7 @@ from incident_loop.loop.errors import NotReady
 from incident_loop.loop.outcome import StageOutcome
 from incident_loop.loop.recovery_templates import plan_for
 from incident_loop.schemas.envelope import Envelope
-from incident_loop.schemas.loop.confidence import ConfidenceCalculator
+from incident_loop.schemas.loop.confidence import STRONG_MATCH_THRESHOLD, ConfidenceCalculator
 from incident_loop.schemas.loop.enums import HumanCheckpointType, LoopFailureState, NotificationEvent
 from incident_loop.schemas.loop.events import HumanCheckpoint
 from incident_loop.schemas.loop.results import RecoverySuggestion
@@ -36,6 +36,10 @@ def suggest_recovery(uow: UnitOfWork, env: Envelope) -> StageOutcome:
     # People rejected this action for the pattern the last time they were asked: asked again, never auto-applied
     # (it was, on the third occurrence, however often they had said no).
     rejected_last = uow.recoveries.last_decision(env.tenant_id, pattern["id"], plan.action_type) == "rejected"
+    # How sure Bridge 1 was that the incident belongs with the pattern (a hand-off without it, from before it was
+    # sent, is not sure): a weak match asks a person, however often the pattern was seen.
+    match = env.payload.get("match_confidence")
+    match_confidence = None if match is None else float(match)
     recovery = uow.recoveries.insert(
         env.tenant_id,
         RecoverySuggestion.create(
@@ -47,6 +51,7 @@ def suggest_recovery(uow: UnitOfWork, env: Envelope) -> StageOutcome:
             action_params=plan.params,
             occurrence_count=occurrences,
             rejected_last=rejected_last,
+            match_confidence=match_confidence,
         ),
         plan.text,
     )
@@ -70,6 +75,8 @@ def suggest_recovery(uow: UnitOfWork, env: Envelope) -> StageOutcome:
                 f"Approve recovery '{recovery.action_type}' at {recovery.confidence} confidence "
                 f"for pattern {pattern['id']} ({occurrences} occurrence(s)): {plan.text}"
                 + (" (rejected the last time a person was asked)" if rejected_last else "")
+                + (f" (the incident matched the pattern at {match_confidence} confidence only)"
+                   if match_confidence is not None and match_confidence < STRONG_MATCH_THRESHOLD else "")
             ),
         ),
     )

@@ -95,11 +95,18 @@ class RecoverySuggestion(LoopModel):
         action_params: dict[str, Any],
         occurrence_count: int,
         rejected_last: bool = False,
+        match_confidence: float | None = None,
     ) -> RecoverySuggestion:
-        """A suggestion; approved at once when ConfidenceCalculator says it may be auto-applied, unless the last
-        time a person decided on this action for the pattern they rejected it (`rejected_last`): then it asks a
-        person again, whatever its confidence."""
-        auto = ConfidenceCalculator.should_auto_apply(confidence, occurrence_count) and not rejected_last
+        """A suggestion; approved at once when ConfidenceCalculator says it may be auto-applied and the incident
+        matched its pattern strongly (`match_confidence` in the STRONG_MATCH band: seed 003, only a strong match
+        proceeds without a person; None, not known, is not strong), unless the last time a person decided on
+        this action for the pattern they rejected it (`rejected_last`): then it asks a person again, whatever its
+        confidence. One that waits for a person needs at least one confirmation."""
+        strong_match = match_confidence is not None and ConfidenceBand.from_confidence(
+            match_confidence).allows_auto_apply()
+        auto = (ConfidenceCalculator.should_auto_apply(confidence, occurrence_count) and strong_match
+                and not rejected_last)
+        level = ConfidenceCalculator.get_confirmation_level(confidence, occurrence_count)
         return cls(
             recovery_id=new_id("rec"),
             incident_id=incident_id,
@@ -111,7 +118,7 @@ class RecoverySuggestion(LoopModel):
             action_params=action_params,
             status="approved" if auto else "pending",
             auto_applicable=auto,
-            requires_confirmation=ConfidenceCalculator.get_confirmation_level(confidence, occurrence_count),
+            requires_confirmation=0 if auto else max(level, 1),
         )
 
     @classmethod
