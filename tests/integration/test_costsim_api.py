@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from botocore.exceptions import EndpointConnectionError
+
+from incident_loop import breakers
 from incident_loop.alerts import active_alerts
 from incident_loop.db import get_connection, transaction
 from incident_loop_dev.local.runner import LocalApp
@@ -100,3 +103,25 @@ def test_canary_reports_and_bad_plans(alerting_app: LocalApp, tenant: str) -> No
     assert status == 422 and answer["errors"][0]["field"].startswith("body.plan.steps")
 
 
+
+
+class _Unreachable:
+    """A DynamoDB client whose every call fails as a missing network does."""
+
+    def __getattr__(self, operation: str) -> Any:
+        def call(**kwargs: Any) -> Any:
+            raise EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+        return call
+
+
+def test_the_breaker_routes_answer_503_with_retry_after_when_dynamodb_is_unreachable(
+        local_app: LocalApp, tenant: str, monkeypatch: Any) -> None:
+    """An operator's disable that did not take effect, or a status that could not be read, is a 503 to retry (it
+    was an unhandled 500)."""
+    monkeypatch.setattr(breakers.named(breakers.COSTSIM_V2).store, "client", _Unreachable())
+    for method, path, body in (("POST", "/costsim/breaker/disable", {"reason": "price change", "by": "oncall"}),
+                               ("POST", "/costsim/breaker/enable", {"reason": "fixed", "by": "oncall"}),
+                               ("GET", "/costsim/status", None)):
+        status, headers, answer = local_app.respond(method, path, tenant, body, claims=OPERATOR)
+        assert (status, answer["message"]) == (503, "the breaker store is unavailable, retry later"), (path, answer)
+        assert headers["Retry-After"]

@@ -129,6 +129,20 @@ def test_failures_postgresql_cannot_store_are_dead_lettered_alone_and_leave_the_
     assert (healthy.result, healthy.reason) == ("stored", None)
 
 
+def test_a_step_index_the_integer_column_cannot_hold_is_poison_at_the_door_and_the_largest_one_is_stored(
+        local_app: Any, tenant: str) -> None:
+    """failure_matches.step_index is INTEGER: 2**31 was accepted, refused by PostgreSQL, parked and replayed until
+    its DLQ (every receive failing). Now it is refused where input is decided; 2**31 - 1 is stored."""
+    for n, step in enumerate((2**31, 2**31 - 1)):
+        local_app.send("FailureQueue", json.dumps({"run_id": f"r{n}", "tenant_id": tenant, "error_code": "E_X",
+                                                   "step_index": step}))
+    local_app.drain()
+    assert len(local_app.dlq_messages("FailureQueue")) == 1 and local_app.dlq_messages("FailureRetryQueue") == []
+    with transaction(tenant_id=tenant) as conn:
+        rows = conn.execute("SELECT step_index FROM failure_matches WHERE tenant_id = %(t)s", {"t": tenant}).fetchall()
+    assert [r["step_index"] for r in rows] == [2**31 - 1]
+
+
 def test_a_cold_start_against_a_database_that_never_answers_keeps_the_two_second_bound(
         local_app: Any, tenant: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A database that takes the connection and never answers (a partition, a stalled proxy), on a container's

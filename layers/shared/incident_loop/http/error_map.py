@@ -13,6 +13,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.exceptions import ServiceError
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 
+from incident_loop.breaker.store import StoreUnavailable
 from incident_loop.db import DatabaseConflict, DatabaseUnavailable, ValueTooLarge
 from incident_loop.http.errors import BadRequest, UnsupportedMediaType, error_response
 from incident_loop.http.resolver import BoundaryResolver
@@ -67,6 +68,12 @@ def _unavailable(exc: DatabaseUnavailable) -> Answer:
     return error_response(503, "the catalog is unavailable, retry later")
 
 
+def _breaker_store_unavailable(exc: StoreUnavailable) -> Answer:
+    # The breakers' DynamoDB table did not answer: an operator's disable or enable did not take effect.
+    logger.exception("breaker store unavailable")
+    return error_response(503, "the breaker store is unavailable, retry later")
+
+
 def _database_conflict(exc: DatabaseConflict) -> Answer:
     logger.warning("transaction lost to a concurrent one", reason=str(exc))
     return error_response(503, "a concurrent change got in the way, retry")
@@ -103,6 +110,7 @@ ERRORS: dict[type[Exception], Callable[[Any], Answer]] = {
     NotReady: _conflict,
     DatabaseUnavailable: _unavailable,
     DatabaseConflict: _database_conflict,
+    StoreUnavailable: _breaker_store_unavailable,
     ValueTooLarge: _too_large,
     QueueUnavailable: _queue_unavailable,
     Exception: _unexpected,

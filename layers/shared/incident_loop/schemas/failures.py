@@ -26,7 +26,7 @@ class FailureIn(BaseModel):
     error_code: str = Field(min_length=1, max_length=255)
     error_message: str | None = Field(default=None, max_length=8000)
     skill_id: str | None = Field(default=None, max_length=100)
-    step_index: int | None = Field(default=None, ge=0)
+    step_index: int | None = Field(default=None, ge=0, le=2**31 - 1)  # failure_matches.step_index is INTEGER
     context: dict[str, Any] | None = None
     failure_id: uuid.UUID | None = None
 
