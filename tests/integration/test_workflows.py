@@ -185,6 +185,26 @@ def test_an_audit_record_changed_after_the_fact_fails_replay_at_that_op(workflow
     assert stored["mismatch_diff"]["checks"][0]["check"] == "result_hash"
 
 
+def test_an_op_recorded_as_not_transient_is_checked_even_when_the_stored_definition_now_says_transient(
+        workflows: LocalWorkflows, admin: Any) -> None:
+    """Seed 004: the op's own `transient` says what replay skips. Marking the step transient in the stored
+    definition after the fact (workflow_runs.definition) used to hide a rewritten result."""
+    run = _run(workflows)
+    run_id = run["workflow_run_id"]
+    assert admin.execute("SELECT transient FROM m11_audit.ops WHERE workflow_run_id = %(r)s AND op_index = 1",
+                         {"r": run_id}).fetchone() == {"transient": False}
+    admin.execute("UPDATE m11_audit.ops SET result = jsonb_set(result, '{value,incident}', '\"inc-forged\"')"
+                  " WHERE workflow_run_id = %(r)s AND op_index = 1", {"r": run_id})
+    admin.execute("UPDATE m11_audit.workflow_runs SET definition = jsonb_set(definition, '{steps,1,transient}',"
+                  " 'true') WHERE id = %(r)s", {"r": run_id})
+
+    report = workflows.replay(run_id)
+
+    assert (report["status"], report["first_mismatch_op_index"]) == ("mismatch", 1), report
+    assert report["mismatches"][0]["check"] == "transient"
+    assert report["mismatches"][0]["expected"] == {"transient": False}
+
+
 def test_the_function_role_cannot_rewrite_a_completed_op(workflows: LocalWorkflows, db_url: str) -> None:
     run = _run(workflows)
     with psycopg.connect(db_url) as conn:
@@ -253,6 +273,13 @@ def test_replay_of_an_unfinished_run_is_a_409(workflows: LocalWorkflows) -> None
     ([{"skill": "kv_store", "args": {"op": "get", "key": "${steps.1.result.key}"}},
       {"skill": "kv_store", "args": {"op": "get", "key": "k"}}], "body", "must point to an earlier step"),
     ([{"skill": "kv_store", "args": {"op": "get", "key": "k"}}] * 51, "body.steps", "at most 50"),
+    # An inline webhook secret its signer refuses (it escaped validation as the skill's own error: a 500).
+    ([{"skill": "webhook_send", "args": {"url": "https://hooks.example.com/in", "payload": {},
+                                         "secrets": ["not-a-whsec-secret"]}}], "body.steps.0.args",
+     "webhook_send: Value error, a webhook secret must start with 'whsec_'"),
+    ([{"skill": "webhook_send", "args": {"url": "https://hooks.example.com/in", "payload": {},
+                                         "secrets": ["whsec_" + "eHh4eHh4eHg="]}}], "body.steps.0.args",
+     "a webhook secret must hold"),
 ])
 def test_a_bad_definition_is_a_422_with_its_reason_and_stores_nothing(
         workflows: LocalWorkflows, admin: Any, steps: list[dict[str, Any]], field: str, reason: str) -> None:

@@ -215,8 +215,8 @@ class Mismatch(BaseModel):
 
     op_index: int
     op_type: str | None
-    check: str = Field(description="sequence, op_type, skill_version, args_hash, args_integrity, result_hash or"
-                                   " run_status")
+    check: str = Field(description="sequence, op_type, skill_version, transient, args_hash, args_integrity,"
+                                   " result_hash or run_status")
     expected: Any
     found: Any
 

@@ -29,7 +29,13 @@ import incident_loop.skills.ssrf as ssrf
 from incident_loop.observability import logger
 from incident_loop.skills.base import ExternalSkill, SkillContext
 from incident_loop.skills.deterministic import jittered
-from incident_loop.skills.errors import CircuitOpen, EndpointDisabled, ExternalError, SizeLimitExceeded
+from incident_loop.skills.errors import (
+    CircuitOpen,
+    EndpointDisabled,
+    ExternalError,
+    SizeLimitExceeded,
+    SkillInputError,
+)
 from incident_loop.skills.hashing import canonical_json
 from incident_loop.skills.kvtable import KvTable, KvUnavailable
 from incident_loop.skills.transport import HttpRequest
@@ -53,7 +59,10 @@ class WebhookInput(BaseModel):
         if (self.secrets is None) == (self.secret_parameter is None):
             raise ValueError("give exactly one of secrets or secret_parameter")
         for secret in self.secrets or ():
-            signing.parse_secret(secret)
+            try:
+                signing.parse_secret(secret)
+            except SkillInputError as exc:  # a ValueError, so that pydantic reports it as this field's error
+                raise ValueError(str(exc)) from None
         return self
 
 

@@ -117,7 +117,13 @@ def verify(definition: WorkflowDefinition, ops: list[Row], skills: SkillSource,
                                                    expected={"op_index": index, "op_type": step.skill},
                                                    found=None))
             continue
-        if step.transient:
+        recorded = op.get("transient")
+        if recorded is not None and bool(recorded) != step.transient:  # the definition changed since the op ran:
+            # skipping by it would hide a rewritten result (seed 004: the op's own flag says what is transient)
+            outcome.mismatches.append(Mismatch(op_index=index, op_type=step.skill, check="transient",
+                                               expected={"transient": bool(recorded)},
+                                               found={"transient": step.transient}))
+        elif step.transient:
             outcome.skipped.append(index)
         else:
             found = check_op(index, step, op, results, skills)
