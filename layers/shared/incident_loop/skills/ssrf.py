@@ -99,7 +99,9 @@ def check(url: str, allow: str, resolver: Resolver = resolve) -> Target:
     hosts, networks = parse_allow_list(allow)
     try:
         addresses = resolver(host, port)
-    except (OSError, UnicodeError) as exc:
+    except UnicodeError:  # an empty label, or one over 63 bytes: no lookup will ever succeed
+        raise SkillInputError(f"{host} is not a valid host name") from None
+    except OSError as exc:
         raise ExternalError(f"{host} did not resolve: {exc}", code="dns_error", retryable=True) from exc
     if not addresses:
         raise ExternalError(f"{host} did not resolve", code="dns_error", retryable=True)
