@@ -14,14 +14,23 @@ from typing import Any
 from aws_lambda_powertools.utilities.batch import EventType, process_partial_response
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from incident_loop.alerts import deliver
+from incident_loop.alerts import deliver, delivery_worst_case_s
+from incident_loop.aws import DYNAMODB_CONFIG, worst_case_s
 from incident_loop.batch import LoggingBatchProcessor
 from incident_loop.breaker import BreakerRecord, DynamoBreakerStore, StoreUnavailable
 from incident_loop.breaker_alerts import reconcile, stale
 from incident_loop.observability import logger, metrics, tracer
 from incident_loop.schemas.alerts import AlertRecord
 
-processor = LoggingBatchProcessor(event_type=EventType.SQS, model=AlertRecord)
+
+def record_reserve_ms() -> int:
+    """One alert's worst case: the breaker's state read, then a delivery to an Alertmanager that never answers.
+    No record starts with less time left, so a batch ends before the function's timeout (its metrics flushed,
+    its unsent alerts returned to the queue), never killed midway with every record sent again."""
+    return int(1000 * (worst_case_s(DYNAMODB_CONFIG) + delivery_worst_case_s()))
+
+
+processor = LoggingBatchProcessor(event_type=EventType.SQS, model=AlertRecord, reserve_ms=record_reserve_ms)
 
 
 def record_handler(record: AlertRecord) -> None:

@@ -35,9 +35,19 @@ def enqueue(alert: Alert, queue_url: str | None = None) -> None:
     logger.info("alert queued", alert=alert.name, resolved=alert.ends_at is not None)
 
 
-def deliver(alerts: list[Alert], base_url: str | None = None, *, attempts: int = 3, backoff_s: float = 0.2,
-            timeout_s: float = 5.0) -> None:
-    """POST the alerts to Alertmanager, retrying with exponential backoff (0.2 s, 0.4 s, ...)."""
+ATTEMPTS, BACKOFF_S, TIMEOUT_S = 3, 0.2, 5.0
+
+
+def delivery_worst_case_s(attempts: int = ATTEMPTS, backoff_s: float = BACKOFF_S, timeout_s: float = TIMEOUT_S
+                          ) -> float:
+    """The longest deliver() takes: an Alertmanager that accepts connections and never answers (15.6 s)."""
+    return attempts * timeout_s + sum(backoff_s * 2**i for i in range(attempts - 1))
+
+
+def deliver(alerts: list[Alert], base_url: str | None = None, *, attempts: int = ATTEMPTS,
+            backoff_s: float = BACKOFF_S, timeout_s: float = TIMEOUT_S) -> None:
+    """POST the alerts to Alertmanager, retrying with exponential backoff (0.2 s, 0.4 s, ...); at most
+    delivery_worst_case_s()."""
     url = (base_url or get_settings().alertmanager_url).rstrip("/") + "/api/v2/alerts"
     payload = json.dumps([a.to_alertmanager() for a in alerts]).encode()
     last: Exception | None = None

@@ -15,12 +15,21 @@ from botocore.exceptions import ClientError
 
 # DynamoDB serves the breakers, which sit on hot paths: a DynamoDB that does not answer must cost little
 # before a breaker's fail mode decides (1 s to connect, 2 s to read, 2 attempts). Candidate settings.
-DYNAMODB_CONFIG = Config(connect_timeout=1.0, read_timeout=2.0, retries={"max_attempts": 2, "mode": "standard"})
+# (botocore's `max_attempts` counts retries after the first attempt, `total_max_attempts` every attempt.)
+DYNAMODB_CONFIG = Config(connect_timeout=1.0, read_timeout=2.0,
+                         retries={"total_max_attempts": 2, "mode": "standard"})
 # SQS takes every hand-off after a commit: a send that hangs must fail well inside API Gateway's 29 s and the
 # functions' timeouts (botocore's defaults are 60 s per read, retried), so that it is left to the redelivery
 # or the relay rather than ending the invocation (2 s to connect, 5 s to read, 3 attempts).
-SQS_CONFIG = Config(connect_timeout=2.0, read_timeout=5.0, retries={"max_attempts": 3, "mode": "standard"})
+SQS_CONFIG = Config(connect_timeout=2.0, read_timeout=5.0, retries={"total_max_attempts": 3, "mode": "standard"})
 CONFIGS: dict[str, Config] = {"dynamodb": DYNAMODB_CONFIG, "sqs": SQS_CONFIG}
+
+
+def worst_case_s(config: Config) -> float:
+    """The longest one call under `config` takes: every attempt at its connect and read bounds, and the standard
+    retry mode's backoff between them (at most 2**i s before retry i + 1)."""
+    attempts = int(config.retries["total_max_attempts"])
+    return attempts * (config.connect_timeout + config.read_timeout) + sum(2.0**i for i in range(attempts - 1))
 
 
 @cache

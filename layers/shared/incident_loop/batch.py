@@ -57,9 +57,12 @@ class LoggingBatchProcessor(BatchProcessor):
     and fails the rest of a batch once the database is unavailable or time runs short."""
 
     def __init__(self, event_type: EventType, model: Any = None, *, batch_handler: BatchHandler | None = None,
-                 **kwargs: Any) -> None:
+                 reserve_ms: Callable[[], int] = record_reserve_ms, **kwargs: Any) -> None:
+        """`reserve_ms`: one record's worst case; no record is started with less time left in the invocation
+        (the database's by default; a consumer that waits on something slower gives its own)."""
         super().__init__(event_type=event_type, model=model, **kwargs)
         self._batch_handler = batch_handler
+        self._reserve_ms = reserve_ms
 
     def _prepare(self) -> None:
         super()._prepare()
@@ -100,7 +103,7 @@ class LoggingBatchProcessor(BatchProcessor):
 
     def _too_late(self) -> str | None:
         context = getattr(self, "lambda_context", None)
-        if context is not None and context.get_remaining_time_in_millis() < record_reserve_ms():
+        if context is not None and context.get_remaining_time_in_millis() < self._reserve_ms():
             return "too little time left in this invocation; left for redelivery"
         return None
 
