@@ -29,7 +29,9 @@ from incident_loop.skills.errors import SkillError
 from incident_loop.skills.idempotency import register_lambda_context
 from incident_loop.workflows.runner import run_workflow
 
-MAX_VISIBILITY_S = 43_200  # SQS's longest visibility timeout: 12 hours
+# SQS allows a message 12 hours of visibility in all, counted from its receive, and refuses (never trims) a
+# ChangeMessageVisibility past what is left: less the longest any invocation can have held the record (15 min).
+MAX_VISIBILITY_S = 43_200 - 900
 
 
 @cache
