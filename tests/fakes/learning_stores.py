@@ -171,9 +171,15 @@ class MemoryRoutingStore:
 
     def insert(self, tenant_id: str, incident_id: str,
                adjustment: RoutingAdjustment) -> tuple[RoutingAdjustment, bool]:
-        for _, _, stored in self.rows.values():
+        for key, (tenant, _, stored) in self.rows.items():
             if (stored.source_policy_id, stored.agent_id) == (adjustment.source_policy_id, adjustment.agent_id):
-                return stored.model_copy(deep=True), False
+                decayed = (tenant == tenant_id and not stored.was_rolled_back and stored.expires_at is not None
+                           and stored.expires_at <= adjustment.created_at)
+                if not decayed:
+                    return stored.model_copy(deep=True), False
+                renewed = adjustment.model_copy(update={"adjustment_id": stored.adjustment_id}, deep=True)
+                self.rows[key] = (tenant_id, incident_id, renewed)  # as PostgreSQL renews it (stores/routing.py)
+                return renewed.model_copy(deep=True), True
         self.rows[adjustment.adjustment_id] = (tenant_id, incident_id, adjustment.model_copy(deep=True))
         return adjustment.model_copy(deep=True), True
 

@@ -248,6 +248,29 @@ def test_routing_adjustment_is_bounded_and_rolls_back_on_kpi_regression(local_ap
     assert "rollback threshold" in after["adjustments"][0]["rollback_reason"]
 
 
+def test_a_failure_recurring_after_its_adjustment_decayed_penalises_the_agent_again(
+        local_app: Any, tenant: str, admin_conn: Any) -> None:
+    """One adjustment per (policy, agent) never stacks; but one that has decayed to nothing is renewed when the
+    failure comes back (it stayed decayed for good, and the loop said routing_adjusted)."""
+    for n in (1, 2):
+        report(local_app, tenant, f"run-{n}", timeout(30))
+        local_app.drain()
+        _approve_all(local_app, tenant)
+    [adj] = local_app.request("GET", "/routing/agent-1", tenant)[1]["adjustments"]
+    admin_conn.execute("UPDATE routing_adjustments SET created_at = created_at - interval '10 days',"
+                       " expires_at = expires_at - interval '10 days' WHERE id = %(id)s", {"id": adj["adjustment_id"]})
+    assert local_app.request("GET", "/routing/agent-1", tenant)[1]["total_effective_magnitude"] == 0
+
+    again = report(local_app, tenant, "run-3", timeout(30))
+    local_app.drain()
+
+    assert status_of(local_app, tenant, again)["is_complete"] is True
+    view = local_app.request("GET", "/routing/agent-1", tenant)[1]
+    [renewed] = view["adjustments"]
+    assert renewed["adjustment_id"] == adj["adjustment_id"] and view["active_adjustments"] == 1
+    assert view["total_effective_magnitude"] == pytest.approx(adj["magnitude"], abs=1e-3)
+
+
 def test_poison_message_goes_to_dlq_with_its_reason_logged_and_neighbours_succeed(
     local_app: Any, tenant: str, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from fakes.driver import MemoryLoop, timeout
 from incident_loop.loop import adjust_routing as bridge4
 from incident_loop.loop.errors import NotReady
 from incident_loop.loop.match_pattern import match_pattern
+from incident_loop.loop.routing import routing_view
 from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.loop.confidence import ConfidenceBand
 from incident_loop.schemas.loop.enums import LoopFailureState, LoopStage, PolicyMode
@@ -237,3 +239,27 @@ def test_routing_waits_for_its_policy(loop: MemoryLoop) -> None:
         loop.deliver()
     assert loop.uow.routing.rows == {} and loop.incident(incident)["status"] == "open"
     assert timeout(1) in loop.incident(incident)["error_message"]
+
+
+def test_a_failure_recurring_after_its_adjustment_decayed_adjusts_routing_again(loop: MemoryLoop) -> None:
+    """An adjustment that decayed to nothing is renewed by the failure's next loop (as PostgreSQL renews it)."""
+    first = loop.report(1)
+    loop.drain()
+    loop.resolve(first)
+    loop.drain()
+    adjustment = loop.status(first).routing_adjustment
+    assert adjustment is not None and adjustment.magnitude < 0
+    tenant, incident, stored = loop.uow.routing.rows[adjustment.adjustment_id]
+    aged = stored.model_copy(update={"created_at": stored.created_at - timedelta(days=10),
+                                     "expires_at": stored.expires_at - timedelta(days=10)})  # type: ignore[operator]
+    loop.uow.routing.rows[adjustment.adjustment_id] = (tenant, incident, aged)
+    assert routing_view(tenant, "agent-1", uow=loop.uow)["total_effective_magnitude"] == 0
+
+    again = loop.report(2)
+    loop.drain()
+    loop.resolve(again)
+    loop.drain()
+
+    assert loop.status(again).is_complete
+    view = routing_view(loop.tenant, "agent-1", datetime.now(UTC), uow=loop.uow)
+    assert view["total_effective_magnitude"] == pytest.approx(adjustment.magnitude, abs=1e-3)

@@ -20,9 +20,11 @@ _COLUMNS = (
 def insert_adjustment(
     conn: Connection[Any], tenant_id: str, incident_id: str, adj: RoutingAdjustment
 ) -> tuple[RoutingAdjustment, bool]:
-    """One adjustment per (policy, agent): a recurring failure never stacks past max_delta.
+    """One adjustment per (policy, agent): a recurring failure never stacks past max_delta. One that has decayed
+    to nothing (past its expires_at, not rolled back) is renewed: the failure recurring after it penalises the
+    agent again, from now, by the new magnitude (a rolled-back one stays rolled back).
 
-    One statement returns the stored adjustment and whether this call created it (a second only when
+    One statement returns the stored adjustment and whether this call created or renewed it (a second only when
     another transaction stored it after the first one's snapshot was taken).
     """
     stored = conn.execute(
@@ -31,7 +33,15 @@ def insert_adjustment(
         " created_at, expires_at, kpi_baseline)"
         " VALUES (%(id)s, %(tenant)s, %(agent)s, %(capability)s, %(type)s, %(magnitude)s, %(reason)s,"
         " %(policy)s, %(incident)s, %(max_delta)s, %(decay)s, %(threshold)s, %(created)s, %(expires)s,"
-        f" %(baseline)s) ON CONFLICT (source_policy_id, agent_id) DO NOTHING RETURNING {_COLUMNS})"
+        " %(baseline)s) ON CONFLICT (source_policy_id, agent_id) DO UPDATE SET capability = EXCLUDED.capability,"
+        " adjustment_type = EXCLUDED.adjustment_type, magnitude = EXCLUDED.magnitude, reason = EXCLUDED.reason,"
+        " source_incident_id = EXCLUDED.source_incident_id, max_delta = EXCLUDED.max_delta,"
+        " decay_days = EXCLUDED.decay_days, rollback_threshold = EXCLUDED.rollback_threshold,"
+        " created_at = EXCLUDED.created_at, expires_at = EXCLUDED.expires_at, kpi_baseline = EXCLUDED.kpi_baseline,"
+        " kpi_current = NULL, is_active = TRUE"
+        " WHERE routing_adjustments.tenant_id = EXCLUDED.tenant_id AND NOT routing_adjustments.was_rolled_back"
+        " AND routing_adjustments.expires_at <= EXCLUDED.created_at"
+        f" RETURNING {_COLUMNS})"
         " SELECT *, TRUE AS created FROM ins UNION ALL"
         f" SELECT {_COLUMNS}, FALSE FROM routing_adjustments WHERE tenant_id = %(tenant)s"
         " AND source_policy_id = %(policy)s AND agent_id = %(agent)s AND NOT EXISTS (SELECT 1 FROM ins)",
