@@ -24,7 +24,7 @@ import urllib3
 import urllib3.connection
 from urllib3.util import parse_url
 
-MAX_BODY_BYTES = 1024 * 1024  # responses are small JSON; anything larger is cut off
+MAX_BODY_BYTES = 1024 * 1024  # responses are small JSON; anything larger is cut off (unless a request says)
 MAX_PINNED_POOLS = 64
 
 
@@ -45,6 +45,7 @@ class HttpRequest:
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes | None = None
     connect_ip: str | None = None  # connect here instead of resolving the URL's host again
+    max_body_bytes: int = 0  # the answer is read up to this (0: MAX_BODY_BYTES); a longer one is cut off
 
 
 @dataclass(frozen=True)
@@ -176,9 +177,10 @@ class Urllib3Transport:
                 else:
                     response = self._pools.urlopen(request.method, request.url, **options)
                 try:
-                    body = response.read(MAX_BODY_BYTES + 1) or b""
-                    if len(body) > MAX_BODY_BYTES:  # unread bytes would poison a reused connection: drop it
-                        body = body[:MAX_BODY_BYTES]
+                    most = request.max_body_bytes or MAX_BODY_BYTES
+                    body = response.read(most + 1) or b""
+                    if len(body) > most:  # unread bytes would poison a reused connection: drop it
+                        body = body[:most]
                         response.close()
                 finally:
                     deadline.stop()

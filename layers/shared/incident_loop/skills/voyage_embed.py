@@ -31,6 +31,12 @@ MAX_TEXTS = 10_000  # per call: a larger job belongs in several workflow steps
 MAX_TOTAL_BYTES = 1024 * 1024  # of text per call, for the same reason
 BUDGET_REQUESTS = 4  # call_budget_s plans for this many requests; a longer call risks only a repeated request
 MAX_TEXT_BYTES = 128 * 1024  # the models read 32K tokens at most and truncate the rest
+# An answer is read up to this much per embedding (a vector of any model's 2,048 dimensions is about 50 KB of
+# JSON; the transport's 1 MiB default cut an answer of 50 vectors of 1,024 off, so no larger batch ever parsed).
+MAX_ANSWER_BYTES_PER_TEXT = 64 * 1024
+# A call's embeddings as JSON, at most: the result is recorded in the op and returned by GET /workflows/{id}
+# (a Lambda answer is at most 6 MB). About 200 vectors of 1,024 dimensions; more texts belong in more steps.
+MAX_OUTPUT_BYTES = 4 * 1024 * 1024
 # Total tokens per request, from Voyage's embeddings API reference; an unknown model gets the smallest.
 TOKEN_CAPS: dict[str, int] = {
     "voyage-3.5-lite": 1_000_000, "voyage-3-lite": 1_000_000,
@@ -126,6 +132,10 @@ class VoyageEmbedSkill(ExternalSkill):
         logger.info("voyage embeddings", model=model, texts=len(data.texts), cached=len(keys) - len(missing),
                     requests=len(requests))
         embeddings = [vectors[text] for text in data.texts]
+        size = len(canonical_json(embeddings))
+        if size > MAX_OUTPUT_BYTES:  # what was fetched is cached: the same texts over more steps cost no request
+            raise SizeLimitExceeded(f"the {len(embeddings)} embeddings are {size} bytes of JSON; a call returns at "
+                                    f"most {MAX_OUTPUT_BYTES}: embed fewer texts per step")
         return VoyageOutput(model=model, input_type=data.input_type, dimensions=len(embeddings[0]),
                             embeddings=embeddings)
 
@@ -136,7 +146,9 @@ class VoyageEmbedSkill(ExternalSkill):
         body = canonical_json({"model": model, "input": texts, "input_type": input_type}).encode("utf-8")
         headers = {"authorization": f"Bearer {self.secret(parameter)}", "content-type": "application/json"}
         url = self.settings.voyage_base_url.rstrip("/") + "/v1/embeddings"
-        answer = self.call("voyage", lambda attempt: HttpRequest("POST", url, headers, body), key).response
+        most = 64 * 1024 + len(texts) * MAX_ANSWER_BYTES_PER_TEXT
+        answer = self.call("voyage", lambda attempt: HttpRequest("POST", url, headers, body, max_body_bytes=most),
+                           key).response
         try:
             data = sorted(answer.json()["data"], key=lambda item: item["index"])
             vectors = [[float(x) for x in item["embedding"]] for item in data]
