@@ -127,3 +127,23 @@ def test_bearer_extracts_the_token() -> None:
 
 def test_stage_arn_covers_every_method_and_path_of_the_stage() -> None:
     assert stage_arn(METHOD_ARN).endswith("abc123/dev/*")
+
+
+@pytest.mark.parametrize("tenant", ["acme/eu", "acme#1", "a b", "", "x" * 129, "-lead", "t\n"])
+def test_a_tenant_id_that_could_name_another_tenants_paths_is_refused_at_issue_and_at_the_door(tenant: str) -> None:
+    """Tenant `acme` owns the secrets under `.../tenants/acme/`: a tenant named `acme/eu` would have had its secrets
+    there too. Such ids are never issued, and a token carrying one (signed by whoever holds the keys) is refused."""
+    keys = KeySet.generate()
+    with pytest.raises(ValueError, match="tenant_id must be"):
+        issue(keys, tenant)
+    claims = {"iss": "incident-loop", "aud": "incident-loop-api", "sub": "s", "tenant_id": tenant,
+              "iat": int(time.time()), "exp": int(time.time()) + 60}
+    token = jwt.encode(claims, keys.keys[keys.active_kid], algorithm="HS256", headers={"kid": keys.active_kid})
+    with pytest.raises(Unauthorized):
+        authorize(_event(token), keys)
+
+
+def test_the_longest_and_plainest_tenant_ids_are_issued() -> None:
+    keys = KeySet.generate()
+    for tenant in ("t", "tenant-a", "acme.eu_1", "x" * 128):
+        assert authorize(_event(issue(keys, tenant)), keys)["context"]["tenant_id"] == tenant

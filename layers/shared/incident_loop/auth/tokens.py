@@ -11,6 +11,7 @@ removing the old one once its tokens have expired (docs/deploy.md).
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ OPERATOR = "operator"
 ROLES = frozenset({OPERATOR})
 MAX_TTL_S = 90 * 24 * 3600
 MIN_KEY_LENGTH = 32
+# A tenant id: letters, digits, "_", "." and "-", 1-128 of them. Ids name paths and keys (a tenant's secrets live
+# under `.../tenants/<tenant>/`): with a "/" allowed, tenant `acme` owned the secrets of tenant `acme/eu`.
+TENANT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 class InvalidToken(ValueError):
@@ -82,8 +86,8 @@ class KeySet:
 def issue(keys: KeySet, tenant_id: str, role: str | None = None, *, ttl_s: int = 3600,
           subject: str | None = None, now: float | None = None) -> str:
     """A token for `tenant_id` (and `role`), valid for `ttl_s` seconds."""
-    if not tenant_id or len(tenant_id) > 128:
-        raise ValueError("tenant_id must be 1-128 characters")
+    if not TENANT_ID.fullmatch(tenant_id):
+        raise ValueError("tenant_id must be 1-128 letters, digits, '_', '.' or '-', starting with a letter or digit")
     if role is not None and role not in ROLES:
         raise ValueError(f"unknown role {role!r}; roles: {sorted(ROLES)}")
     if not 0 < ttl_s <= MAX_TTL_S:
@@ -110,7 +114,7 @@ def verify(keys: KeySet, token: str) -> Principal:
     role = claims.get("role")
     tenant = claims.get("tenant_id")
     bad_role = role is not None and (not isinstance(role, str) or role not in ROLES)  # a list is no role
-    if not isinstance(tenant, str) or not tenant or bad_role:
+    if not isinstance(tenant, str) or not TENANT_ID.fullmatch(tenant) or bad_role:
         raise InvalidToken("the token's tenant or role is not valid")
     return Principal(subject=str(claims["sub"]), tenant_id=tenant, role=role)
 
