@@ -21,9 +21,16 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from moto import mock_aws
 
+from incident_loop.alerts import AlertDeliveryFailed
+from incident_loop.schemas.alerts import Alert
+from incident_loop_dev.local.events import sqs_record
+from incident_loop_dev.local.runner import FakeContext, handler_module
 from incident_loop_dev.local.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -495,3 +502,68 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
             pass
         time.sleep(0.1)
     pytest.fail(f"Alertmanager did not become ready on {url}:\n{log.read_text()}", pytrace=False)
+
+
+@pytest.mark.parametrize("logical_id", ["CostSimAlertSendFailuresAlarm", "CostSimAlertQueueBacklogAlarm"])
+def test_the_alarms_about_alert_delivery_also_page_the_operators_topic(template: dict[str, Any],
+                                                                       logical_id: str) -> None:
+    """Through AlertsTopic -> AlertQueue -> alert_worker -> Alertmanager, these two pages took the very path they
+    report as broken: they also go to AlarmTopicArn, when it is set."""
+    actions = template["Resources"][logical_id]["Properties"]["AlarmActions"]
+    assert {"Ref": "AlertsTopic"} in actions
+    assert {"Fn::If": ["HasAlarmTopic", {"Ref": "AlarmTopicArn"}, {"Ref": "AWS::NoValue"}]} in actions
+
+
+# The SQS metric a CloudWatch alarm reads, as the queue attribute it samples.
+ATTRIBUTE = {"ApproximateNumberOfMessagesVisible": "ApproximateNumberOfMessages",
+             "ApproximateNumberOfMessagesNotVisible": "ApproximateNumberOfMessagesNotVisible",
+             "ApproximateNumberOfMessagesDelayed": "ApproximateNumberOfMessagesDelayed"}
+
+
+def _watched(props: dict[str, Any]) -> list[str]:
+    """The AWS/SQS metrics the alarm adds up (one metric, or the metrics of its metric math)."""
+    if "MetricName" in props:
+        assert props["Namespace"] == "AWS/SQS"
+        return [props["MetricName"]]
+    return [q["MetricStat"]["Metric"]["MetricName"] for q in props.get("Metrics", []) if "MetricStat" in q]
+
+
+def test_the_backlog_alarm_sees_alerts_stuck_while_alertmanager_is_down(
+        template: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seed 001: "queue depth > 10 for 5m". Alerts alert_worker could not deliver wait out their visibility timeout
+    in flight, and Lambda's poller takes each one the moment it is visible: the backlog of an Alertmanager outage is
+    ApproximateNumberOfMessagesNotVisible. The alarm watched only ...Visible, about 0."""
+    props = template["Resources"]["CostSimAlertQueueBacklogAlarm"]["Properties"]
+    threshold = float(props["Threshold"])
+    visibility = int(template["Resources"]["AlertQueue"]["Properties"]["VisibilityTimeout"])
+    app = handler_module(ROOT / "functions" / "alert_worker", "app.lambda_handler", "alert_worker_backlog")
+
+    def down(alerts: list[Alert], *a: Any, **k: Any) -> None:
+        raise AlertDeliveryFailed("alertmanager did not accept 1 alert(s): Connection refused")
+
+    monkeypatch.setattr(app, "deliver", down)
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        url = sqs.create_queue(QueueName="AlertQueue", Attributes={"VisibilityTimeout": str(visibility)})["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        for n in range(25):  # 25 P1/P2 alerts raised during the outage
+            sqs.send_message(QueueUrl=url, MessageBody=Alert.firing("CostSimV2HighDrift", "P1", f"#{n}")
+                             .model_dump_json())
+        failed = 0
+        while True:  # what Lambda's poller does: receive as soon as visible, invoke, leave the failures in flight
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"])
+            if not got.get("Messages"):
+                break
+            event = {"Records": [sqs_record(m, arn) for m in got["Messages"]]}
+            try:
+                answer = app.lambda_handler(event, FakeContext(function_name="alert-worker"))
+                failed += len(answer["batchItemFailures"])
+            except BatchProcessingError:  # every record failed: the invocation errs, the batch stays in flight
+                failed += len(event["Records"])
+        assert failed == 25  # none delivered, all left for redelivery
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+    depth = {metric: int(attrs[ATTRIBUTE[metric]]) for metric in ATTRIBUTE}
+    seen = sum(depth[m] for m in _watched(props))
+    assert seen > threshold, (
+        f"25 alerts are stuck on AlertQueue ({depth}), but the alarm watches {_watched(props)} = {seen}, "
+        f"never > {threshold:g}: the backlog of an Alertmanager outage sits in flight between receives")
