@@ -85,12 +85,28 @@ def stale(alert: Alert, record: BreakerRecord | None, now: float) -> bool:
 def reconcile(store: DynamoBreakerStore | None = None, now: float | None = None) -> dict[str, int]:
     """Send Alertmanager what standing() says, in one request (the reconciler's run; AlertDeliveryFailed
     when Alertmanager does not take it: the next run sends it again)."""
-    alerts = standing((store or DynamoBreakerStore()).all(), time.time() if now is None else now)
+    now = time.time() if now is None else now
+    records = (store or DynamoBreakerStore()).all()
+    _costsim_gauges(records, now)
+    alerts = standing(records, now)
     if alerts:
         deliver(alerts)
     firing = sum(a.ends_at is None for a in alerts)
     logger.info("breaker alerts reconciled", firing=firing, resolved=len(alerts) - firing)
     return {"firing": firing, "resolved": len(alerts) - firing}
+
+
+def _costsim_gauges(records: Iterable[BreakerRecord], now: float) -> None:
+    """CostSim V2's state gauges, every minute from the breaker as DynamoDB holds it. Emitted only by simulations
+    and transitions, an OPEN or DISABLED breaker's one-minute alarm read no data a minute after the last
+    simulation, went OK (resolving its alert) and paged again on the next one."""
+    for record in records:
+        if record.name == COSTSIM_V2:
+            state = record.effective_state(now)
+            metrics.add_metric(name="CostSimBreakerOpen", unit=MetricUnit.Count,
+                               value=0 if state == BreakerState.CLOSED else 1)
+            metrics.add_metric(name="CostSimConsecutiveFailures", unit=MetricUnit.Count,
+                               value=record.consecutive_drift_failures if state in DOWN else 0)
 
 
 def _closed_at(record: BreakerRecord) -> float | None:
@@ -123,9 +139,13 @@ def on_transition(t: Transition) -> None:
 
 
 def _costsim_metrics(t: Transition, tripped: bool, recovered: bool) -> None:
-    metrics.add_metric(name="CostSimBreakerOpen", unit=MetricUnit.Count, value=1 if t.to_state in DOWN else 0)
-    metrics.add_metric(name="CostSimConsecutiveFailures", unit=MetricUnit.Count,
-                       value=int(t.details.get("consecutive_drift_failures", 0)))
+    # 1 until it is CLOSED again (half-open is not recovered yet: standing() keeps its alert firing too).
+    metrics.add_metric(name="CostSimBreakerOpen", unit=MetricUnit.Count,
+                       value=0 if t.to_state == BreakerState.CLOSED else 1)
+    # The streak that took it down (details hold the record before the transition); a breaker coming back up
+    # (an enable, a cooldown's probe, a recovery) has none: the tripped streak would page P2 as V2 recovers.
+    streak = int(t.details.get("consecutive_drift_failures", 0)) if t.to_state in DOWN else 0
+    metrics.add_metric(name="CostSimConsecutiveFailures", unit=MetricUnit.Count, value=streak)
     if tripped:
         metrics.add_metric(name="CostSimBreakerDisabled", unit=MetricUnit.Count, value=1)
     if recovered:

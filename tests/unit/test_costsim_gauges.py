@@ -1,0 +1,182 @@
+"""CostSim V2's gauges as its alarms read them (EMF as Powertools prints it, the alarms as template.yaml defines them).
+
+CostSimV2CircuitBreakerOpenAlarm (Maximum of CostSimBreakerOpen over one minute, missing data not breaching) stays
+in ALARM while costsim-v2 is down, traffic or not; CostSimHighConsecutiveFailuresAlarm (> 2) pages for the streak
+that takes V2 down, never for a breaker coming back up.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from incident_loop import breaker_alerts
+from incident_loop.breaker import (
+    Breaker,
+    BreakerRecord,
+    BreakerState,
+    DynamoBreakerStore,
+    MemoryHistory,
+    config_for,
+    ensure_table,
+)
+from incident_loop_dev.local.cloud import scheduled_event
+from incident_loop_dev.local.runner import FakeContext, handler_module
+from incident_loop_dev.local.template import load_template
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def template() -> dict[str, Any]:
+    return load_template(ROOT / "template.yaml")
+
+
+def alarm(logical_id: str) -> dict[str, Any]:
+    return dict(template()["Resources"][logical_id]["Properties"])
+
+
+def flushed(capsys: Any) -> list[dict[str, Any]]:
+    """Flush the shared Powertools metric set and return every EMF document printed since the last read."""
+    from incident_loop.observability import metrics
+
+    if metrics.metric_set:
+        metrics.flush_metrics()
+    out = capsys.readouterr().out
+    return [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+
+
+def values(docs: list[dict[str, Any]], name: str, namespace: str = "IncidentLoop",
+           dimensions: tuple[str, ...] = ("service",), **dims: str) -> list[float]:
+    """Every value of `name` in documents of that namespace whose dimension set is exactly `dimensions`
+    (what a CloudWatch alarm with exactly those dimensions would see), with those dimension values."""
+    found: list[float] = []
+    for doc in docs:
+        for directive in doc["_aws"]["CloudWatchMetrics"]:
+            if directive["Namespace"] != namespace:
+                continue
+            if not any(m["Name"] == name for m in directive["Metrics"]):
+                continue
+            if not any(sorted(d) == sorted(dimensions) for d in directive["Dimensions"]):
+                continue
+            if any(doc.get(k) != v for k, v in dims.items()):
+                continue
+            raw = doc[name]
+            found.extend(raw if isinstance(raw, list) else [raw])
+    return found
+
+
+TABLE = "breakers-gauges"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def costsim_v2(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Breaker, Clock]]:
+    # The hook as deployed (breakers.HOOKS -> breaker_alerts.on_transition), without SQS or PostgreSQL.
+    monkeypatch.setattr(breaker_alerts, "enqueue", lambda alert: None)
+    monkeypatch.setattr(breaker_alerts, "_open_costsim_incident", lambda t: None)
+    monkeypatch.setattr(breaker_alerts, "_resolve_costsim_incident", lambda t: None)
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        ensure_table(client, TABLE)
+        clock = Clock()
+        yield Breaker("costsim-v2", config_for("costsim-v2"), store=DynamoBreakerStore(TABLE, client),
+                      history=MemoryHistory(), on_transition=[breaker_alerts.on_transition], clock=clock), clock
+
+
+def _trip(breaker: Breaker, clock: Clock) -> None:
+    for _ in range(3):  # three samples in a row > 0.2
+        breaker.report_drift(0.5)
+        clock.now += 2
+    assert breaker.status().state is BreakerState.OPEN
+
+
+def _threshold() -> float:
+    props = alarm("CostSimHighConsecutiveFailuresAlarm")
+    assert (props["MetricName"], props["Statistic"], props["ComparisonOperator"]) == \
+        ("CostSimConsecutiveFailures", "Maximum", "GreaterThanThreshold")
+    return float(props["Threshold"])
+
+
+def test_an_operator_enable_does_not_report_the_tripped_streak(
+        costsim_v2: tuple[Breaker, Clock], capsys: pytest.CaptureFixture[str]) -> None:
+    breaker, clock = costsim_v2
+    _trip(breaker, clock)
+    flushed(capsys)  # the trip's own minute: paging then is right
+    clock.now += 3600  # an hour later (the alarm went OK a minute after the last simulation)
+
+    breaker.enable("oncall", "fixed upstream pricing")
+
+    assert breaker.status().consecutive_drift_failures == 0
+    emitted = values(flushed(capsys), "CostSimConsecutiveFailures")
+    assert max(emitted) <= _threshold(), (
+        f"enable emitted CostSimConsecutiveFailures {emitted} (the streak before the reset): the P2 alarm "
+        f"(> {_threshold():g}) fires as the breaker recovers")
+
+
+def test_an_auto_recovery_does_not_report_the_tripped_streak(
+        costsim_v2: tuple[Breaker, Clock], capsys: pytest.CaptureFixture[str]) -> None:
+    breaker, clock = costsim_v2
+    _trip(breaker, clock)
+    flushed(capsys)
+    clock.now += 3600  # long past the cooldown: the next simulation is the probe
+
+    assert breaker.allow()  # OPEN -> HALF_OPEN
+    breaker.report_drift(0.01)  # a good probe: HALF_OPEN -> CLOSED
+
+    assert breaker.status().state is BreakerState.CLOSED
+    emitted = values(flushed(capsys), "CostSimConsecutiveFailures")
+    assert max(emitted) <= _threshold(), (
+        f"the auto-recovery emitted CostSimConsecutiveFailures {emitted}: the P2 alarm fires as V2 recovers")
+
+
+def _every_minute() -> list[str]:
+    """The functions the template runs every minute whatever the traffic."""
+    out = []
+    for logical_id, resource in template()["Resources"].items():
+        for event in (resource.get("Properties", {}).get("Events") or {}).values():
+            if event.get("Type") == "Schedule" and event["Properties"].get("Schedule") == "rate(1 minute)":
+                out.append(logical_id)
+    return out
+
+
+def test_an_open_costsim_breaker_keeps_its_alarm_fed_when_nobody_simulates(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    props = alarm("CostSimV2CircuitBreakerOpenAlarm")
+    assert (props["MetricName"], props["Period"], props["EvaluationPeriods"]) == ("CostSimBreakerOpen", 60, 1)
+    assert props.get("OKActions"), "its OK resolves the relayed alert in Alertmanager"
+    assert _every_minute() == ["AlertWorkerFunction"]
+
+    now = time.time()
+    disabled = BreakerRecord(name="costsim-v2", state=BreakerState.DISABLED, version=7, reason="runbook: V2 off",
+                             changed_by="oncall", changed_at=now - 600, opened_at=now - 600)
+    monkeypatch.setattr(DynamoBreakerStore, "__init__", lambda self, *a, **k: None)
+    monkeypatch.setattr(DynamoBreakerStore, "all", lambda self: [disabled])
+    monkeypatch.setattr(breaker_alerts, "deliver", lambda alerts: None)  # Alertmanager takes them
+    app = handler_module(ROOT / "functions" / "alert_worker", "app.lambda_handler", "alert_worker_gauges")
+    flushed(capsys)
+
+    answer = app.lambda_handler(scheduled_event("AlertWorkerFunction"), FakeContext(function_name="alert-worker"))
+
+    assert answer["firing"] == 1  # the reconciler knows the breaker is down ...
+    fed = values(flushed(capsys), "CostSimBreakerOpen")
+    treat = props.get("TreatMissingData", "missing")
+    assert 1.0 in fed or treat == "ignore", (
+        f"costsim-v2 is DISABLED, yet the every-minute run emitted CostSimBreakerOpen {fed}; only "
+        "POST /costsim/simulate and a transition emit it, and with TreatMissingData "
+        f"{treat} the alarm goes OK (and resolves its Alertmanager alert) one minute after the last simulation, "
+        "re-firing a P1 page on the next one")
+
