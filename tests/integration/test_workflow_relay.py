@@ -15,12 +15,15 @@ from typing import Any
 
 import psycopg
 import pytest
+from fakes.emf import flushed, values
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from incident_loop.db import DatabaseUnavailable
 from incident_loop.schemas.workflows import WorkflowMessage
 from incident_loop.stores.queues import QueueUnavailable
 from incident_loop.stores.workflow_queue import SqsWorkflowQueue
+from incident_loop.workflows import relay
 from incident_loop.workflows.relay import relay_stale_runs
 from incident_loop_dev.local.cloud import scheduled_event
 from incident_loop_dev.workflow import LocalWorkflows, local_workflows
@@ -136,6 +139,29 @@ def test_a_run_never_started_after_its_requeues_is_failed_and_sent_no_more(
                             (run_id,)).fetchone()
     assert message is not None and message["completed_at"] is not None
     assert message["error_message"] == "not started within 21600 s; its message was sent again 3 times"
+
+
+def test_runs_failed_as_never_started_are_counted_even_when_giving_back_the_unsent_claims_fails(
+        conn: psycopg.Connection[Any], admin: psycopg.Connection[dict[str, Any]], capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """WorkflowRunsNeverStartedAlarm: a run committed failed as never_started is counted whatever happens next in
+    the invocation (the count came after giving back the unsent claims, which failed with the database)."""
+    flushed(capsys)  # nothing left over from other tests
+    tenant = f"tenant-rl-{uuid.uuid4().hex[:6]}"
+    abandoned = _run(admin, tenant, age_s=SIX_HOURS + 60, requeues=3)
+    _age(admin, abandoned, 900)
+    _run(admin, tenant, age_s=900)  # stale: its resend is refused, so its claim is given back
+
+    def release_fails(*args: Any, **kwargs: Any) -> int:
+        raise psycopg.OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(relay, "release_claims", release_fails)
+    with pytest.raises(DatabaseUnavailable):
+        relay.relay_stale_runs(queue=_Queue(refuse=True), conn=conn)
+
+    assert _state(admin, abandoned) == {"status": "failed", "requeues": 3, "error_code": "never_started"}
+    # The function's @metrics.log_metrics flushes in a `finally`: what was added before the raise is sent.
+    assert sum(values(flushed(capsys), "WorkflowRunsNeverStarted")) >= 1
 
 
 def test_a_requeue_sqs_refuses_is_given_back_and_sent_by_the_next_relay(

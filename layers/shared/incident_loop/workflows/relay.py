@@ -45,11 +45,16 @@ def relay_stale_runs(*, queue: WorkflowQueue | None = None, conn: Any | None = N
     counts = {"requeued": 0, "not_sent": 0, "never_started": 0}
     unsent: list[str] = []
     for run in claimed:
-        run_id, tenant = run["workflow_run_id"], run["tenant_id"]
         if run["abandoned"]:
             counts["never_started"] += 1
-            logger.warning("workflow run never started", workflow_run_id=run_id, tenant_id=tenant,
-                           requeues=run["requeues"])
+            logger.warning("workflow run never started", workflow_run_id=run["workflow_run_id"],
+                           tenant_id=run["tenant_id"], requeues=run["requeues"])
+    # Counted as soon as they are committed failed: nothing later in this invocation (a resend, giving claims
+    # back) may keep them from the alarm, and no later relay sees them again.
+    metrics.add_metric(name="WorkflowRunsNeverStarted", unit=MetricUnit.Count, value=counts["never_started"])
+    for run in claimed:
+        run_id, tenant = run["workflow_run_id"], run["tenant_id"]
+        if run["abandoned"]:
             continue
         if counts["not_sent"] or (time_left_ms is not None and time_left_ms() < RESERVE_MS):
             counts["not_sent"] += 1  # SQS refused one already, or no time left: the next relay tries again
@@ -69,5 +74,4 @@ def relay_stale_runs(*, queue: WorkflowQueue | None = None, conn: Any | None = N
         with transaction(conn, tenant_id=None):
             release_claims(conn, unsent, settings.workflow_relay_min_age_s)
     metrics.add_metric(name="WorkflowRunsRequeued", unit=MetricUnit.Count, value=counts["requeued"])
-    metrics.add_metric(name="WorkflowRunsNeverStarted", unit=MetricUnit.Count, value=counts["never_started"])
     return counts
