@@ -131,8 +131,11 @@ def main(argv: list[str] | None = None) -> int:
     sy.add_argument("--validate", action="store_true", help="check every failure was stored as generated")
     sy.add_argument("--no-progress", action="store_true")
     sy.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
-    b = sub.add_parser("bench", help="benchmarks that print figures")
-    b.add_argument("what", choices=_benchmarks())
+    # Its own -h: `bench NAME --help` is the benchmark's help (its flags), `bench --help` the list.
+    b = sub.add_parser("bench", help="benchmarks that print figures", add_help=False,
+                       description="A benchmark's own options: incident-loop bench NAME --help")
+    b.add_argument("-h", "--help", action="store_true", help="this help, or with NAME the benchmark's own")
+    b.add_argument("what", nargs="?", choices=_benchmarks(), metavar="NAME", help=", ".join(_benchmarks()))
     from incident_loop_dev import workflow
     from incident_loop_dev.local import commands as local_commands
 
@@ -140,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     workflow.add_parser(sub)
     args, rest = parser.parse_known_args(argv)
     if args.command == "bench":
-        return _bench(args, rest)
+        if args.what is None:
+            b.print_help()
+            return 0 if args.help else 2
+        return _bench(args, ["--help", *rest] if args.help else rest)
     if args.command in ("local", "token") and not rest:
         return local_commands.run(args, ROOT)
     if rest:
