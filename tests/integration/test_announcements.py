@@ -170,6 +170,20 @@ def test_bad_targets_are_refused_with_a_reason_and_nothing_is_stored(
     assert settings == {"notifications": []}
 
 
+@pytest.mark.parametrize("reference", [
+    "/incident-loop/local/tenants/{tenant}/hook-secret",
+    "secretsmanager:incident-loop/local/tenants/{tenant}/hook-secret",
+    "arn:aws:secretsmanager:us-east-1:123456789012:secret:incident-loop/local/tenants/{tenant}/hook-secret",
+])
+def test_every_documented_form_of_a_tenants_own_secret_is_accepted(local: LocalWorkflows, reference: str) -> None:
+    """docs/workflows.md: an SSM parameter, or a Secrets Manager secret written secretsmanager:... or as its ARN."""
+    secret = reference.replace("{tenant}", local.tenant)
+    status, answer = local.app.request("PUT", "/notifications/policy_activated", local.tenant,
+                                       {"webhook": {"url": "https://hooks.example.com/in", "secret_parameter": secret}})
+    assert status == 200, answer
+    assert answer["notifications"][0]["targets"]["webhook"]["secret_parameter"] == secret
+
+
 def test_targets_are_removed_and_an_unknown_event_is_refused(local: LocalWorkflows) -> None:
     tenant = local.tenant
     _configure(local, tenant, "checkpoint_created", _targets(local, tenant))

@@ -26,8 +26,9 @@ def check_targets(tenant_id: str, event: NotificationEvent, targets: Notificatio
 
     foreign = [ref for ref in targets.secret_references() if not tenant_owns(ref, tenant_id)]
     if foreign:
-        reason = (f"a secret reference must name one of the tenant's own secrets "
-                  f"(incident-loop/<stage>/tenants/{tenant_id}/...): {', '.join(foreign)}")
+        reason = (f"a secret reference must name one of the tenant's own secrets: the SSM parameter "
+                  f"/incident-loop/<stage>/tenants/{tenant_id}/..., or the Secrets Manager secret "
+                  f"secretsmanager:incident-loop/<stage>/tenants/{tenant_id}/... (or its ARN): {', '.join(foreign)}")
         raise InvalidDefinition([{"field": "targets", "reason": reason}])
     sample = definition(event, targets, "sample", "sample", "1970-01-01T00:00:00Z", {})
     check_definition(sample, skill_source(None))
