@@ -208,22 +208,20 @@ def test_a_catalog_read_that_raised_anything_leaves_the_file_answering_and_is_tr
     assert len(calls) == 2  # the second call read the database again
 
 
-def test_two_tenants_naming_a_failure_alike_each_keep_theirs(local_app: Any, db_url: str) -> None:
+def test_a_failure_named_like_another_tenants_is_never_reported_stored(local_app: Any, db_url: str) -> None:
     """A producer's failure_id another tenant already holds: keyed by id alone, the second tenant's failure was
-    reported stored and never written (then, migration 0019, refused). Keyed by (tenant_id, id) (migration 0020),
-    each tenant keeps its own row, and a replay of either is still stored once."""
+    reported stored and never written. Now it is refused loudly (parked with the reason, never counted against
+    the breaker), the first tenant's row untouched; the id-only key goes in the next release (migration 0019)."""
     from incident_loop.failures.breaker_guard import persist_guard
 
     a, b = f"ta-{uuid.uuid4().hex[:6]}", f"tb-{uuid.uuid4().hex[:6]}"
     failure_id = uuid.uuid4()
     guard = persist_guard()
-    first = persist_failure(FailureIn(run_id="r", tenant_id=a, error_code="EA", failure_id=failure_id), guard,
+    first = persist_failure(FailureIn(run_id="r", tenant_id=a, error_code="E", failure_id=failure_id), guard,
                             dsn=db_url)
-    second = persist_failure(FailureIn(run_id="r", tenant_id=b, error_code="EB", failure_id=failure_id), guard,
+    second = persist_failure(FailureIn(run_id="r", tenant_id=b, error_code="E", failure_id=failure_id), guard,
                              dsn=db_url)
-    again = persist_failure(FailureIn(run_id="r", tenant_id=b, error_code="EB", failure_id=failure_id), guard,
-                            dsn=db_url)
-    assert (first.result, second.result, again.result) == ("stored", "stored", "stored")
-    assert [(r["id"], r["error_code"]) for r in _rows(a)] == [(failure_id, "EA")]
-    assert [(r["id"], r["error_code"]) for r in _rows(b)] == [(failure_id, "EB")]
+    assert first.result == "stored" and second.result != "stored"
+    assert second.reason is not None and "UniqueViolation" in second.reason
+    assert [r["id"] for r in _rows(a)] == [failure_id] and _rows(b) == []
     assert guard.allow()  # the database answered: nothing against catalog-persist

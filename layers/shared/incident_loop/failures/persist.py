@@ -164,8 +164,8 @@ def _bounded_write(write: Callable[[Any, str | None], None], what: Any, dsn: str
         future.result(timeout=timeout_s if wait_s is None else wait_s)
     except concurrent.futures.TimeoutError:
         reason = f"write exceeded {timeout_s}s"
-    except (psycopg.DataError, psycopg.IntegrityError, ValueTooLarge) as exc:  # the record's own fault (a value the
-        # column refuses): the database answered
+    except (psycopg.DataError, psycopg.IntegrityError, ValueTooLarge) as exc:  # the record's own fault (an id another
+        # tenant holds, migration 0019): the database answered
         if guard is not None:
             guard.record_success()  # (and a half-open probe's slot is given back, not held to its timeout)
         return f"{type(exc).__name__}: {exc}"[:250]
