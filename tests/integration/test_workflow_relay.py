@@ -19,6 +19,8 @@ from fakes.emf import flushed, values
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from incident_loop import migrate
+from incident_loop.aws import SQS_CONFIG, worst_case_s
 from incident_loop.db import DatabaseUnavailable
 from incident_loop.schemas.workflows import WorkflowMessage
 from incident_loop.stores.queues import QueueUnavailable
@@ -26,6 +28,7 @@ from incident_loop.stores.workflow_queue import SqsWorkflowQueue
 from incident_loop.workflows import relay
 from incident_loop.workflows.relay import relay_stale_runs
 from incident_loop_dev.local.cloud import scheduled_event
+from incident_loop_dev.local.services import function_role_url
 from incident_loop_dev.workflow import LocalWorkflows, local_workflows
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -267,3 +270,80 @@ def test_a_workflow_whose_message_sqs_refuses_is_accepted_once_and_started_by_th
     assert fakes.counts()["slack_messages"] == 1
     assert admin.execute("SELECT count(*) AS n FROM m11_audit.workflow_runs WHERE tenant_id = %s",
                          (tenant,)).fetchone() == {"n": 1}
+
+
+class _Killed(BaseException):
+    """Lambda ending the invocation at its timeout (nothing after this runs)."""
+
+
+class _Invocation:
+    """A 60 s invocation (WorkflowRelayFunction's Timeout) on a fake clock; SQS answers slowly but within its
+    configured bounds: one read timeout (5 s), a 1 s backoff, then success (7 s in all)."""
+
+    def __init__(self, started_ms: int) -> None:
+        self.clock_ms = started_ms
+        self.sent: list[WorkflowMessage] = []
+
+    def time_left_ms(self) -> int:
+        return 60_000 - self.clock_ms
+
+    def send(self, message: WorkflowMessage) -> None:
+        took = 7_000
+        assert took <= worst_case_s(SQS_CONFIG) * 1000
+        if self.clock_ms + took > 60_000:
+            self.clock_ms = 60_000
+            raise _Killed("Task timed out after 60.00 seconds")
+        self.clock_ms += took
+        self.sent.append(message)
+
+
+class _FastQueue:
+    def __init__(self) -> None:
+        self.sent: list[WorkflowMessage] = []
+
+    def send(self, message: WorkflowMessage) -> None:
+        self.sent.append(message)
+
+
+def test_a_relay_killed_mid_send_never_fails_a_run_whose_message_was_not_sent(create_database: Any) -> None:
+    """The relay kept 5 s when it stopped sending, but one SQS send may take worst_case_s(SQS_CONFIG) (24 s). A send
+    started with 5-24 s left was killed with the invocation: its claim stayed counted (requeues + 1) though no
+    message went and nothing gave it back; three such relays and the run was failed as never_started, its message
+    never sent again (migration 0015: only a message sent counts). A database of its own: the relay spans every
+    tenant."""
+    own_admin_url = str(create_database())
+    migrate.apply(own_admin_url)
+    own_fn_url = function_role_url(own_admin_url)
+    with psycopg.connect(own_admin_url, autocommit=True, row_factory=dict_row) as admin, \
+            psycopg.connect(own_fn_url, row_factory=dict_row) as conn:
+        tenant = f"tenant-{uuid.uuid4().hex[:6]}"
+        runs = []
+        for _ in range(3):  # committed 7 h ago, their message refused by SQS then
+            run_id = f"wf_{uuid.uuid4().hex}"
+            admin.execute("INSERT INTO m11_audit.workflow_runs (id, tenant_id, definition, status, created_at,"
+                          " updated_at) VALUES (%s, %s, %s, 'queued', now() - interval '7 hours',"
+                          " now() - interval '15 minutes')", (run_id, tenant, Jsonb({"steps": []})))
+            runs.append(run_id)
+        sent: set[str] = set()
+        for _ in range(3):  # three relays, each starting its first send with 6 s left (more than the 5 s kept then)
+            invocation = _Invocation(started_ms=54_000)
+            try:
+                relay_stale_runs(queue=invocation, conn=conn, time_left_ms=invocation.time_left_ms)
+            except _Killed:
+                pass
+            sent |= {m.workflow_run_id for m in invocation.sent}
+            admin.execute("UPDATE m11_audit.workflow_runs SET updated_at = now() - interval '15 minutes'"
+                          " WHERE id = ANY(%s) AND status = 'queued'", (runs,))
+        counted = {r["id"]: r["requeues"] for r in admin.execute(
+            "SELECT id, requeues FROM m11_audit.workflow_runs WHERE id = ANY(%s)", (runs,)).fetchall()}
+
+        fast = _FastQueue()
+        relay_stale_runs(queue=fast, conn=conn)  # the next relay, SQS healthy again
+        sent |= {m.workflow_run_id for m in fast.sent}
+        given_up = {r["id"] for r in admin.execute(
+            "SELECT id FROM m11_audit.workflow_runs WHERE id = ANY(%s) AND error_code = 'never_started'",
+            (runs,)).fetchall()}
+
+    assert given_up <= sent, (
+        f"runs failed as never_started without one message sent: {sorted(given_up - sent)};"
+        f" requeues counted by killed relays: {counted}")

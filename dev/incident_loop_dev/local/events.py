@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,13 +17,15 @@ class FakeContext:
     memory_limit_in_mb: int = 512
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     log_stream_name: str = "local"
+    timeout_s: float = 30.0  # the function's Timeout: the remaining time runs down from it, as Lambda's does
+    started: float = field(default_factory=time.monotonic)
 
     @property
     def invoked_function_arn(self) -> str:
         return f"arn:aws:lambda:us-east-1:123456789012:function:{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return max(0, int((self.timeout_s - (time.monotonic() - self.started)) * 1000))
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:

@@ -126,7 +126,7 @@ class LocalApp:
         if self._invoker is not None:
             return self._invoker(logical_id, event)
         fn = self.spec.functions[logical_id]
-        return self.handler(fn)(event, FakeContext(function_name=logical_id))
+        return self.handler(fn)(event, FakeContext(function_name=logical_id, timeout_s=fn.timeout_s))
 
     def function_environment(self, logical_id: str) -> dict[str, str]:
         """One function's variables as the template resolves them here (after provision())."""

@@ -82,6 +82,7 @@ class FunctionSpec:
     sqs_sources: list[SqsSource] = field(default_factory=list)
     routes: list[ApiRoute] = field(default_factory=list)
     schedules: list[str] = field(default_factory=list)  # Schedule events' expressions
+    timeout_s: float = 3.0  # its Timeout (or the Globals'), as Lambda gives it
 
 
 @dataclass
@@ -117,13 +118,15 @@ def read_app(root: Path) -> AppSpec:
     global_env = (template.get("Globals", {}).get("Function", {}).get("Environment", {}) or {}).get(
         "Variables", {}
     )
+    global_timeout = (template.get("Globals", {}).get("Function", {}) or {}).get("Timeout", 3)
     functions: dict[str, FunctionSpec] = {}
     for logical_id, resource in resources.items():
         if resource.get("Type") != "AWS::Serverless::Function":
             continue
         props = resource.get("Properties", {})
         env = {**global_env, **((props.get("Environment") or {}).get("Variables") or {})}
-        spec = FunctionSpec(logical_id, root / props["CodeUri"], props["Handler"], env)
+        spec = FunctionSpec(logical_id, root / props["CodeUri"], props["Handler"], env,
+                            timeout_s=float(props.get("Timeout", global_timeout)))
         for event in (props.get("Events") or {}).values():
             eprops = event.get("Properties", {})
             if event.get("Type") == "SQS":

@@ -19,6 +19,8 @@ from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from incident_loop.aws import SQS_CONFIG, worst_case_s
+from incident_loop.batch import record_reserve_ms
 from incident_loop.db import get_connection, transaction
 from incident_loop.observability import logger, metrics
 from incident_loop.schemas.workflows import WorkflowMessage
@@ -29,7 +31,14 @@ from incident_loop.stores.workflow_queue import SqsWorkflowQueue
 from incident_loop.workflows.ports import WorkflowQueue
 
 MAX_RUNS = 500  # per invocation; the next one takes the rest
-RESERVE_MS = 5_000  # left to the invocation when the relay stops sending: a claim not sent waits for the next
+
+
+def reserve_ms() -> int:
+    """Left to the invocation when the relay stops sending: one send's worst case (24 s), then giving the unsent
+    claims back (a connect and a statement at their bounds). With only 5 s kept, a slow send was killed with the
+    invocation: its run's requeue stayed counted though no message went, and three such relays failed it as never
+    started. A claim not sent waits for the next relay."""
+    return int(worst_case_s(SQS_CONFIG) * 1000) + record_reserve_ms()
 
 
 def relay_stale_runs(*, queue: WorkflowQueue | None = None, conn: Any | None = None, max_runs: int = MAX_RUNS,
@@ -44,6 +53,7 @@ def relay_stale_runs(*, queue: WorkflowQueue | None = None, conn: Any | None = N
     relayed_at = int(time.time())
     counts = {"requeued": 0, "not_sent": 0, "never_started": 0}
     unsent: list[str] = []
+    reserve = reserve_ms()
     for run in claimed:
         if run["abandoned"]:
             counts["never_started"] += 1
@@ -56,7 +66,7 @@ def relay_stale_runs(*, queue: WorkflowQueue | None = None, conn: Any | None = N
         run_id, tenant = run["workflow_run_id"], run["tenant_id"]
         if run["abandoned"]:
             continue
-        if counts["not_sent"] or (time_left_ms is not None and time_left_ms() < RESERVE_MS):
+        if counts["not_sent"] or (time_left_ms is not None and time_left_ms() < reserve):
             counts["not_sent"] += 1  # SQS refused one already, or no time left: the next relay tries again
             unsent.append(run_id)
             continue
