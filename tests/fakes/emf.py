@@ -16,14 +16,15 @@ def flushed(capsys: Any) -> list[dict[str, Any]]:
     return [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
 
 
-def values(docs: list[dict[str, Any]], name: str, namespace: str = "IncidentLoop",
+def values(docs: list[dict[str, Any]], name: str, namespace: str | None = None,
            dimensions: tuple[str, ...] = ("service",), **dims: str) -> list[float]:
-    """Every value of `name` in documents of that namespace whose dimension set is exactly `dimensions`
+    """Every value of `name` in documents of that namespace (any: the tests' own is set by the environment) whose
+    dimension set is exactly `dimensions`
     (what a CloudWatch alarm with exactly those dimensions would see), with those dimension values."""
     found: list[float] = []
     for doc in docs:
         for directive in doc["_aws"]["CloudWatchMetrics"]:
-            if directive["Namespace"] != namespace:
+            if namespace is not None and directive["Namespace"] != namespace:
                 continue
             if not any(m["Name"] == name for m in directive["Metrics"]):
                 continue

@@ -13,6 +13,13 @@ from incident_loop_dev.local.template import load_template
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def _own_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI sets defaults in the environment (metrics off, a quiet log): set here, they are undone after."""
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("POWERTOOLS_LOG_LEVEL", "INFO")
+
+
 def test_a_benchmarks_help_shows_its_own_flags(capsys: pytest.CaptureFixture[str]) -> None:
     """`bench kv --help` printed only the list of benchmarks: no benchmark's flags (README) could be looked up."""
     with pytest.raises(SystemExit) as done:
