@@ -21,7 +21,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> None:
         send_response(event, context, "SUCCESS", {"applied": "0"})
         return
     try:
-        applied = apply(directory=MIGRATIONS)
+        applied = apply(directory=MIGRATIONS, time_left_ms=context.get_remaining_time_in_millis)
     except Exception as exc:
         logger.exception("migrations failed")
         send_response(event, context, "FAILED", {}, reason=str(exc)[:500])

@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
-from incident_loop import migrate
+from incident_loop import db, migrate, settings
+from incident_loop_dev.local.events import FakeContext
+from incident_loop_dev.local.runner import handler_module
+
+ROOT = Path(__file__).resolve().parents[2]
 
 LOOP_TABLES = {
     "incidents", "failure_patterns", "recovery_candidates", "policy_rules", "routing_adjustments",
@@ -131,3 +139,106 @@ def test_stored_candidate_keys_are_bounded_as_the_matcher_bounds_them(empty_db_u
         keys = dict(conn.execute("SELECT id, candidate_key FROM failure_patterns").fetchall())
     assert keys == {pid: candidate_key(template.split(" ")) for pid, template in rows.items()}
     assert keys["long"] == "2:" + "x" * 64
+
+
+def _with_one_more(tmp_path: Path, sql: str) -> Path:
+    """The shipped migrations and one more (the next version)."""
+    shipped = sorted((ROOT / "migrations").glob("*.sql"))
+    for path in shipped:
+        shutil.copy(path, tmp_path / path.name)
+    (tmp_path / f"{len(shipped) + 1:04d}_needs_an_exclusive_lock.sql").write_text(sql)
+    return tmp_path
+
+
+class _Clock:
+    """A deadline `seconds` from now, as a Lambda context counts it down."""
+
+    def __init__(self, seconds: float) -> None:
+        self.deadline = time.monotonic() + seconds
+
+    def __call__(self) -> int:
+        return max(0, int((self.deadline - time.monotonic()) * 1000))
+
+
+def test_with_a_deadline_a_migration_behind_a_busy_table_gives_up_in_time_and_blocks_nobody_for_long(
+        empty_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The custom resource applied migrations unbounded: an ALTER TABLE behind any open transaction on its table
+    waited for ever, queueing every later reader and writer of the table behind it, and the function was killed
+    at its timeout without answering CloudFormation. With the function's clock, a lock is waited for a bounded
+    time, the writers behind it get through, and MigrationError comes while there is time to answer."""
+    migrate.apply(empty_db_url)
+    directory = _with_one_more(tmp_path, "ALTER TABLE failure_matches ADD COLUMN reviewed boolean;")
+    monkeypatch.setattr(migrate, "LOCK_TIMEOUT_MS", 300)
+    monkeypatch.setattr(migrate, "ANSWER_RESERVE_MS", 1_000)
+    monkeypatch.setattr(migrate, "RETRY_PAUSE_S", 0.2)
+    with psycopg.connect(empty_db_url) as reader, psycopg.connect(empty_db_url, autocommit=True) as writer:
+        reader.execute("SELECT count(*) FROM failure_matches")  # an open transaction that read the table
+        clock = _Clock(3.0)
+        failed: list[BaseException] = []
+        runner = threading.Thread(target=lambda: _capture(failed, migrate.apply, empty_db_url, directory, clock))
+        runner.start()
+        time.sleep(0.5)
+        started = time.monotonic()
+        writer.execute("SELECT count(*) FROM failure_matches")  # behind the migration's lock request, briefly
+        waited = time.monotonic() - started
+        runner.join(timeout=10)
+        assert not runner.is_alive() and clock() >= 500  # gave up with time left to answer
+    assert len(failed) == 1 and isinstance(failed[0], migrate.MigrationError)
+    assert "no time left" in str(failed[0]) and waited < 1.0
+    last = sorted(p.name for p in directory.glob("*.sql"))[-1]
+    assert migrate.apply(empty_db_url, directory, _Clock(30.0)) == [last]  # the table idle again: applied
+
+
+class _CloudFormation(BaseHTTPRequestHandler):
+    """The pre-signed URL a custom resource answers: keeps every answer."""
+
+    answers: list[dict[str, Any]] = []
+
+    def do_PUT(self) -> None:  # noqa: N802 - http.server's name
+        type(self).answers.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_the_custom_resource_answers_cloudformation_before_its_timeout_when_a_table_stays_busy(
+        empty_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    migrate.apply(empty_db_url)
+    app = handler_module(ROOT / "functions" / "migrate", "app.lambda_handler", "migrate_deadline")
+    monkeypatch.setattr(app, "MIGRATIONS", _with_one_more(tmp_path, "ALTER TABLE failure_matches ADD COLUMN x int;"))
+    monkeypatch.setenv("DATABASE_URL", empty_db_url)
+    settings.get_settings.cache_clear()
+    db.reset_connection()
+    monkeypatch.setattr(migrate, "ANSWER_RESERVE_MS", 2_000)
+    _CloudFormation.answers = []
+    server = HTTPServer(("127.0.0.1", 0), _CloudFormation)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    event = {"RequestType": "Update", "ResponseURL": f"http://127.0.0.1:{server.server_port}/cfn",
+             "StackId": "arn:aws:cloudformation:us-east-1:123456789012:stack/s/1", "RequestId": "r-1",
+             "LogicalResourceId": "Migrations", "PhysicalResourceId": "incident-loop-migrations",
+             "ResourceType": "Custom::Migrations", "ResourceProperties": {}}
+    reader = psycopg.connect(empty_db_url)
+    reader.execute("SELECT count(*) FROM failure_matches")  # open, and it stays open past the budget
+    worker = threading.Thread(target=app.lambda_handler,
+                              args=(event, FakeContext(function_name="MigrateFunction", timeout_s=8.0)), daemon=True)
+    try:
+        worker.start()
+        worker.join(timeout=8.0)  # the function's timeout: Lambda ends it here, answered or not
+        answers = list(_CloudFormation.answers)
+    finally:
+        reader.close()  # an unbounded migration gets its lock now and ends
+        worker.join(timeout=30)
+        server.shutdown()
+        settings.get_settings.cache_clear()
+        db.reset_connection()
+    assert len(answers) == 1, "no answer to CloudFormation within the function's timeout"
+    assert answers[0]["Status"] == "FAILED" and "no time left" in answers[0]["Reason"]
+
+
+def _capture(failed: list[BaseException], fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except BaseException as exc:  # noqa: BLE001 - the test reads it
+        failed.append(exc)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,12 +78,65 @@ def _applied(conn: psycopg.Connection[Any]) -> dict[int, dict[str, Any]]:
     return {row["version"]: row for row in rows}
 
 
-def apply(dsn: str | None = None, directory: Path | None = None) -> list[str]:
-    """Apply every pending migration; returns the file names applied (empty when up to date)."""
+# With a deadline (the Migrations custom resource): how long a migration waits for a table's lock before it lets
+# go and tries again (waiting, it queues every later reader and writer of that table behind it), and how much
+# time is kept to answer CloudFormation (killed at its timeout unanswered, the stack waited out ServiceTimeout).
+LOCK_TIMEOUT_MS = 5_000
+ANSWER_RESERVE_MS = 15_000
+RETRY_PAUSE_S = 1.0
+
+
+def _left(time_left_ms: Callable[[], int] | None, what: str) -> int | None:
+    """The milliseconds a statement may take now (None: no deadline); MigrationError when none are left."""
+    if time_left_ms is None:
+        return None
+    budget = time_left_ms() - ANSWER_RESERVE_MS
+    if budget <= 0:
+        raise MigrationError(f"{what}: no time left in this run; deploy again when the tables are quieter")
+    return budget
+
+
+def _lock(conn: psycopg.Connection[Any], time_left_ms: Callable[[], int] | None) -> None:
+    """The advisory lock every runner of the migrations takes; with a deadline, given up before it."""
+    if time_left_ms is None:
+        conn.execute("SELECT pg_advisory_lock(%(key)s)", {"key": ADVISORY_LOCK_KEY})
+        return
+    while not conn.execute("SELECT pg_try_advisory_lock(%(key)s) AS ok", {"key": ADVISORY_LOCK_KEY}).fetchone()["ok"]:
+        _left(time_left_ms, "another run of the migrations holds their lock")
+        time.sleep(RETRY_PAUSE_S)
+
+
+def _apply_one(conn: psycopg.Connection[Any], migration: Migration, time_left_ms: Callable[[], int] | None) -> None:
+    """One migration and its record, in one transaction; with a deadline, each lock waited for at most
+    LOCK_TIMEOUT_MS (then released, and tried again while time is left) and no statement past the deadline."""
+    while True:
+        budget = _left(time_left_ms, migration.filename)
+        try:
+            with conn.transaction():
+                if budget is not None:
+                    conn.execute("SELECT set_config('lock_timeout', %(lock)s, true),"
+                                 " set_config('statement_timeout', %(statement)s, true)",
+                                 {"lock": str(min(LOCK_TIMEOUT_MS, budget)), "statement": str(budget)})
+                conn.execute(migration.sql.encode())
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum)"
+                    " VALUES (%(version)s, %(name)s, %(checksum)s)",
+                    {"version": migration.version, "name": migration.name, "checksum": migration.checksum},
+                )
+            return
+        except psycopg.errors.LockNotAvailable:
+            logger.warning("migration waited too long for a lock; trying again", migration=migration.filename)
+            time.sleep(RETRY_PAUSE_S)
+
+
+def apply(dsn: str | None = None, directory: Path | None = None,
+          time_left_ms: Callable[[], int] | None = None) -> list[str]:
+    """Apply every pending migration; returns the file names applied (empty when up to date). With
+    `time_left_ms` (the custom resource's clock) every wait is bounded and MigrationError comes in time to answer."""
     migrations = discover(directory)
     done: list[str] = []
     with connect(dsn, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(%(key)s)", {"key": ADVISORY_LOCK_KEY})
+        _lock(conn, time_left_ms)
         try:
             applied = _applied(conn)
             for migration in migrations:
@@ -94,13 +149,7 @@ def apply(dsn: str | None = None, directory: Path | None = None) -> list[str]:
                             "add a new migration instead"
                         )
                     continue
-                with conn.transaction():
-                    conn.execute(migration.sql.encode())
-                    conn.execute(
-                        "INSERT INTO schema_migrations (version, name, checksum)"
-                        " VALUES (%(version)s, %(name)s, %(checksum)s)",
-                        {"version": migration.version, "name": migration.name, "checksum": migration.checksum},
-                    )
+                _apply_one(conn, migration, time_left_ms)
                 logger.info("migration applied", migration=migration.filename)
                 done.append(migration.filename)
         finally:
