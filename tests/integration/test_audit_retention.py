@@ -11,9 +11,11 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from incident_loop import migrate
 from incident_loop.db import transaction
 from incident_loop.stores.audit import purge_batch
 from incident_loop.workflows.retention import purge_audit
+from incident_loop_dev.local.services import function_role_url
 
 AUDIT_TABLES = ("ops", "replay_runs", "workflow_runs")
 
@@ -177,3 +179,36 @@ def test_retention_runs_nothing_of_the_callers_own_as_the_owner(fn_conn: Any) ->
         counts = purge_batch(fn_conn, 365, 10)
     assert set(counts) == {"ops_deleted", "replays_deleted", "runs_deleted"}
     fn_conn.rollback()
+
+
+def test_a_retention_batch_reads_the_runs_it_deletes_not_the_whole_table(create_database: Any) -> None:
+    """purge_audit picks runs by when they finished or were last touched: with no index on either, every batch
+    read the whole table and sorted every expired run (2 M runs: 1.2 s a batch; a few million more and it outran
+    the 5 s statement timeout, and retention stopped). A database of its own: the counts are the table's."""
+    own_admin_url = str(create_database())
+    migrate.apply(own_admin_url)
+    own_fn_url = function_role_url(own_admin_url)
+    total, expired = 60_000, 50
+    prefix = f"wf_{uuid.uuid4().hex[:8]}_"
+    with psycopg.connect(own_admin_url, autocommit=True) as admin:
+        # 60 000 runs finished in the last 80 days, 50 finished 100+ days ago (a night's worth of expiry).
+        admin.execute(
+            "INSERT INTO m11_audit.workflow_runs (id, tenant_id, definition, status, created_at, updated_at,"
+            " completed_at) SELECT %(p)s || g, 't' || (g %% 20), '{\"steps\": []}', 'completed', t, t, t"
+            " FROM generate_series(1, %(n)s) g,"
+            " LATERAL (SELECT now() - make_interval(days => CASE WHEN g <= %(old)s THEN 100 ELSE (g %% 80) END,"
+            "                                      secs => g %% 3600) AS t) x",
+            {"p": prefix, "n": total, "old": expired})
+        admin.execute("VACUUM ANALYZE m11_audit.workflow_runs")
+
+    with psycopg.connect(own_fn_url, row_factory=dict_row) as conn:
+        with transaction(conn, tenant_id=None):
+            counts = purge_batch(conn, 90, 5000)
+            stats = conn.execute(
+                "SELECT seq_scan, seq_tup_read, idx_scan, idx_tup_fetch FROM pg_stat_xact_user_tables"
+                " WHERE schemaname = 'm11_audit' AND relname = 'workflow_runs'").fetchone()
+
+    assert counts["runs_deleted"] == expired
+    assert stats is not None
+    assert stats["seq_tup_read"] < 10 * expired, (
+        f"one batch deleting {expired} runs read {stats['seq_tup_read']} of {total} rows sequentially: {stats}")
