@@ -13,9 +13,16 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from incident_loop.grouping.matcher import MAX_KEY_WORD, decide
+from incident_loop.grouping.decision import MAX_KEY_WORD
+from incident_loop.grouping.matcher import decide
 from incident_loop.grouping.memory_index import MemoryPatternIndex
-from incident_loop.stores.patterns import BY_SIGNATURE_SQL, CANDIDATES_SQL, PostgresPatternIndex, record_match
+from incident_loop.stores.patterns import (
+    BY_SIGNATURE_SQL,
+    CANDIDATES_SQL,
+    PostgresPatternIndex,
+    record_match,
+)
+from incident_loop_dev.bench.grouping_latency import merged_into
 
 E = "ToolError"
 
@@ -191,11 +198,14 @@ def test_postgres_and_memory_indexes_decide_alike(db_url: str, tenant: str) -> N
         ("Skill web_search returned HTTP 503 from https://api.example.com/v1", E),
         ("Skill web_search returned HTTP 502 from https://api.example.com/v2", E),
         ("Tool calculator failed on input alpha", E), ("Tool calculator failed on output beta", E),
-        # The one-word margin: 0.75 alike joins a young pattern; a settled one (three members) refuses.
-        ("Invalid user admin from 10.0.0.1", E), ("Invalid user test from 10.0.0.2", E),
+        # A settled pattern (three members) refuses another word: a pattern of its own.
         *[("Denied user root from 10.0.0.3", E)] * 3, ("Denied user guest from 10.0.0.4", E),
+        # Names that come in runs: seven settled siblings, then an eighth name merges them into the oldest.
+        *[(f"connection from {name} closed by peer", E) for name in
+          ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf") for _ in range(3)],
+        ("connection from hotel closed by peer", E), ("connection from india closed by peer", E),
     ]
-    expected = {"Invalid user test from 10.0.0.2": "fuzzy", "Denied user guest from 10.0.0.4": "new"}
+    expected = {"Denied user guest from 10.0.0.4": "new", "connection from hotel closed by peer": "fuzzy"}
     memory = MemoryPatternIndex()
     memory_ids, pg_ids = [], []
     with _connect(db_url, tenant) as conn:
@@ -203,13 +213,22 @@ def test_postgres_and_memory_indexes_decide_alike(db_url: str, tenant: str) -> N
         for n, (message, error_type) in enumerate(stream):
             in_memory = decide(message, error_type, tenant, memory)
             in_pg = decide(message, error_type, tenant, pg)
-            assert (in_memory.match_type, in_memory.template, in_memory.merged_template, in_memory.confidence) == (
-                in_pg.match_type, in_pg.template, in_pg.merged_template, in_pg.confidence), message
+            assert (in_memory.match_type, in_memory.template, in_memory.merged_template, in_memory.confidence,
+                    len(in_memory.absorbed)) == (in_pg.match_type, in_pg.template, in_pg.merged_template,
+                                                 in_pg.confidence, len(in_pg.absorbed)), message
             assert in_pg.match_type == expected.get(message, in_pg.match_type), message
             memory_ids.append(memory.record(tenant, in_memory))
             with conn.transaction():
                 pg_ids.append(record_match(conn, tenant, _incident(conn, tenant, n), in_pg)[0])
-        stored = {pid: template for pid, _, _, template, *_ in _patterns(conn, tenant)}
+        merges = merged_into(conn, tenant)
+        rows = _patterns(conn, tenant)
+        stored = {pid: template for pid, _, _, template, *_ in rows if pid not in merges}
+    assert len(merges) == 6 and len(set(merges.values())) == 1  # the seven siblings are one pattern now
+    [survivor] = set(merges.values())
+    counts = {pid: n for pid, n, *_ in rows}
+    assert counts[survivor] == 7 * 3 + 2 and stored[survivor] == "connection from <*> closed by peer"
+    pg_ids = [merges.get(pid, pid) for pid in pg_ids]
+    memory_ids = [memory.resolve(pid) for pid in memory_ids]
     mapping = dict(zip(memory_ids, pg_ids, strict=True))
     assert len(set(mapping.values())) == len(mapping)  # the same partition of the stream
     assert {mapping[m]: memory.template(m) for m in mapping} == stored  # and the same templates

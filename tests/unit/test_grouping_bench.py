@@ -217,9 +217,23 @@ def test_selection_reads_only_the_training_datasets() -> None:
     protocol.ga = {(0, "A", "original"): 0.9, (0, "B", "original"): 0.9, (0, "C", "original"): 0.1,
                    (1, "A", "original"): 0.8, (1, "B", "original"): 0.8, (1, "C", "original"): 1.0}
     assert protocol.select(["A", "B"]) == 0  # C, held out, would have picked 1
-    assert protocol.select(["A", "B", "C"]) == 1
+    protocol.ga.update({(1, "A", "original"): 0.95, (1, "B", "original"): 0.95})
+    assert protocol.select(["A", "B"]) == 1  # better on every training dataset alike: past one standard error
     protocol.ga.update({(1, "A", "original"): 0.9, (1, "B", "original"): 0.9})
     assert protocol.select(["A", "B"]) == 0  # a tie goes to the earlier configuration
+
+
+def test_a_gain_within_one_standard_error_goes_to_the_configuration_that_assumes_least() -> None:
+    """The one-standard-error rule: the earliest configuration whose mean is within one standard error of the
+    best one's (paired per-dataset differences). A gain one dataset makes and the others do not is within it."""
+    grid = (GroupingConfig(0.6), GroupingConfig(0.9))
+    protocol = Protocol([_toy("A"), _toy("B"), _toy("C")], grid=grid, variants=("original",))
+    protocol.ga = {(0, "A", "original"): 0.9, (0, "B", "original"): 0.9, (0, "C", "original"): 0.1,
+                   (1, "A", "original"): 0.8, (1, "B", "original"): 0.8, (1, "C", "original"): 1.0}
+    assert protocol.objective(1, ["A", "B", "C"]) > protocol.objective(0, ["A", "B", "C"])
+    assert protocol.select(["A", "B", "C"]) == 0  # mean gap 0.23, standard error 0.33
+    protocol.ga.update({(1, "A", "original"): 0.91, (1, "B", "original"): 0.91})
+    assert protocol.select(["A", "B", "C"]) == 1  # now better everywhere: mean gap 0.31, standard error 0.26
 
 
 def test_a_fold_scores_the_held_out_dataset_with_a_model_fitted_on_the_others() -> None:

@@ -67,7 +67,8 @@ def group_in_memory(messages: list[str]) -> list[str]:
     """Bridge 1's decision for each message, applied to an in-memory index."""
     index = MemoryPatternIndex()
     record = index.record
-    return [record(TENANT, decide(m, ERROR_TYPE, TENANT, index)) for m in messages]
+    recorded = [record(TENANT, decide(m, ERROR_TYPE, TENANT, index)) for m in messages]
+    return [index.resolve(g) for g in recorded]  # a pattern merged into a sibling since is the sibling
 
 
 def group_with_drain3(messages: list[str]) -> list[str]:
@@ -79,7 +80,8 @@ def _templates_in_memory(messages: list[str]) -> tuple[list[str], list[str]]:
     """Groups and each message's final template (its pattern's template at the end)."""
     clear_memos()
     index = MemoryPatternIndex()
-    groups = [index.record(TENANT, decide(m, ERROR_TYPE, TENANT, index)) for m in messages]
+    recorded = [index.record(TENANT, decide(m, ERROR_TYPE, TENANT, index)) for m in messages]
+    groups = [index.resolve(g) for g in recorded]  # a pattern merged into a sibling since is the sibling
     return groups, [index.template(g) for g in groups]
 
 

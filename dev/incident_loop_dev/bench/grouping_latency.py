@@ -38,7 +38,20 @@ def group_in_postgres(messages: list[str], admin_url: str) -> tuple[list[str], f
                 decision = decide(message, ERROR_TYPE, TENANT, index)
                 out.append(record_match(conn, TENANT, incident_id, decision)[0])
         elapsed = time.perf_counter() - start
-    return out, len(messages) / elapsed
+        merges = merged_into(conn, TENANT)
+    resolved = []
+    for pattern_id in out:  # a pattern merged into a sibling since is the sibling
+        while pattern_id in merges:
+            pattern_id = merges[pattern_id]
+        resolved.append(pattern_id)
+    return resolved, len(messages) / elapsed
+
+
+def merged_into(conn: psycopg.Connection[Any], tenant_id: str) -> dict[str, str]:
+    """Every absorbed pattern of the tenant and the one it was merged into (to resolve groups at the end)."""
+    rows = conn.execute("SELECT id, merged_into FROM failure_patterns WHERE tenant_id = %(t)s"
+                        " AND merged_into IS NOT NULL", {"t": tenant_id}).fetchall()
+    return {str(row[0]): str(row[1]) for row in rows}
 
 
 def _word(n: int) -> str:

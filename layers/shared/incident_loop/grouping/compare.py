@@ -76,3 +76,21 @@ def generalised(tokens: Sequence[str], pattern_tokens: Sequence[str],
         return wild
     mine = constants(tokens) if token_constants is None else token_constants
     return wild - (sum(map(eq, tokens, pattern_tokens)) - sum(map(eq, mine, pattern_tokens)))
+
+
+def siblings(tokens: Sequence[str], others: Sequence[Sequence[str]], most: int) -> list[int]:
+    """The indices (in order) of the templates one constant word apart from `tokens` at one place, not the first
+    token, and alike everywhere else, when with `tokens` they hold `most` distinct words at that place; else none.
+    Linear in the templates' length."""
+    last = len(tokens) - 1
+    at: dict[int, list[int]] = {}
+    for i, theirs in enumerate(others):
+        if len(theirs) != len(tokens) or sum(map(eq, tokens, theirs)) != last:
+            continue
+        place = next(k for k, (a, b) in enumerate(zip(tokens, theirs, strict=True)) if a != b)
+        if place and WILDCARD not in (tokens[place], theirs[place]):
+            at.setdefault(place, []).append(i)
+    for place, found in at.items():
+        if len({tokens[place]} | {others[i][place] for i in found}) >= most:
+            return found
+    return []

@@ -20,12 +20,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from incident_loop.grouping.classify import classify
-from incident_loop.grouping.compare import agreement, compare, constants, differing, generalised, merge, similarity
+from incident_loop.grouping.compare import (
+    agreement,
+    compare,
+    constants,
+    differing,
+    generalised,
+    merge,
+    siblings,
+    similarity,
+)
 from incident_loop.grouping.confidence import clear_memo as clear_probabilities
 from incident_loop.grouping.confidence import join_confidence
+from incident_loop.grouping.decision import MatchDecision, candidate_key, decision_arg
+from incident_loop.grouping.decision import split_template as _split
 from incident_loop.grouping.memo import remember
 from incident_loop.grouping.normalise import (
     MAX_MEMO_TEXT,
@@ -64,6 +75,11 @@ class GroupingConfig:
     # varies is a large share ("Invalid user admin from <*>" and "Invalid user test from <*>" are
     # 0.75 alike). 0: only at the threshold.
     one_word_margin: float = 0.05
+    # A message that would start a pattern, one constant word apart (at the same place) from enough siblings that
+    # this many distinct words have been seen there, joins the oldest of them instead, generalised there, and the
+    # others are absorbed into it: so many values at one place say it holds a value, not a word that tells events
+    # apart (values that come in runs settle a pattern per run). 0: never.
+    merge_after: int = 8
     normaliser: Normaliser = field(init=False, repr=False, compare=False)
     template: Callable[[str], str] = field(init=False, repr=False, compare=False)  # the normaliser's
 
@@ -75,7 +91,7 @@ class GroupingConfig:
 # What `incident-loop bench grouping --fit-confidence` picks on all eight Loghub-2k systems (the same
 # procedure, run on seven, picks each leave-one-dataset-out fold's configuration); the defaults above.
 CONFIG = GroupingConfig(threshold=0.8, settle=3, options=Options(mask_quoted=False, mask_keyed=False),
-                        one_word_margin=0.05)
+                        one_word_margin=0.0)
 
 
 @dataclass(slots=True)
@@ -101,80 +117,6 @@ class PatternIndex(Protocol):
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> Sequence[PatternCandidate]:
         """The patterns of this tenant and error type that share the candidate key (an index probe)."""
         ...
-
-
-class MatchDecision:
-    """What the matcher decided for one message; `pattern_id` is None for a new pattern."""
-
-    __slots__ = ("match_type", "pattern_id", "confidence", "signature", "template", "merged_template",
-                 "error_type", "message", "new_alias", "_tokens", "similarity", "differing", "generalised")
-
-    def __init__(self, match_type: str, pattern_id: str | None, confidence: float, signature: str,
-                 template: str, merged_template: str, error_type: str, message: str,
-                 toks: tuple[str, ...] | None = None, new_alias: bool | None = None,
-                 similarity: float = 1.0, differing: int = 0, generalised: int = 0) -> None:
-        self.match_type = match_type  # exact | fuzzy | new
-        self.pattern_id = pattern_id
-        self.confidence = confidence
-        self.signature = signature
-        self.template = template  # this message's template
-        self.merged_template = merged_template  # the pattern's template once this message has joined
-        self.error_type = error_type
-        self.message = message
-        # Whether recording it makes the signature an alias of the pattern.
-        self.new_alias = match_type == "fuzzy" if new_alias is None else new_alias
-        self._tokens = toks
-        # The confidence's inputs (kept for the benchmark's calibration): a fuzzy join's similarity
-        # to the pattern, the constant words that disagreed, and the constant words of this message
-        # that the pattern's template has generalised to <*>.
-        self.similarity = similarity
-        self.differing = differing
-        self.generalised = generalised
-
-    # Derived on demand: an exact hit (the common case) needs none of them.
-    @property
-    def tokens(self) -> tuple[str, ...]:
-        return self._tokens if self._tokens is not None else _split(self.template)
-
-    @property
-    def candidate_key(self) -> str:
-        return candidate_key(self.tokens)
-
-    @property
-    def pattern_type(self) -> str:
-        return classify(self.error_type, self.message)[0]
-
-    @property
-    def category(self) -> str:
-        return classify(self.error_type, self.message)[1]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"match_type": self.match_type, "pattern_id": self.pattern_id, "confidence": self.confidence,
-                "signature": self.signature, "template": self.template, "merged_template": self.merged_template,
-                "candidate_key": self.candidate_key, "pattern_type": self.pattern_type, "category": self.category}
-
-    def __repr__(self) -> str:
-        return f"MatchDecision({self.match_type!r}, {self.pattern_id!r}, {self.confidence}, {self.template!r})"
-
-
-def _split(template_text: str) -> tuple[str, ...]:
-    return tuple(template_text.split(" ")) if template_text else ()
-
-
-# Characters of the first token a candidate key keeps: the key is in a btree index, whose entries
-# PostgreSQL bounds (2704 bytes); a longer first word (a blob without digits) would make the pattern
-# impossible to store. Siblings whose first words share these characters are compared as usual.
-MAX_KEY_WORD = 64
-
-
-def candidate_key(template_tokens: Sequence[str]) -> str:
-    """Token count and the first token, or <*> when it holds a variable (the first two levels of
-    Drain's prefix tree, flattened into one key): siblings share it, so it is what the PostgreSQL
-    index is on. Only the first token: a word further on may be a variable that holds no digit (a
-    host or a user name in a header), and siblings must still meet. Of a long first token, its first
-    MAX_KEY_WORD characters (migrations/0014 keys the stored patterns alike)."""
-    first = template_tokens[0] if template_tokens else WILDCARD
-    return f"{len(template_tokens)}:{WILDCARD if WILDCARD in first else first[:MAX_KEY_WORD]}"
 
 
 # (error type, template) -> signature; template -> confidence of an exact hit on it (computed when a
@@ -282,15 +224,14 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
         merged = best.template if covered else " ".join(merge(toks, best.template_tokens()))
         return MatchDecision("fuzzy", best.pattern_id, sure, sig, text, merged, error_type, message, toks,
                              similarity=best_score, differing=best_unlike, generalised=count)
+    if config.merge_after and len(candidates) >= config.merge_after - 1:
+        found = siblings(toks, [c.template_tokens() for c in candidates], config.merge_after)
+        if found:
+            siblings_ = [candidates[i] for i in found]
+            target = siblings_[0]
+            score, unlike, count, alike = agreement(toks, target.template_tokens())
+            merged = " ".join(merge(toks, target.template_tokens()))
+            return MatchDecision("fuzzy", target.pattern_id, join_confidence(toks, True, score, unlike, count, text),
+                                 sig, text, merged, error_type, message, toks, similarity=score, differing=unlike,
+                                 generalised=count, absorbed=tuple(c.pattern_id for c in siblings_[1:]))
     return MatchDecision("new", None, 0.0, sig, text, text, error_type, message, toks)
-
-
-def decision_arg(args: tuple[Any, ...]) -> MatchDecision:
-    """`decision` or the older `error_type, decision` (the error type is the decision's own)."""
-    if len(args) == 1 and isinstance(args[0], MatchDecision):
-        return args[0]
-    if len(args) == 2 and isinstance(args[1], MatchDecision):
-        if args[0] != args[1].error_type:
-            raise ValueError(f"error type {args[0]!r} is not the decision's {args[1].error_type!r}")
-        return args[1]
-    raise TypeError("expected a MatchDecision (optionally preceded by its error type)")

@@ -25,6 +25,7 @@ class MemoryPatternIndex:
         self._signatures: dict[tuple[str, str], list[PatternCandidate]] = {}
         self._by_key: dict[tuple[str, str, str], list[list[PatternCandidate]]] = {}
         self._cells: dict[str, list[PatternCandidate]] = {}
+        self._merged_into: dict[str, str] = {}  # an absorbed pattern -> the one it was merged into
         self._next = 0
 
     def by_signature(self, tenant_id: str, signature: str) -> PatternCandidate | None:
@@ -41,6 +42,12 @@ class MemoryPatternIndex:
     def count(self, pattern_id: str) -> int:
         """The pattern's members so far."""
         return self._cells[pattern_id][0].count
+
+    def resolve(self, pattern_id: str) -> str:
+        """The pattern a recorded id belongs to now: itself, or the one it was merged into (transitively)."""
+        while pattern_id in self._merged_into:
+            pattern_id = self._merged_into[pattern_id]
+        return pattern_id
 
     @overload
     def record(self, tenant_id: str, decision: MatchDecision, /) -> str: ...
@@ -78,6 +85,24 @@ class MemoryPatternIndex:
             if decision.match_type == "fuzzy" and decision.merged_template != cell[0].template:
                 merged = tuple(merge(decision.tokens, cell[0].template_tokens()))
                 cell[0] = PatternCandidate(pattern_id, " ".join(merged), merged, cell[0].count)
+            if decision.absorbed:
+                self._absorb(tenant_id, decision, cell)
         self._signatures.setdefault((tenant_id, decision.signature), cell)
         cell[0].count += 1
         return pattern_id
+
+    def _absorb(self, tenant_id: str, decision: MatchDecision, cell: list[PatternCandidate]) -> None:
+        """Merge the decision's absorbed siblings into its pattern (as record_match does in PostgreSQL): their
+        signatures point at it, their members count for it, and they are no longer candidates."""
+        gone = [self._cells[a] for a in decision.absorbed if a not in self._merged_into]
+        if not gone:
+            return
+        ids = {id(c) for c in gone}
+        for key, found in self._signatures.items():
+            if id(found) in ids:
+                self._signatures[key] = cell
+        key = (tenant_id, decision.error_type, decision.candidate_key)
+        self._by_key[key] = [c for c in self._by_key.get(key, []) if id(c) not in ids]
+        cell[0].count += sum(c[0].count for c in gone)
+        for c in gone:
+            self._merged_into[c[0].pattern_id] = cell[0].pattern_id

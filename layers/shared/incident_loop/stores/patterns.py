@@ -54,7 +54,7 @@ LOCK_KEYS_SQL = (
 # Oldest first, as the index hands them over: no sort, however many patterns share the key.
 CANDIDATES_SQL = (
     "SELECT id, template, occurrence_count FROM failure_patterns"
-    " WHERE tenant_id = %(t)s AND error_type = %(e)s AND candidate_key = %(k)s"
+    " WHERE tenant_id = %(t)s AND error_type = %(e)s AND candidate_key = %(k)s AND merged_into IS NULL"
     " ORDER BY first_seen_at, id LIMIT %(n)s"
 )
 
@@ -138,9 +138,11 @@ class PostgresPatternStore(PostgresPatternIndex):
             # The signature now names the pattern, whose template is this message's.
             self._ahead.put("signature", signature, PatternCandidate(pattern_id, decision.template))
         elif not _plain_hit(decision):  # generalised, or created by another worker first: template unknown
-            self._ahead.drop_where("signature", lambda hit: hit is not None and hit.pattern_id == pattern_id)
+            changed = {pattern_id, *decision.absorbed}  # an absorbed sibling's signatures point elsewhere now
+            self._ahead.drop_where("signature", lambda hit: hit is not None and hit.pattern_id in changed)
             self._ahead.drop("signature", signature)
-        self._ahead.drop("pattern", (tenant_id, pattern_id))
+        for changed_id in (pattern_id, *decision.absorbed):
+            self._ahead.drop("pattern", (tenant_id, changed_id))
         return recorded
 
 
@@ -205,6 +207,8 @@ def record_match(conn: Connection[Any], tenant_id: str, incident_id: str, *args:
         else:
             if match_type == "fuzzy":
                 _generalise(cur, tenant_id, pattern_id, decision)
+            if decision.absorbed:
+                _absorb(cur, tenant_id, pattern_id, decision.absorbed)
             if decision.new_alias:
                 _alias(cur, tenant_id, decision.signature, pattern_id)
         cur.execute(
@@ -261,6 +265,23 @@ def _alias(cur: Any, tenant_id: str, signature: str, pattern_id: str) -> bool:
         {"t": tenant_id, "s": signature, "p": pattern_id},
     )
     return cur.fetchone() is not None
+
+
+# The decision's siblings merged into the pattern (as MemoryPatternIndex applies it): their signatures point at
+# it, their members count for it, and they name it in merged_into (leaving the candidate probe). Under the
+# candidate key's lock, which every writer of these rows holds first.
+ABSORB_SQL = (
+    "WITH gone AS (UPDATE failure_patterns SET merged_into = %(p)s WHERE tenant_id = %(t)s AND id = ANY(%(ids)s)"
+    " AND id <> %(p)s AND merged_into IS NULL RETURNING id, occurrence_count),"
+    " moved AS (UPDATE pattern_signatures SET pattern_id = %(p)s WHERE tenant_id = %(t)s"
+    " AND pattern_id IN (SELECT id FROM gone) RETURNING 1)"
+    " UPDATE failure_patterns SET occurrence_count = occurrence_count"
+    " + (SELECT coalesce(sum(occurrence_count), 0) FROM gone) WHERE tenant_id = %(t)s AND id = %(p)s"
+)
+
+
+def _absorb(cur: Any, tenant_id: str, pattern_id: str, absorbed: tuple[str, ...]) -> None:
+    cur.execute(ABSORB_SQL, {"p": pattern_id, "t": tenant_id, "ids": list(absorbed)})
 
 
 def _generalise(cur: Any, tenant_id: str, pattern_id: str, decision: MatchDecision) -> None:
