@@ -9,12 +9,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import psycopg
 import pytest
+from moto import mock_aws
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from incident_loop import db, migrate, settings
+from incident_loop_dev.fakes.aws import create_skill_tables
 from incident_loop_dev.local.runner import FakeContext, reset_container_caches
 from incident_loop_dev.local.services import LOCAL_AWS_ENV, function_role_url
 
@@ -216,3 +219,12 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     for line in _SUMMARIES:
         terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def skill_tables() -> Iterator[Any]:
+    """In-process moto's DynamoDB with the skills' tables (kv, idempotency, breakers): its client."""
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="us-east-1")
+        create_skill_tables(client)
+        yield client

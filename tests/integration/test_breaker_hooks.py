@@ -10,20 +10,13 @@ from typing import Any
 
 import boto3
 import pytest
+from fakes.clock import Clock
 from moto import mock_aws
 
 from incident_loop import aws, breakers, db, settings
 from incident_loop.breaker import Breaker, BreakerState, DynamoBreakerStore, MemoryHistory, config_for, ensure_table
 
 TABLE = "breakers-hooks"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture

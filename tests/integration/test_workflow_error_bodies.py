@@ -5,15 +5,12 @@ delivery."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 from fakes.workflows import MemoryQueue
-from moto import mock_aws
 
 from incident_loop.schemas.workflows import WorkflowDefinition
 from incident_loop.settings import Settings
@@ -24,7 +21,7 @@ from incident_loop.skills.webhook_send import WebhookSendSkill
 from incident_loop.stores.audit import PostgresAudit
 from incident_loop.workflows.runner import run_workflow
 from incident_loop.workflows.service import submit_workflow
-from incident_loop_dev.fakes.aws import IDEMPOTENCY_TABLE, KV_TABLE, create_skill_tables, skill_breakers
+from incident_loop_dev.fakes.aws import IDEMPOTENCY_TABLE, KV_TABLE, skill_breakers
 
 
 class Receiver:
@@ -65,19 +62,11 @@ class Source:
         return ("webhook_send",)
 
 
-@pytest.fixture
-def dynamodb() -> Iterator[Any]:
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_skill_tables(client)
-        yield client
-
-
-def _world(dynamodb: Any, conn: Any, tenant: str, receiver: Receiver) -> tuple[Any, Any, Any, Any]:
+def _world(skill_tables: Any, conn: Any, tenant: str, receiver: Receiver) -> tuple[Any, Any, Any, Any]:
     skill = WebhookSendSkill(
-        kv=KvTable(KV_TABLE, dynamodb), transport=Urllib3Transport(), resolver=lambda h, p: ["127.0.0.1"],
-        breaker_for=skill_breakers(dynamodb), settings=Settings(webhook_allow_hosts="127.0.0.1"),
-        persistence=DynamoDBPersistenceLayer(table_name=IDEMPOTENCY_TABLE, boto3_client=dynamodb))
+        kv=KvTable(KV_TABLE, skill_tables), transport=Urllib3Transport(), resolver=lambda h, p: ["127.0.0.1"],
+        breaker_for=skill_breakers(skill_tables), settings=Settings(webhook_allow_hosts="127.0.0.1"),
+        persistence=DynamoDBPersistenceLayer(table_name=IDEMPOTENCY_TABLE, boto3_client=skill_tables))
     skills, queue, audit = Source(skill), MemoryQueue(), PostgresAudit(conn)
     definition = WorkflowDefinition.model_validate({"steps": [{"skill": "webhook_send", "args": {
         "url": receiver.url, "payload": {"n": 1}, "secrets": [new_secret()]}}]})
@@ -87,10 +76,10 @@ def _world(dynamodb: Any, conn: Any, tenant: str, receiver: Receiver) -> tuple[A
 
 
 def test_a_4xx_whose_body_holds_nul_bytes_fails_its_op_once_and_is_not_sent_again(
-        conn: Any, tenant: str, dynamodb: Any) -> None:
+        conn: Any, tenant: str, skill_tables: Any) -> None:
     receiver = Receiver(400, "bad request".encode("utf-16-le"))
     try:
-        skills, queue, audit, (run_id, message) = _world(dynamodb, conn, tenant, receiver)
+        skills, queue, audit, (run_id, message) = _world(skill_tables, conn, tenant, receiver)
         for _ in range(3):  # the same SQS record delivered three times
             run_workflow(message, audit=audit, skills=skills, queue=queue)
         with audit.begin(tenant):
@@ -103,12 +92,12 @@ def test_a_4xx_whose_body_holds_nul_bytes_fails_its_op_once_and_is_not_sent_agai
 
 
 def test_a_503_whose_body_holds_nul_bytes_keeps_its_retryable_error_and_retry_after(
-        conn: Any, tenant: str, dynamodb: Any) -> None:
+        conn: Any, tenant: str, skill_tables: Any) -> None:
     from incident_loop.skills.errors import SkillError
 
     receiver = Receiver(503, "busy".encode("utf-16-le"))
     try:
-        skills, queue, audit, (run_id, message) = _world(dynamodb, conn, tenant, receiver)
+        skills, queue, audit, (run_id, message) = _world(skill_tables, conn, tenant, receiver)
         with pytest.raises(Exception) as caught:
             run_workflow(message, audit=audit, skills=skills, queue=queue)
         # the consumer sets the redelivery time (Retry-After, webhook schedule) only for a SkillError

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from botocore.exceptions import EndpointConnectionError
+from fakes.clock import Clock
 from moto import mock_aws
 
 from incident_loop.breaker import (
@@ -32,17 +33,6 @@ TABLE = "breakers-unit"
 CLOSED, OPEN, HALF_OPEN, DISABLED = (BreakerState.CLOSED, BreakerState.OPEN, BreakerState.HALF_OPEN,
                                      BreakerState.DISABLED)
 DRIFT_ONLY = Drift(p95_threshold=0.2, window=20, min_samples=10, sample_threshold=0.2, consecutive=None)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Unreachable:

@@ -14,6 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
+from fakes.clock import Clock
 from fakes.emf import flushed, values
 from moto import mock_aws
 
@@ -43,14 +44,6 @@ def alarm(logical_id: str) -> dict[str, Any]:
 
 
 TABLE = "breakers-gauges"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1_800_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture
