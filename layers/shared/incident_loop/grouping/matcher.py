@@ -226,12 +226,11 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
                              similarity=best_score, differing=best_unlike, generalised=count)
     if config.merge_after and len(candidates) >= config.merge_after - 1:
         found = siblings(toks, [c.template_tokens() for c in candidates], config.merge_after)
-        if found:
-            siblings_ = [candidates[i] for i in found]
-            target = siblings_[0]
-            score, unlike, count, alike = agreement(toks, target.template_tokens())
+        if found:  # the message joins the oldest of them, which absorbs the others
+            target, *others = (candidates[i] for i in found)
+            score, unlike, count, _ = agreement(toks, target.template_tokens())
             merged = " ".join(merge(toks, target.template_tokens()))
             return MatchDecision("fuzzy", target.pattern_id, join_confidence(toks, True, score, unlike, count, text),
                                  sig, text, merged, error_type, message, toks, similarity=score, differing=unlike,
-                                 generalised=count, absorbed=tuple(c.pattern_id for c in siblings_[1:]))
+                                 generalised=count, absorbed=tuple(c.pattern_id for c in others))
     return MatchDecision("new", None, 0.0, sig, text, text, error_type, message, toks)
