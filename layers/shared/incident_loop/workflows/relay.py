@@ -54,18 +54,18 @@ def relay_stale_runs(*, queue: WorkflowQueue | None = None, conn: Any | None = N
     counts = {"requeued": 0, "not_sent": 0, "never_started": 0}
     unsent: list[str] = []
     reserve = reserve_ms()
-    for run in claimed:
-        if run["abandoned"]:
-            counts["never_started"] += 1
-            logger.warning("workflow run never started", workflow_run_id=run["workflow_run_id"],
-                           tenant_id=run["tenant_id"], requeues=run["requeues"])
+    abandoned = [run for run in claimed if run["abandoned"]]
+    for run in abandoned:
+        logger.warning("workflow run never started", workflow_run_id=run["workflow_run_id"],
+                       tenant_id=run["tenant_id"], requeues=run["requeues"])
     # Counted as soon as they are committed failed: nothing later in this invocation (a resend, giving claims
     # back) may keep them from the alarm, and no later relay sees them again.
-    metrics.add_metric(name="WorkflowRunsNeverStarted", unit=MetricUnit.Count, value=counts["never_started"])
+    counts["never_started"] = len(abandoned)
+    metrics.add_metric(name="WorkflowRunsNeverStarted", unit=MetricUnit.Count, value=len(abandoned))
     for run in claimed:
-        run_id, tenant = run["workflow_run_id"], run["tenant_id"]
         if run["abandoned"]:
             continue
+        run_id, tenant = run["workflow_run_id"], run["tenant_id"]
         if counts["not_sent"] or (time_left_ms is not None and time_left_ms() < reserve):
             counts["not_sent"] += 1  # SQS refused one already, or no time left: the next relay tries again
             unsent.append(run_id)
