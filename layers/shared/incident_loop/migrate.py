@@ -125,6 +125,8 @@ def _apply_one(conn: psycopg.Connection[Any], migration: Migration, time_left_ms
                 )
             return
         except psycopg.errors.LockNotAvailable:
+            if budget is None:  # no deadline of ours: the session's own lock_timeout ended the wait
+                raise
             logger.warning("migration waited too long for a lock; trying again", migration=migration.filename)
             time.sleep(RETRY_PAUSE_S)
 
