@@ -129,18 +129,31 @@ def test_stage_arn_covers_every_method_and_path_of_the_stage() -> None:
     assert stage_arn(METHOD_ARN).endswith("abc123/dev/*")
 
 
-@pytest.mark.parametrize("tenant", ["acme/eu", "acme#1", "a b", "", "x" * 129, "-lead", "t\n"])
+def _token_naming(keys: KeySet, tenant: str) -> str:
+    """A validly signed token for any tenant id (as one issued before ids were checked)."""
+    claims = {"iss": "incident-loop", "aud": "incident-loop-api", "sub": "s", "tenant_id": tenant,
+              "iat": int(time.time()), "exp": int(time.time()) + 60}
+    return jwt.encode(claims, keys.keys[keys.active_kid], algorithm="HS256", headers={"kid": keys.active_kid})
+
+
+@pytest.mark.parametrize("tenant", ["acme/eu", "acme#1", "a b", "", "x" * 129, "t\n"])
 def test_a_tenant_id_that_could_name_another_tenants_paths_is_refused_at_issue_and_at_the_door(tenant: str) -> None:
     """Tenant `acme` owns the secrets under `.../tenants/acme/`: a tenant named `acme/eu` would have had its secrets
     there too. Such ids are never issued, and a token carrying one (signed by whoever holds the keys) is refused."""
     keys = KeySet.generate()
     with pytest.raises(ValueError, match="tenant_id must be"):
         issue(keys, tenant)
-    claims = {"iss": "incident-loop", "aud": "incident-loop-api", "sub": "s", "tenant_id": tenant,
-              "iat": int(time.time()), "exp": int(time.time()) + 60}
-    token = jwt.encode(claims, keys.keys[keys.active_kid], algorithm="HS256", headers={"kid": keys.active_kid})
     with pytest.raises(Unauthorized):
-        authorize(_event(token), keys)
+        authorize(_event(_token_naming(keys, tenant)), keys)
+
+
+@pytest.mark.parametrize("tenant", ["-lead", "acme:eu", "ops@example.com"])
+def test_a_tenant_issued_before_ids_were_checked_keeps_its_access_when_its_id_is_safe(tenant: str) -> None:
+    """New ids are letters, digits, '_', '.' and '-'; an older token whose id holds no separator still works."""
+    keys = KeySet.generate()
+    with pytest.raises(ValueError, match="tenant_id must be"):
+        issue(keys, tenant)
+    assert authorize(_event(_token_naming(keys, tenant)), keys)["context"]["tenant_id"] == tenant
 
 
 def test_the_longest_and_plainest_tenant_ids_are_issued() -> None:
