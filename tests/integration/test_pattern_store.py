@@ -234,6 +234,32 @@ def test_postgres_and_memory_indexes_decide_alike(db_url: str, tenant: str) -> N
     assert {mapping[m]: memory.template(m) for m in mapping} == stored  # and the same templates
 
 
+def test_a_sibling_made_late_in_a_long_transaction_merges_as_in_memory(db_url: str, tenant: str) -> None:
+    """first_seen_at is the transaction's start: a batch that began before other workers' siblings were committed
+    stamps its own sibling as the oldest of them all. The merge's choice of place and survivor does not depend on
+    that order, so PostgreSQL merges what memory merges."""
+    a_family = [f"pool {w} idle now" for w in ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf")]
+    b_family = [f"pool main {w} now" for w in ("red", "green", "blue", "cyan", "pink", "grey", "teal")]
+    stream, late = a_family + b_family[:-1], b_family[-1]
+    memory = MemoryPatternIndex()
+    with _connect(db_url, tenant) as slow, _connect(db_url, tenant) as fast:
+        with slow.transaction():
+            slow.execute("SELECT 1")  # the slow batch has begun: its now() is fixed from here
+            for n, message in enumerate(stream):  # other workers' batches, committed meanwhile
+                memory.record(tenant, decide(message, E, tenant, memory))
+                with fast.transaction():
+                    record_match(fast, tenant, _incident(fast, tenant, n), decide(message, E, tenant,
+                                                                                  PostgresPatternIndex(fast)))
+            memory.record(tenant, decide(late, E, tenant, memory))
+            record_match(slow, tenant, _incident(slow, tenant, 99), decide(late, E, tenant, PostgresPatternIndex(slow)))
+        in_memory = decide("pool main idle now", E, tenant, memory)
+        in_pg = decide("pool main idle now", E, tenant, PostgresPatternIndex(fast))
+        templates = {pid: template for pid, _, _, template, *_ in _patterns(fast, tenant)}
+    assert in_memory.merged_template == in_pg.merged_template == "pool <*> idle now"
+    assert memory.template(in_memory.pattern_id) == templates[str(in_pg.pattern_id)] == "pool alpha idle now"
+    assert sorted(memory.template(p) for p in in_memory.absorbed) == sorted(templates[p] for p in in_pg.absorbed)
+
+
 def test_signature_and_candidate_lookups_are_index_probes(db_url: str, tenant: str, admin_conn: Any) -> None:
     with _connect(db_url, tenant) as conn:
         seed = _incident(conn, tenant, 0)

@@ -418,3 +418,22 @@ def test_fewer_distinct_words_than_merge_after_keep_their_patterns() -> None:
     assert decide("session opened for user admin by sshd", E, T, index).match_type == "new"
     never = GroupingConfig(CONFIG.threshold, CONFIG.settle, CONFIG.options, merge_after=0)
     assert never.merge_after == 0 and CONFIG.merge_after == 8
+
+
+
+def test_which_siblings_merge_and_which_survives_does_not_depend_on_the_order_they_were_made() -> None:
+    """PostgreSQL orders candidates by first_seen_at, which is the transaction's start: patterns one batch creates
+    tie, and a batch that began before other workers' siblings were committed stamps its own as older. With two
+    places that qualify, the first place merges; the survivor is the sibling whose template sorts first."""
+    families = [f"pool {w} idle now" for w in ("alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf")] + \
+               [f"pool main {w} now" for w in ("red", "green", "blue", "cyan", "pink", "grey", "teal")]
+    decisions = []
+    for order in (families, families[::-1], families[7:] + families[:7]):
+        index = MemoryPatternIndex()
+        made = {message: index.record(T, decide(message, E, T, index)) for message in order}
+        merging = decide("pool main idle now", E, T, index)
+        decisions.append((merging.merged_template, index.template(merging.pattern_id),
+                          sorted(next(m for m, p in made.items() if p == a) for a in merging.absorbed)))
+    assert decisions[0] == decisions[1] == decisions[2]
+    assert decisions[0][:2] == ("pool <*> idle now", "pool alpha idle now")  # place 1; "alpha" sorts first
+    assert decisions[0][2] == sorted(families[1:7])

@@ -81,7 +81,9 @@ def generalised(tokens: Sequence[str], pattern_tokens: Sequence[str],
 def siblings(tokens: Sequence[str], others: Sequence[Sequence[str]], most: int) -> list[int]:
     """The indices (in order) of the templates one constant word apart from `tokens` at one place, not the first
     token, and alike everywhere else, when with `tokens` they hold `most` distinct words at that place; else none.
-    Linear in the templates' length."""
+    Of two such places, the first: the answer does not depend on the order of `others` (the PostgreSQL index and
+    the in-memory one may hand over candidates created in one transaction in another order). Linear in the
+    templates' length."""
     last = len(tokens) - 1
     at: dict[int, list[int]] = {}
     for i, theirs in enumerate(others):
@@ -90,7 +92,8 @@ def siblings(tokens: Sequence[str], others: Sequence[Sequence[str]], most: int) 
         place = next(k for k, (a, b) in enumerate(zip(tokens, theirs, strict=True)) if a != b)
         if place and WILDCARD not in (tokens[place], theirs[place]):
             at.setdefault(place, []).append(i)
-    for place, found in at.items():
+    for place in sorted(at):
+        found = at[place]
         if len({tokens[place]} | {others[i][place] for i in found}) >= most:
             return found
     return []

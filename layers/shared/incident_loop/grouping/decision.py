@@ -38,7 +38,7 @@ class MatchDecision:
         self.similarity = similarity
         self.differing = differing
         self.generalised = generalised
-        # Sibling patterns this decision merges into `pattern_id` (GroupingConfig.merge_after), oldest first.
+        # Sibling patterns this decision merges into `pattern_id` (GroupingConfig.merge_after).
         self.absorbed = absorbed
 
     # Derived on demand: an exact hit (the common case) needs none of them.

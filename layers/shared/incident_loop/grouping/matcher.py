@@ -76,9 +76,9 @@ class GroupingConfig:
     # 0.75 alike). 0: only at the threshold.
     one_word_margin: float = 0.05
     # A message that would start a pattern, one constant word apart (at the same place) from enough siblings that
-    # this many distinct words have been seen there, joins the oldest of them instead, generalised there, and the
-    # others are absorbed into it: so many values at one place say it holds a value, not a word that tells events
-    # apart (values that come in runs settle a pattern per run). 0: never.
+    # this many distinct words have been seen there, joins one of them instead (_decide), generalised there, and
+    # the others are absorbed into it: so many values at one place say it holds a value, not a word that tells
+    # events apart (values that come in runs settle a pattern per run). 0: never.
     merge_after: int = 8
     normaliser: Normaliser = field(init=False, repr=False, compare=False)
     template: Callable[[str], str] = field(init=False, repr=False, compare=False)  # the normaliser's
@@ -202,8 +202,11 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
     candidates = index.candidates(tenant_id, error_type, candidate_key(toks))
     # The message's constants, for agreement() to compare with each candidate (it makes them itself for one).
     mine = (constants(toks) if WILDCARD in toks else toks) if len(candidates) > 1 else None
+    apart: list[PatternCandidate] = []  # alike everywhere but one place: the merge's siblings are among them
     for candidate in candidates:
         score, unlike, generalised_words, equal = agreement(toks, candidate.template_tokens(), mine)
+        if equal == last:
+            apart.append(candidate)
         settled = config.settle and candidate.count >= config.settle
         if score < floor:  # one constant word apart, alike elsewhere, from a pattern not yet settled
             if score < near or unlike != 1 or equal != last or settled:
@@ -224,10 +227,11 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
         merged = best.template if covered else " ".join(merge(toks, best.template_tokens()))
         return MatchDecision("fuzzy", best.pattern_id, sure, sig, text, merged, error_type, message, toks,
                              similarity=best_score, differing=best_unlike, generalised=count)
-    if config.merge_after and len(candidates) >= config.merge_after - 1:
-        found = siblings(toks, [c.template_tokens() for c in candidates], config.merge_after)
-        if found:  # the message joins the oldest of them, which absorbs the others
-            target, *others = (candidates[i] for i in found)
+    if config.merge_after and len(apart) >= config.merge_after - 1:
+        found = siblings(toks, [c.template_tokens() for c in apart], config.merge_after)
+        if found:  # the message joins the sibling whose template sorts first, which absorbs the rest: the same
+            # whichever index answers, in whatever order it hands the candidates over
+            target, *others = sorted((apart[i] for i in found), key=lambda c: c.template)
             score, unlike, count, _ = agreement(toks, target.template_tokens())
             merged = " ".join(merge(toks, target.template_tokens()))
             return MatchDecision("fuzzy", target.pattern_id, join_confidence(toks, True, score, unlike, count, text),
