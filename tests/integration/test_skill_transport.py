@@ -10,17 +10,14 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from moto import mock_aws
 from standardwebhooks.webhooks import Webhook
 
 from incident_loop.settings import Settings
@@ -31,7 +28,7 @@ from incident_loop.skills.signing import new_secret
 from incident_loop.skills.transport import Urllib3Transport
 from incident_loop.skills.webhook_send import WebhookSendSkill
 from incident_loop_dev.fakes import FakeVoyage, FakeWebhookReceiver
-from incident_loop_dev.fakes.aws import KV_TABLE, create_skill_tables, skill_breakers
+from incident_loop_dev.fakes.aws import KV_TABLE, skill_breakers
 from incident_loop_dev.local.artifact import runtime_site
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,11 +69,9 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 @pytest.fixture
-def client() -> Iterator[Any]:
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_skill_tables(dynamodb)
-        yield dynamodb
+def client(skill_tables: Any) -> Any:
+    """moto's DynamoDB with the skills' tables (tests/conftest.py)."""
+    return skill_tables
 
 
 def webhook(client: Any, ca: str) -> WebhookSendSkill:

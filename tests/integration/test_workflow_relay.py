@@ -297,14 +297,6 @@ class _Invocation:
         self.sent.append(message)
 
 
-class _FastQueue:
-    def __init__(self) -> None:
-        self.sent: list[WorkflowMessage] = []
-
-    def send(self, message: WorkflowMessage) -> None:
-        self.sent.append(message)
-
-
 def test_a_relay_killed_mid_send_never_fails_a_run_whose_message_was_not_sent(create_database: Any) -> None:
     """The relay kept 5 s when it stopped sending, but one SQS send may take worst_case_s(SQS_CONFIG) (24 s). A send
     started with 5-24 s left was killed with the invocation: its claim stayed counted (requeues + 1) though no
@@ -337,7 +329,7 @@ def test_a_relay_killed_mid_send_never_fails_a_run_whose_message_was_not_sent(cr
         counted = {r["id"]: r["requeues"] for r in admin.execute(
             "SELECT id, requeues FROM m11_audit.workflow_runs WHERE id = ANY(%s)", (runs,)).fetchall()}
 
-        fast = _FastQueue()
+        fast = _Queue()
         relay_stale_runs(queue=fast, conn=conn)  # the next relay, SQS healthy again
         sent |= {m.workflow_run_id for m in fast.sent}
         given_up = {r["id"] for r in admin.execute(

@@ -3,14 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.utils import format_datetime
 from typing import Any, ClassVar
 
-import boto3
 import pytest
-from moto import mock_aws
 from pydantic import BaseModel
 
 from incident_loop.breaker import BreakerState
@@ -21,7 +18,7 @@ from incident_loop.skills.deterministic import backoff_delays
 from incident_loop.skills.errors import CircuitOpen, ExternalError
 from incident_loop.skills.retrying import parse_retry_after
 from incident_loop.skills.transport import HttpRequest, TransportError
-from incident_loop_dev.fakes.aws import create_skill_tables, skill_breakers
+from incident_loop_dev.fakes.aws import skill_breakers
 from incident_loop_dev.fakes.emf import total
 from incident_loop_dev.fakes.transport import FakeClock, ScriptedTransport, response
 
@@ -50,11 +47,9 @@ class Ping(ExternalSkill):
 
 
 @pytest.fixture
-def client() -> Iterator[Any]:
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_skill_tables(dynamodb)
-        yield dynamodb
+def client(skill_tables: Any) -> Any:
+    """moto's DynamoDB with the skills' tables (tests/conftest.py)."""
+    return skill_tables
 
 
 @pytest.fixture

@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
-import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-from moto import mock_aws
 from pydantic import BaseModel
 
 from incident_loop.skills import metrics
@@ -19,7 +16,7 @@ from incident_loop.skills.errors import ExternalError, IdempotencyConflict, Idem
 from incident_loop.skills.idempotency import register_lambda_context
 from incident_loop.skills.kv_store import KvStoreSkill
 from incident_loop.skills.kvtable import KvTable
-from incident_loop_dev.fakes.aws import IDEMPOTENCY_TABLE, KV_TABLE, create_skill_tables
+from incident_loop_dev.fakes.aws import IDEMPOTENCY_TABLE, KV_TABLE
 from incident_loop_dev.fakes.emf import total
 
 
@@ -54,11 +51,9 @@ class Doubler(IdempotentSkill):
 
 
 @pytest.fixture
-def client() -> Iterator[Any]:
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_skill_tables(dynamodb)
-        yield dynamodb
+def client(skill_tables: Any) -> Any:
+    """moto's DynamoDB with the skills' tables (tests/conftest.py)."""
+    return skill_tables
 
 
 def persistence(client: Any) -> DynamoDBPersistenceLayer:

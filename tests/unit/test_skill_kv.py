@@ -3,29 +3,24 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from incident_loop.skills.base import SkillContext
 from incident_loop.skills.errors import SizeLimitExceeded, SkillInputError
 from incident_loop.skills.kv_store import KvStoreSkill
 from incident_loop.skills.kvtable import MAX_KEY_BYTES, MAX_VALUE_BYTES, KvTable
-from incident_loop_dev.fakes.aws import KV_TABLE, create_skill_tables, serialized_item_writes
+from incident_loop_dev.fakes.aws import KV_TABLE, serialized_item_writes
 from incident_loop_dev.fakes.transport import FakeClock
 
 A, B = SkillContext("tenant-a"), SkillContext("tenant-b")
 
 
 @pytest.fixture
-def client() -> Iterator[Any]:
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_skill_tables(dynamodb)
-        yield dynamodb
+def client(skill_tables: Any) -> Any:
+    """moto's DynamoDB with the skills' tables (tests/conftest.py)."""
+    return skill_tables
 
 
 @pytest.fixture

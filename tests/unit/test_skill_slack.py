@@ -4,12 +4,9 @@ Scripted transport, moto in-process for the pacing items and breakers, a fake cl
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from incident_loop.settings import Settings
 from incident_loop.skills import pacing
@@ -17,7 +14,7 @@ from incident_loop.skills.base import SkillContext
 from incident_loop.skills.errors import ExternalError, SkillError, SkillInputError, TargetNotAllowed
 from incident_loop.skills.kvtable import KvTable, KvUnavailable
 from incident_loop.skills.slack_send import SlackSendSkill
-from incident_loop_dev.fakes.aws import KV_TABLE, create_skill_tables, skill_breakers
+from incident_loop_dev.fakes.aws import KV_TABLE, skill_breakers
 from incident_loop_dev.fakes.transport import FakeClock, ScriptedTransport, response
 
 HOOK = "/incident-loop/test/tenants/tenant-a/slack-hook"
@@ -31,11 +28,9 @@ def ok(request: Any) -> Any:
 
 
 @pytest.fixture
-def client() -> Iterator[Any]:
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_skill_tables(dynamodb)
-        yield dynamodb
+def client(skill_tables: Any) -> Any:
+    """moto's DynamoDB with the skills' tables (tests/conftest.py)."""
+    return skill_tables
 
 
 @pytest.fixture

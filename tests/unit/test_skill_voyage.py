@@ -4,13 +4,10 @@ Scripted transport answering like Voyage, moto in-process for the cache and brea
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-from moto import mock_aws
 
 from incident_loop.settings import Settings
 from incident_loop.skills import metrics
@@ -26,7 +23,7 @@ from incident_loop.skills.voyage_embed import (
     cache_key,
     estimate_tokens,
 )
-from incident_loop_dev.fakes.aws import IDEMPOTENCY_TABLE, KV_TABLE, create_skill_tables, skill_breakers
+from incident_loop_dev.fakes.aws import IDEMPOTENCY_TABLE, KV_TABLE, skill_breakers
 from incident_loop_dev.fakes.emf import total
 from incident_loop_dev.fakes.transport import FakeClock, ScriptedTransport, response
 from incident_loop_dev.fakes.voyage import embedding
@@ -47,11 +44,9 @@ def voyage(dimensions: int = 4) -> Any:
 
 
 @pytest.fixture
-def client() -> Iterator[Any]:
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_skill_tables(dynamodb)
-        yield dynamodb
+def client(skill_tables: Any) -> Any:
+    """moto's DynamoDB with the skills' tables (tests/conftest.py)."""
+    return skill_tables
 
 
 def make(client: Any, transport: ScriptedTransport, **settings: Any) -> VoyageEmbedSkill:

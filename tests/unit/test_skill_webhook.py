@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import base64
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
 from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
-from moto import mock_aws
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from incident_loop.settings import Settings
@@ -28,7 +25,7 @@ from incident_loop.skills.errors import (
 from incident_loop.skills.kvtable import KvTable, KvUnavailable
 from incident_loop.skills.transport import HttpRequest
 from incident_loop.skills.webhook_send import DELIVERIES, WebhookSendSkill, enable_endpoint, next_attempt_at
-from incident_loop_dev.fakes.aws import IDEMPOTENCY_TABLE, KV_TABLE, create_skill_tables, skill_breakers
+from incident_loop_dev.fakes.aws import IDEMPOTENCY_TABLE, KV_TABLE, skill_breakers
 from incident_loop_dev.fakes.transport import FakeClock, ScriptedTransport, response
 
 OLD, NEW, OTHER = (signing.PREFIX + base64.b64encode(bytes([n]) * 32).decode() for n in (1, 2, 3))
@@ -46,11 +43,9 @@ def resolver(host: str, port: int) -> list[str]:
 
 
 @pytest.fixture
-def client() -> Iterator[Any]:
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_skill_tables(dynamodb)
-        yield dynamodb
+def client(skill_tables: Any) -> Any:
+    """moto's DynamoDB with the skills' tables (tests/conftest.py)."""
+    return skill_tables
 
 
 @pytest.fixture
