@@ -146,7 +146,7 @@ class VoyageEmbedSkill(ExternalSkill):
         body = canonical_json({"model": model, "input": texts, "input_type": input_type}).encode("utf-8")
         headers = {"authorization": f"Bearer {self.secret(parameter)}", "content-type": "application/json"}
         url = self.settings.voyage_base_url.rstrip("/") + "/v1/embeddings"
-        most = 64 * 1024 + len(texts) * MAX_ANSWER_BYTES_PER_TEXT
+        most = (len(texts) + 1) * MAX_ANSWER_BYTES_PER_TEXT  # one more for the answer's own fields
         answer = self.call("voyage", lambda attempt: HttpRequest("POST", url, headers, body, max_body_bytes=most),
                            key).response
         try:
