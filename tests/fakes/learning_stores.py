@@ -36,7 +36,9 @@ class MemoryPatternStore:
         row = self.rows.get(pattern_id)
         if row is None or row["tenant_id"] != tenant_id:
             return None
-        return {**row, "template": self.index.template(pattern_id), "occurrence_count": self.index.count(pattern_id)}
+        now = self.index.resolve(pattern_id)  # merged_into, flattened as PostgreSQL flattens it
+        return {**row, "template": self.index.template(pattern_id), "occurrence_count": self.index.count(pattern_id),
+                "merged_into": None if now == pattern_id else now}
 
     def get_many(self, tenant_id: str, pattern_ids: Collection[str]) -> dict[str, dict[str, Any]]:
         return {p: row for p in pattern_ids if (row := self.get(tenant_id, p)) is not None}

@@ -14,7 +14,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from incident_loop.grouping.decision import MAX_KEY_WORD
-from incident_loop.grouping.matcher import decide
+from incident_loop.grouping.matcher import MatchDecision, decide
 from incident_loop.grouping.memory_index import MemoryPatternIndex
 from incident_loop.stores.patterns import (
     BY_SIGNATURE_SQL,
@@ -283,3 +283,32 @@ def test_signature_and_candidate_lookups_are_index_probes(db_url: str, tenant: s
         ]
     for plan in plans:
         assert "Index" in plan and "Seq Scan" not in plan, plan
+
+
+def test_a_pattern_absorbed_twice_over_names_the_pattern_its_incidents_meet_now(db_url: str, tenant: str) -> None:
+    """A merges into B, then B into C: A names C (one hop), as memory resolves it, and A's signature hits C."""
+    memory = MemoryPatternIndex()
+    with _connect(db_url, tenant) as conn:
+        ids, mine = [], []
+        for n, message in enumerate(("queue one stalled", "disk two stalled", "link three stalled")):
+            new = decide(message, E, tenant, PostgresPatternIndex(conn))
+            ids.append(_match(conn, tenant, _incident(conn, tenant, n), message)[0])
+            mine.append(memory.record(tenant, new))
+        for n, (into, gone) in enumerate(((1, 0), (2, 1)), 10):
+            message = f"{('disk', 'link')[into - 1]} merge{n} stalled"
+            new = decide(message, E, tenant, PostgresPatternIndex(conn))
+            for index, pattern_ids in ((None, ids), (memory, mine)):
+                fuzzy = MatchDecision("fuzzy", pattern_ids[into], 0.5, new.signature, new.template, new.template, E,
+                                      message, absorbed=(pattern_ids[gone],))
+                if index is None:
+                    with conn.transaction():
+                        record_match(conn, tenant, _incident(conn, tenant, n), fuzzy)
+                else:
+                    index.record(tenant, fuzzy)
+        found = merged_into(conn, tenant)
+        hit = PostgresPatternIndex(conn).by_signature(tenant, decide("queue one stalled", E, tenant, memory).signature)
+        counts = {pid: n for pid, n, *_ in _patterns(conn, tenant)}
+    assert found == {ids[0]: ids[2], ids[1]: ids[2]}
+    assert [memory.resolve(p) for p in mine] == [mine[2]] * 3
+    assert hit is not None and hit.pattern_id == ids[2]
+    assert counts[ids[2]] == memory.count(mine[2]) == 5

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from incident_loop.categories import category as failure_category
 from incident_loop.loop.errors import NotReady
+from incident_loop.loop.merges import current_pattern
 from incident_loop.loop.outcome import StageOutcome
 from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.loop.policy import PolicyRule
@@ -31,7 +32,8 @@ def generate_policy(uow: UnitOfWork, env: Envelope) -> StageOutcome:
     recovery = uow.recoveries.for_incident(env.tenant_id, env.incident_id)
     if incident is None or recovery is None or recovery.status not in ("approved", "applied"):
         raise NotReady(f"no approved recovery for incident {env.incident_id} yet")
-    pattern = uow.patterns.get(env.tenant_id, recovery.pattern_id)
+    # The policy guards the pattern as it is now: the recovery's may have been merged into a sibling since.
+    pattern = current_pattern(uow, env.tenant_id, recovery.pattern_id)
     assert pattern is not None  # recovery_candidates.source_pattern_id references it
     action, category = failure_category(pattern["category"]).policy
     condition = f"error_type == {incident['error_type']!r} and signature == {pattern['signature']!r}"

@@ -8,6 +8,7 @@ from uuid import uuid4
 from incident_loop.grouping.matcher import CONFIG, MatchDecision, candidate_key, decide, exact_confidence
 from incident_loop.grouping.normalise import signature
 from incident_loop.loop.errors import NotReady
+from incident_loop.loop.merges import policies_after_merge
 from incident_loop.loop.outcome import StageOutcome
 from incident_loop.observability import logger
 from incident_loop.schemas.envelope import Envelope
@@ -41,6 +42,8 @@ def match_pattern(uow: UnitOfWork, env: Envelope) -> StageOutcome:
     pattern_id, occurrences, is_new = uow.patterns.record_match(
         env.tenant_id, env.incident_id, incident["error_type"], decision
     )
+    if decision.absorbed and pattern_id == decision.pattern_id:
+        policies_after_merge(uow, env.tenant_id, pattern_id, decision.absorbed)
     confidence = NEW_PATTERN_CONFIDENCE if is_new else match_confidence(decision)
     result = PatternMatchResult.from_match(
         incident_id=env.incident_id,

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from incident_loop.loop.announce import announce
 from incident_loop.loop.errors import NotReady
+from incident_loop.loop.merges import current_pattern
 from incident_loop.loop.outcome import StageOutcome
 from incident_loop.loop.recovery_templates import plan_for
 from incident_loop.schemas.envelope import Envelope
@@ -27,7 +28,8 @@ def suggest_recovery(uow: UnitOfWork, env: Envelope) -> StageOutcome:
     """Answer the incident's pattern with a recovery; auto-apply it or open an approval checkpoint (announced
     to the tenant's targets, if it has any)."""
     incident = uow.incidents.get(env.tenant_id, env.incident_id)
-    pattern = uow.patterns.get(env.tenant_id, env.payload.get("pattern_id", ""))
+    # The pattern as it is now: Bridge 1 may have merged the one the hand-off names into a sibling since.
+    pattern = current_pattern(uow, env.tenant_id, str(env.payload.get("pattern_id", "")))
     if incident is None or pattern is None:
         raise NotReady(f"incident {env.incident_id} or its pattern is not stored yet")
     occurrences = int(env.payload["occurrence_count"])

@@ -1,8 +1,7 @@
 """failure_patterns in PostgreSQL: Bridge 1's PatternIndex and the race-safe occurrence upsert.
 
-Two index probes answer the matcher: pattern_signatures (every signature a pattern has absorbed,
-its own included) for exact hits, and (tenant_id, error_type, candidate_key) on failure_patterns
-for fuzzy candidates. Nothing scans the patterns, and nothing needs pg_trgm (seed 000, issue 4).
+Two index probes answer the matcher: pattern_signatures (every signature a pattern has absorbed, its own included)
+for exact hits, (tenant_id, error_type, candidate_key) for fuzzy candidates. No scan, no pg_trgm (seed 000, issue 4).
 """
 
 from __future__ import annotations
@@ -151,8 +150,8 @@ def _plain_hit(decision: MatchDecision) -> bool:
     return decision.match_type == "exact" and decision.pattern_id is not None and not decision.new_alias
 
 
-# A plain exact hit counted in one statement: the occurrence once, and the count with it. No row back
-# means the incident was counted before (a redelivery): record_match then reads what it was counted as.
+# A plain exact hit counted in one statement: the occurrence once, and the count with it. No row back means the
+# incident was counted before (a redelivery): record_match then reads what it was counted as.
 COUNT_HIT_SQL = (
     "WITH o AS (INSERT INTO pattern_occurrences (pattern_id, incident_id, match_type, confidence)"
     " VALUES (%(p)s, %(i)s, %(m)s, %(c)s) ON CONFLICT DO NOTHING RETURNING pattern_id)"
@@ -267,14 +266,16 @@ def _alias(cur: Any, tenant_id: str, signature: str, pattern_id: str) -> bool:
     return cur.fetchone() is not None
 
 
-# The decision's siblings merged into the pattern (as MemoryPatternIndex applies it): their signatures point at
-# it, their members count for it, and they name it in merged_into (leaving the candidate probe). Under the
-# candidate key's lock, which every writer of these rows holds first.
+# The decision's siblings merged into the pattern (as MemoryPatternIndex applies it): their signatures point at it,
+# their members count for it, and they (and those merged into them before: one hop) name it in merged_into, leaving
+# the candidate probe. Under the candidate key's lock, which every writer of these rows holds first.
 ABSORB_SQL = (
     "WITH gone AS (UPDATE failure_patterns SET merged_into = %(p)s WHERE tenant_id = %(t)s AND id = ANY(%(ids)s)"
     " AND id <> %(p)s AND merged_into IS NULL RETURNING id, occurrence_count),"
     " moved AS (UPDATE pattern_signatures SET pattern_id = %(p)s WHERE tenant_id = %(t)s"
-    " AND pattern_id IN (SELECT id FROM gone) RETURNING 1)"
+    " AND pattern_id IN (SELECT id FROM gone) RETURNING 1),"
+    " chained AS (UPDATE failure_patterns SET merged_into = %(p)s WHERE tenant_id = %(t)s"
+    " AND merged_into IN (SELECT id FROM gone) RETURNING 1)"
     " UPDATE failure_patterns SET occurrence_count = occurrence_count"
     " + (SELECT coalesce(sum(occurrence_count), 0) FROM gone) WHERE tenant_id = %(t)s AND id = %(p)s"
 )

@@ -93,11 +93,31 @@ class PolicyRule(LoopModel):
         True if it was demoted."""
         self.regret_count += 1
         if self.regret_count >= threshold and self.mode == PolicyMode.ACTIVE:
-            self.mode = PolicyMode.SHADOW
-            self.activated_at = None
-            self.confirmations_received = 0  # it must earn its confirmations again
+            self._demote()
             return True
         return False
+
+    def widen(self) -> bool:
+        """Its pattern absorbed siblings (Bridge 1's merge): it would now block their incidents too, which nobody
+        confirmed it on. An ACTIVE policy returns to SHADOW, as a regret demotes it; True if it was demoted."""
+        if self.mode != PolicyMode.ACTIVE:
+            return False
+        self._demote()
+        return True
+
+    def retire(self) -> bool:
+        """Its pattern was absorbed into a sibling (Bridge 1's merge): no incident meets it any more (they meet the
+        sibling's), so it is DISABLED rather than shown as guarding anything; True if that changed its mode."""
+        if self.mode == PolicyMode.DISABLED:
+            return False
+        self.mode = PolicyMode.DISABLED
+        self.activated_at = None
+        return True
+
+    def _demote(self) -> None:
+        self.mode = PolicyMode.SHADOW
+        self.activated_at = None
+        self.confirmations_received = 0  # it must earn its confirmations again
 
     def shadow_block_rate(self) -> float:
         """Share of shadow evaluations that would have blocked; 0.0 before any."""
