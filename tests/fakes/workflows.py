@@ -84,6 +84,20 @@ class MemoryAudit:
         found = [dict(op) for (run, _), op in self.op_rows.items() if run == run_id and op["tenant_id"] == tenant_id]
         return sorted(found, key=lambda op: op["op_index"])
 
+    def ops_within(self, tenant_id: str, run_id: str, budget: int) -> list[dict[str, Any]]:
+        out, spent = [], 0
+        for op in self.ops(tenant_id, run_id):  # sizes as PostgreSQL's jsonb text writes them
+            spent += len(json.dumps(op["args"]).encode()) + (0 if op["result"] is None else
+                                                            len(json.dumps(op["result"]).encode()))
+            inline = spent <= budget
+            out.append({**op, "args": op["args"] if inline else None, "result": op["result"] if inline else None,
+                        "omitted": not inline})
+        return out
+
+    def op(self, tenant_id: str, run_id: str, op_index: int) -> dict[str, Any] | None:
+        found = self.op_rows.get((run_id, op_index))
+        return dict(found) if found is not None and found["tenant_id"] == tenant_id else None
+
     def as_stored(self, value: Any) -> Any:
         return json.loads(json.dumps(value))
 

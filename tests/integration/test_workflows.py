@@ -327,3 +327,44 @@ def test_a_retryable_failure_is_retried_then_dead_lettered_and_a_redrive_resumes
 
     status, run = app.request("GET", f"/workflows/{run_id}", workflows.tenant)
     assert status == 200 and run["status"] == "completed" and run["ops"][0]["status"] == "completed"
+
+
+def test_a_run_whose_results_outgrow_a_lambda_answer_is_shown_with_the_rest_one_op_at_a_time(
+        workflows: LocalWorkflows, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Four voyage_embed steps of 200 texts at 1,024 dimensions record about 8 MB of results. Before, GET
+    /workflows/{id} put all of them in one answer, which Lambda refuses over 6 MB: API Gateway answered 502 and the
+    run could not be read at all."""
+    assert workflows.fakes is not None
+    monkeypatch.setattr(workflows.fakes.voyage, "dimensions", 1024)
+    batch = uuid.uuid4().hex[:8]  # texts no earlier run cached
+    steps = [{"skill": "voyage_embed", "args": {"texts": [f"{batch} step {s} text {n}" for n in range(200)]}}
+             for s in range(4)]
+    run_id = workflows.submit({"name": "large results", "steps": steps})
+    workflows.app.drain()
+
+    status, headers, run = workflows.app.respond("GET", f"/workflows/{run_id}", workflows.tenant)
+    assert status == 200, run
+    assert run["status"] == "completed" and [op["status"] for op in run["ops"]] == ["completed"] * 4
+    shown = [op for op in run["ops"] if not op["omitted"]]
+    assert 1 <= len(shown) < 4 and all(op["omitted"] for op in run["ops"][len(shown):])
+    assert all(op["result"] is None and op["args"] is None for op in run["ops"][len(shown):])
+    assert len(shown[0]["result"]["embeddings"]) == 200
+    assert len(json.dumps(run)) < 6 * 1024 * 1024
+
+    for op in run["ops"]:  # each op whole, on its own; the same result the run recorded (its hash)
+        status, whole = workflows.app.request("GET", f"/workflows/{run_id}/ops/{op['op_index']}", workflows.tenant)
+        assert status == 200, whole
+        assert whole["omitted"] is False and len(whole["result"]["embeddings"]) == 200
+        assert whole["result_hash"] == op["result_hash"] and whole["args"]["texts"][0].startswith(batch)
+    verified = workflows.replay(run_id)
+    assert verified["status"] == "verified"
+
+
+@pytest.mark.parametrize(("path", "status"), [("ops/5", 404), ("ops/-1", 422), ("ops/x", 422),
+                                              ("ops/99999999999", 422)])
+def test_an_op_that_is_not_there_is_a_404_and_an_index_that_is_not_one_a_422(
+        workflows: LocalWorkflows, path: str, status: int) -> None:
+    run_id = _run(workflows)["workflow_run_id"]
+    got, body = workflows.app.request("GET", f"/workflows/{run_id}/{path}", workflows.tenant)
+    assert got == status, body
+    assert workflows.app.request("GET", f"/workflows/{run_id}/ops/0", "someone-else")[0] == 404

@@ -41,6 +41,10 @@ def handler_module(code_dir: Path, handler: str, name: str) -> ModuleType:
     return module
 
 
+# A synchronous invocation's answer, at most (Lambda's quota, 6 MB): a larger one fails the invocation.
+LAMBDA_ANSWER_BYTES = 6 * 1024 * 1024
+
+
 @dataclass
 class DeliveryStats:
     invocations: int = 0
@@ -154,6 +158,8 @@ class LocalApp:
                 event = api_event(method, path, route.path, params, tenant_id, body, query, headers)
                 event["requestContext"]["authorizer"].update(claims or {})
                 response = self.invoke(fn.logical_id, event)
+                if len(json.dumps(response).encode()) > LAMBDA_ANSWER_BYTES:  # Lambda refuses it; API Gateway: 502
+                    return 502, {"Content-Type": "application/json"}, {"message": "Internal server error"}
                 text = response.get("body") or ""
                 headers = {**(response.get("headers") or {}),
                            **{k: ",".join(v) for k, v in (response.get("multiValueHeaders") or {}).items()}}

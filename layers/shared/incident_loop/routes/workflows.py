@@ -13,17 +13,18 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
-from aws_lambda_powertools.event_handler.openapi.params import Header
+from aws_lambda_powertools.event_handler.openapi.params import Header, Path
 
 from incident_loop.http.identity import caller, tenant_id
 from incident_loop.schemas.notifications import NotificationEvent, NotificationSettings, NotificationTargets
-from incident_loop.schemas.workflows import ReplayReport, WorkflowDefinition, WorkflowRunView
+from incident_loop.schemas.workflows import OpView, ReplayReport, WorkflowDefinition, WorkflowRunView
 from incident_loop.workflows.replay import replay_workflow
-from incident_loop.workflows.service import submit_workflow, workflow_view
+from incident_loop.workflows.service import op_view, submit_workflow, workflow_view
 
 router = Router()
 NO_RUN = {404: {"description": "No workflow run of the tenant with this id"}}
 IDEMPOTENCY_KEY = r"^[\x21-\x7e]{1,255}$"
+MAX_OP_INDEX = 2**31 - 1  # m11_audit.ops.op_index is an INTEGER
 
 
 @router.post("/workflows", summary="Run a workflow: its steps, in order, each op audited",
@@ -43,6 +44,12 @@ def post_workflow(definition: WorkflowDefinition,
 @router.get("/workflows/<workflow_run_id>", summary="A workflow run's status and its audited ops", responses=NO_RUN)
 def get_workflow(workflow_run_id: str) -> WorkflowRunView:
     return workflow_view(tenant_id(), workflow_run_id)
+
+
+@router.get("/workflows/<workflow_run_id>/ops/<op_index>", summary="One audited op of a run, whole",
+            responses={404: {"description": "No workflow run of the tenant with this id, or no such op in it"}})
+def get_workflow_op(workflow_run_id: str, op_index: Annotated[int, Path(ge=0, le=MAX_OP_INDEX)]) -> OpView:
+    return op_view(tenant_id(), workflow_run_id, op_index)
 
 
 @router.post("/workflows/<workflow_run_id>/replay", summary="Verify a finished run by replay (no skill is called)",

@@ -176,7 +176,7 @@ class OpView(BaseModel):
     op_index: int
     op_type: str
     skill_version: str | None
-    args: dict[str, Any]
+    args: dict[str, Any] | None = Field(description="The op's arguments as resolved (null when omitted)")
     args_hash: str
     result: dict[str, Any] | None
     result_hash: str | None
@@ -188,6 +188,9 @@ class OpView(BaseModel):
     idempotency_key: str | None
     created_at: datetime
     completed_at: datetime | None
+    omitted: bool = Field(default=False, description=(
+        "args and result are left out of GET /workflows/{id}, which stays under Lambda's 6 MB answer: from the first"
+        " op whose args and result would not fit on, every op's are. GET /workflows/{id}/ops/{op_index} has them"))
 
 
 class WorkflowRunView(BaseModel):

@@ -34,7 +34,7 @@ MAX_TEXT_BYTES = 128 * 1024  # the models read 32K tokens at most and truncate t
 # An answer is read up to this much per embedding (a vector of any model's 2,048 dimensions is about 50 KB of
 # JSON; the transport's 1 MiB default cut an answer of 50 vectors of 1,024 off, so no larger batch ever parsed).
 MAX_ANSWER_BYTES_PER_TEXT = 64 * 1024
-# A call's embeddings as JSON, at most: the result is recorded in the op and returned by GET /workflows/{id}
+# A call's embeddings as JSON, at most: the result is recorded in the op and returned by GET /workflows/{id}/ops/{n}
 # (a Lambda answer is at most 6 MB). About 200 vectors of 1,024 dimensions; more texts belong in more steps.
 MAX_OUTPUT_BYTES = 4 * 1024 * 1024
 # Total tokens per request, from Voyage's embeddings API reference; an unknown model gets the smallest.

@@ -22,8 +22,9 @@ Row = dict[str, Any]
 
 _RUN = ("id, tenant_id, name, definition, status, error_code, error_message, created_at, updated_at,"
         " completed_at")
-_OP = ("op_id, workflow_run_id, op_index, op_type, skill_version, args, args_hash, result, result_hash, status,"
-       " error_code, error_message, duration_ms, transient, idempotency_key, tenant_id, created_at, completed_at")
+_OP_META = ("op_id, workflow_run_id, op_index, op_type, skill_version, args_hash, result_hash, status, error_code,"
+            " error_message, duration_ms, transient, idempotency_key, tenant_id, created_at, completed_at")
+_OP = f"{_OP_META}, args, result"
 _WHERE_OP = "WHERE tenant_id = %(tenant)s AND workflow_run_id = %(run)s AND op_index = %(index)s"
 
 
@@ -99,6 +100,18 @@ class PostgresAudit:
         return self.conn.execute(
             f"SELECT {_OP} FROM m11_audit.ops WHERE tenant_id = %(tenant)s AND workflow_run_id = %(run)s"
             " ORDER BY op_index", {"tenant": tenant_id, "run": run_id}).fetchall()
+
+    def ops_within(self, tenant_id: str, run_id: str, budget: int) -> list[Row]:
+        return self.conn.execute(
+            f"SELECT {_OP_META}, CASE WHEN inline THEN args END AS args, CASE WHEN inline THEN result END AS result,"
+            " NOT inline AS omitted FROM (SELECT *, sum(octet_length(args::text)"
+            " + coalesce(octet_length(result::text), 0)) OVER (ORDER BY op_index) <= %(budget)s AS inline"
+            " FROM m11_audit.ops WHERE tenant_id = %(tenant)s AND workflow_run_id = %(run)s) o ORDER BY op_index",
+            {"tenant": tenant_id, "run": run_id, "budget": budget}).fetchall()
+
+    def op(self, tenant_id: str, run_id: str, op_index: int) -> Row | None:
+        return self.conn.execute(f"SELECT {_OP} FROM m11_audit.ops {_WHERE_OP}",
+                                 {"tenant": tenant_id, "run": run_id, "index": op_index}).fetchone()
 
     def claim_op(self, op: Any) -> Row:
         """Insert `op` (a workflows.ports.NewOp) as pending unless its (run, op_index) exists; the stored row.

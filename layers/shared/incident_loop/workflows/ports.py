@@ -88,6 +88,15 @@ class AuditStore(Protocol):
         """The run's ops, by op_index."""
         ...
 
+    def ops_within(self, tenant_id: str, run_id: str, budget: int) -> list[Row]:
+        """ops(), with each op's args and result only while their stored size (as JSON text), summed in op_index
+        order, stays within `budget` bytes; after that None, and `omitted` true. What is not shown is not read."""
+        ...
+
+    def op(self, tenant_id: str, run_id: str, op_index: int) -> Row | None:
+        """One op of the run, whole; None when there is none."""
+        ...
+
     def as_stored(self, value: Any) -> Any:
         """A JSON value as the store gives it back (numbers normalised): recorded hashes are of this form."""
         ...

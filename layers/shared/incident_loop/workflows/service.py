@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 from incident_loop.loop.errors import Conflict, NotFound
@@ -18,6 +20,11 @@ from incident_loop.workflows.definitions import check_definition
 from incident_loop.workflows.ports import AuditStore, SkillSource, WorkflowQueue
 from incident_loop.workflows.wiring import audit_store, skill_source, workflow_queue
 
+# GET /workflows/{id} inlines its ops' args and results up to this many bytes: a Lambda answer is at most 6 MB
+# (6,291,456 bytes), and the run's other fields and every op's metadata (50 steps at most) take well under 1 MiB.
+# One op's args (64 KiB as defined, references resolved) and result (a skill's output: voyage_embed's at most
+# 4 MiB) fit in one answer of their own: GET /workflows/{id}/ops/{op_index}.
+VIEW_BUDGET_BYTES = 5 * 1024 * 1024
 # The namespace of the run ids derived from a client's Idempotency-Key (uuid5 of the tenant and the key).
 IDEMPOTENT_RUNS = UUID("6f1d2c3b-8a4e-5b7c-9d0e-1f2a3b4c5d6e")
 
@@ -61,12 +68,14 @@ def submit_workflow(definition: WorkflowDefinition, tenant_id: str, *, idempoten
     return WorkflowAccepted(workflow_run_id=run_id, status="queued", status_url=f"/workflows/{run_id}")
 
 
-def workflow_view(tenant_id: str, run_id: str, *, audit: AuditStore | None = None) -> WorkflowRunView:
-    """The run's status and its ops; NotFound (404) when the tenant has no such run."""
+def workflow_view(tenant_id: str, run_id: str, *, audit: AuditStore | None = None,
+                  budget: int = VIEW_BUDGET_BYTES) -> WorkflowRunView:
+    """The run's status and its ops, their args and results while `budget` holds them (OpView.omitted); NotFound
+    (404) when the tenant has no such run."""
     audit = audit_store(audit)
     with audit.begin(tenant_id):
         run = audit.run(tenant_id, run_id)
-        ops = audit.ops(tenant_id, run_id) if run else []
+        ops = audit.ops_within(tenant_id, run_id, budget) if run else []
         summary = audit.summary(tenant_id, run_id) if run else None
     if run is None:
         raise NotFound(f"workflow run {run_id} not found")
@@ -74,5 +83,28 @@ def workflow_view(tenant_id: str, run_id: str, *, audit: AuditStore | None = Non
         workflow_run_id=run["id"], name=run["name"], status=run["status"], error_code=run["error_code"],
         error_message=run["error_message"], steps=len(run["definition"].get("steps", [])),
         created_at=run["created_at"], updated_at=run["updated_at"], completed_at=run["completed_at"],
-        total_duration_ms=(summary or {}).get("total_duration_ms") or 0,
-        ops=[OpView.model_validate(op) for op in ops])
+        total_duration_ms=(summary or {}).get("total_duration_ms") or 0, ops=_within(ops, budget))
+
+
+def _within(ops: list[dict[str, Any]], budget: int) -> list[OpView]:
+    """The ops, args and results left out from the first whose would take the answer past `budget` bytes as Lambda
+    sends it: written as JSON (non-ASCII escaped) in a body that is itself JSON-escaped inside Lambda's answer.
+    The store measured them as stored (a lower bound): what it read is measured again here."""
+    views, spent = [], 0
+    for op in ops:
+        if not op.get("omitted") and spent <= budget:
+            spent += len(json.dumps(json.dumps([op["args"], op["result"]], separators=(",", ":"))))
+        if op.get("omitted") or spent > budget:  # and every later op's
+            op = {**op, "args": None, "result": None, "omitted": True}
+        views.append(OpView.model_validate(op))
+    return views
+
+
+def op_view(tenant_id: str, run_id: str, op_index: int, *, audit: AuditStore | None = None) -> OpView:
+    """One op of the run, whole; NotFound (404) when the tenant has no such run or the run no such op."""
+    audit = audit_store(audit)
+    with audit.begin(tenant_id):
+        op = audit.op(tenant_id, run_id, op_index)
+    if op is None:
+        raise NotFound(f"workflow run {run_id} has no op {op_index}")
+    return OpView.model_validate(op)
