@@ -65,10 +65,11 @@ def world(local_api: LocalApi) -> dict[str, Any]:
     return {"token": token, "ids": {"incident_id": accepted.body["incident_id"],
                                     "checkpoint_id": checkpoint["checkpoint_id"], "failure_id": failure["id"],
                                     "policy_id": "pol_unknown", "agent_id": body["agent_id"],
-                                    "workflow_run_id": workflow.body["workflow_run_id"], "event": "checkpoint_created"}}
+                                    "workflow_run_id": workflow.body["workflow_run_id"], "op_index": 0,
+                                    "event": "checkpoint_created"}}
 
 
-def _strategies(operation: Any, ids: dict[str, str]) -> dict[str, Any]:
+def _strategies(operation: Any, ids: dict[str, Any]) -> dict[str, Any]:
     kinds = {"positive": operation.as_strategy(GenerationMode.POSITIVE),
              "negative": operation.as_strategy(GenerationMode.NEGATIVE)}
     names = [p.name for p in operation.path_parameters]

@@ -228,6 +228,8 @@ def test_tenant_b_reads_lists_and_changes_nothing_of_tenant_a(server: dict[str, 
         ("GET", "/health"): api.call("GET", "/health"),
         ("POST", "/workflows"): api.call("POST", "/workflows", b, WORKFLOW),
         ("GET", "/workflows/{workflow_run_id}"): api.call("GET", f"/workflows/{a['workflow_run_id']}", b),
+        ("GET", "/workflows/{workflow_run_id}/ops/{op_index}"): api.call(
+            "GET", f"/workflows/{a['workflow_run_id']}/ops/0", b),
         ("POST", "/workflows/{workflow_run_id}/replay"): api.call("POST", f"/workflows/{a['workflow_run_id']}/replay",
                                                                   b),
         ("GET", "/notifications"): api.call("GET", "/notifications", b),
@@ -242,7 +244,7 @@ def test_tenant_b_reads_lists_and_changes_nothing_of_tenant_a(server: dict[str, 
              ("POST", "/policies/{policy_id}/confirm"), ("POST", "/policies/{policy_id}/regret"),
              ("GET", "/failures/{failure_id}"), ("PATCH", "/failures/{failure_id}/recovery"),
              ("PATCH", "/api/v1/failures/{failure_id}/recovery"), ("GET", "/workflows/{workflow_run_id}"),
-             ("POST", "/workflows/{workflow_run_id}/replay")}
+             ("GET", "/workflows/{workflow_run_id}/ops/{op_index}"), ("POST", "/workflows/{workflow_run_id}/replay")}
     for route in by_id:
         assert covered[route][0] == 404, (route, covered[route])
         assert set(covered[route][1]) == {"message"}, covered[route]
