@@ -158,6 +158,9 @@ def test_a_tenant_without_targets_announces_nothing(
      "the tenant's own secrets"),
     ({"webhook": {"url": "https://10.0.0.8/x", "secret_parameter": "/incident-loop/local/tenants/{tenant}/s"}},
      "webhook_send"),
+    # Another stage's: the functions may not read it (IAM); before, accepted, then every announcement retried.
+    ({"webhook": {"url": "https://example.com/x", "secret_parameter": "/incident-loop/prod/tenants/{tenant}/s"}},
+     "the tenant's own secrets"),
 ])
 def test_bad_targets_are_refused_with_a_reason_and_nothing_is_stored(
     local: LocalWorkflows, targets: dict[str, Any], reason: str

@@ -368,3 +368,16 @@ def test_an_op_that_is_not_there_is_a_404_and_an_index_that_is_not_one_a_422(
     got, body = workflows.app.request("GET", f"/workflows/{run_id}/{path}", workflows.tenant)
     assert got == status, body
     assert workflows.app.request("GET", f"/workflows/{run_id}/ops/0", "someone-else")[0] == 404
+
+
+def test_a_step_naming_another_stages_secret_fails_at_once_with_the_reason(workflows: LocalWorkflows) -> None:
+    """The functions may read incident-loop/<Stage>/* only. Before, such a name passed, IAM denied it as a retryable
+    error, and the run was retried for hours into the dead-letter queue."""
+    assert workflows.fakes is not None
+    secret = f"/incident-loop/prod/tenants/{workflows.tenant}/hook"
+    before = len(workflows.app.dlq_messages("WorkflowQueue"))
+    run = workflows.run({"steps": [{"skill": "webhook_send", "args": {
+        "url": workflows.fakes.webhook.url, "secret_parameter": secret, "payload": {"type": "x"}}}]})
+    assert (run["status"], run["ops"][0]["status"]) == ("failed", "failed"), run
+    assert secret in run["ops"][0]["error_message"] and "incident-loop/<stage>" in run["ops"][0]["error_message"]
+    assert len(workflows.app.dlq_messages("WorkflowQueue")) == before

@@ -11,6 +11,7 @@ import pytest
 from moto import mock_aws
 
 from incident_loop import aws
+from incident_loop.settings import get_settings
 from incident_loop.skills import secrets
 from incident_loop.skills.errors import SkillError
 
@@ -57,3 +58,23 @@ def test_a_stored_secret_is_read_from_ssm_and_from_secrets_manager(cloud: Any) -
 ])
 def test_a_call_may_name_only_its_tenants_own_secrets_as_the_functions_may_read_them(name: str, owned: bool) -> None:
     assert secrets.tenant_owns(name, "tenant-a") is owned
+
+
+@pytest.mark.parametrize(("name", "owned"), [
+    ("/incident-loop/prod/tenants/tenant-a/hooks", True),
+    ("secretsmanager:incident-loop/prod/tenants/tenant-a/slack", True),
+    ("/incident-loop/dev/tenants/tenant-a/hooks", False),
+    ("arn:aws:secretsmanager:us-east-1:123456789012:secret:incident-loop/dev/tenants/tenant-a/slack-AbCdEf", False),
+    ("/incident-loop/prod-2/tenants/tenant-a/hooks", False),
+])
+def test_in_a_stack_a_call_may_name_only_its_own_stages_secrets(
+        name: str, owned: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The functions may read incident-loop/<Stage>/* only (template.yaml): another stage's name was accepted, then
+    denied by IAM as a retryable error, and the run retried for hours into the DLQ."""
+    monkeypatch.setenv("STAGE", "prod")
+    get_settings.cache_clear()
+    try:
+        assert secrets.tenant_owns(name, "tenant-a") is owned
+    finally:
+        monkeypatch.delenv("STAGE")
+        get_settings.cache_clear()

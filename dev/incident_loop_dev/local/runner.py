@@ -41,6 +41,8 @@ def handler_module(code_dir: Path, handler: str, name: str) -> ModuleType:
     return module
 
 
+# The stage the local stack runs as: its skills' secrets live under incident-loop/local/ (settings.stage).
+LOCAL_STAGE = "local"
 # A synchronous invocation's answer, at most (Lambda's quota, 6 MB): a larger one fails the invocation.
 LAMBDA_ANSWER_BYTES = 6 * 1024 * 1024
 
@@ -68,7 +70,8 @@ class LocalApp:
         self.spec: AppSpec = read_app(root)
         self.endpoint_url = endpoint_url
         self.database_url = database_url
-        self.resources = Resources(self.spec, endpoint_url, parameters or {}, secret_values or {})
+        self.resources = Resources(self.spec, endpoint_url, {"Stage": LOCAL_STAGE, **(parameters or {})},
+                                   secret_values or {})
         self.sqs = self.resources.sqs
         self.dynamodb = self.resources.dynamodb
         self._modules: dict[str, ModuleType] = {}

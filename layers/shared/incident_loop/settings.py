@@ -30,6 +30,10 @@ class Settings(BaseModel):
     db_session_options: bool = True
     migrations_dir: str | None = None  # default: the repository's migrations/
 
+    # The deployment's stage: the skills' secrets live under incident-loop/<stage>/, the only ones the functions may
+    # read (skills.secrets.tenant_owns refuses another stage's at once). Unset: any stage (a process outside a stack).
+    stage: str | None = Field(default=None, pattern=r"^[a-zA-Z0-9_-]{1,128}$")
+
     # DynamoDB
     idempotency_table: str = "incident-loop-idempotency"
     breakers_table: str = "incident-loop-breakers"

@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.parameters import SecretsProvider, SSMProvi
 from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError, TransformParameterError
 
 from incident_loop import aws
+from incident_loop.settings import get_settings
 from incident_loop.skills.errors import SkillError
 
 MAX_AGE_S = 300  # a rotated secret is picked up within five minutes
@@ -20,12 +21,16 @@ SECRETS_PREFIX = "secretsmanager:"
 # SSM `/incident-loop/<stage>/tenants/<tenant>/...`, Secrets Manager `incident-loop/<stage>/tenants/<tenant>/...`
 # (A Secrets Manager name has no leading slash: the functions may read `secret:incident-loop/<stage>/*` only.)
 _TENANT_SECRET = (r"^(?:(?:arn:aws[\w-]*:secretsmanager:[\w-]+:\d{{12}}:secret:|{prefix})incident-loop|/incident-loop)"
-                  r"/[^/]+/tenants/{tenant}/[^/]")
+                  r"/{stage}/tenants/{tenant}/[^/]")
 
 
-def tenant_owns(name: str, tenant_id: str) -> bool:
-    """Whether a secret's name is one of the tenant's own (what a call's arguments may name)."""
-    pattern = _TENANT_SECRET.format(prefix=re.escape(SECRETS_PREFIX), tenant=re.escape(tenant_id))
+def tenant_owns(name: str, tenant_id: str, stage: str | None = None) -> bool:
+    """Whether a secret's name is one of the tenant's own (what a call's arguments may name): under this stage's
+    prefix (`stage`, else Settings.stage; neither: any stage). Another stage's the functions may not read: IAM
+    denied it, a retryable error, and the run was retried for hours into the DLQ."""
+    stage = stage or get_settings().stage
+    pattern = _TENANT_SECRET.format(prefix=re.escape(SECRETS_PREFIX), tenant=re.escape(tenant_id),
+                                    stage=re.escape(stage) if stage else "[^/]+")
     return re.match(pattern, name) is not None
 
 
