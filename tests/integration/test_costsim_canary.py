@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+from fakes.emf import flushed, values
 
 from incident_loop.costsim import canary as canary_module
 
@@ -28,3 +29,20 @@ def test_failing_canary_raises_the_canary_failure_alert(local_app: Any, monkeypa
     queued = local_app.sqs.receive_message(QueueUrl=local_app.queue_urls["AlertQueue"])["Messages"]
     alert = json.loads(queued[0]["Body"])
     assert alert["name"] == "CostSimV2CanaryFailure" and alert["labels"]["report_id"] == answer["id"]
+
+
+def test_a_canary_that_cannot_run_is_counted_and_alerted_as_a_failed_run(
+        local_app: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Seed 001: CostSimV2CanaryFailure is a canary run that failed in 24 h. Before, a V2 that raised (or a database
+    that was down) ended the run with no report, no CostSimCanaryFailed and no alert: the alarm stayed OK."""
+    def broken(plan: Any) -> Any:
+        raise ArithmeticError("V2 divided by zero")
+
+    monkeypatch.setattr(canary_module, "simulate_v2", broken)
+    flushed(capsys)
+    with pytest.raises(ArithmeticError):
+        local_app.invoke("CostSimCanaryFunction", {"source": "aws.events"})
+    assert values(flushed(capsys), "CostSimCanaryFailed") == [1.0]
+    queued = local_app.sqs.receive_message(QueueUrl=local_app.queue_urls["AlertQueue"])["Messages"]
+    alert = json.loads(queued[0]["Body"])
+    assert alert["name"] == "CostSimV2CanaryFailure" and "ArithmeticError" in json.dumps(alert)

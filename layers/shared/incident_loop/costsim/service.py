@@ -14,7 +14,7 @@ from incident_loop.costsim.canary import canary_reports, run_canary
 from incident_loop.costsim.models import drift
 from incident_loop.costsim.simulators import simulate_v1, simulate_v2
 from incident_loop.db import transaction
-from incident_loop.observability import metrics
+from incident_loop.observability import logger, metrics
 from incident_loop.schemas.alerts import Alert
 from incident_loop.schemas.costsim import SimulateRequest
 from incident_loop.stores import costsim as store
@@ -34,9 +34,19 @@ def v2_guard() -> Breaker:
 
 
 def canary() -> dict[str, Any]:
-    """Run the canary; a failed run raises the seed's CostSimV2CanaryFailure alert."""
-    with transaction(tenant_id=None) as conn:  # canary reports are global
-        report = run_canary(conn)
+    """Run the canary; a failed run raises the seed's CostSimV2CanaryFailure alert. A run that could not finish (V2
+    raised, the database was down) is a failed run too: counted and alerted, then raised (the invocation fails)."""
+    try:
+        with transaction(tenant_id=None) as conn:  # canary reports are global
+            report = run_canary(conn)
+    except Exception as exc:
+        metrics.add_metric(name="CostSimCanaryFailed", unit=MetricUnit.Count, value=1)
+        logger.exception("canary could not run")
+        try:
+            enqueue(Alert.firing("CostSimV2CanaryFailure", "P2", f"canary could not run: {type(exc).__name__}"))
+        except Exception:  # noqa: BLE001 - the metric's alarm still pages; the canary's own error is the one raised
+            logger.exception("canary failure alert not queued")
+        raise
     if not report["passed"]:
         enqueue(Alert.firing(
             "CostSimV2CanaryFailure", "P2",
