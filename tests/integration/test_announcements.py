@@ -18,6 +18,7 @@ import boto3
 import psycopg
 import pytest
 from psycopg.rows import dict_row
+from test_pattern_merges import NAMES, settle, sibling
 
 from incident_loop_dev.fakes.aws import put_parameter
 from incident_loop_dev.workflow import LocalWorkflows, local_workflows
@@ -228,3 +229,46 @@ def test_a_run_is_queued_only_when_the_outermost_transaction_commits_and_never_a
     with uow.begin(tenant):
         stored = conn.execute("SELECT id FROM m11_audit.workflow_runs WHERE tenant_id = %s", (tenant,)).fetchall()
     assert [row["id"] for row in stored] == ["wf_outer"]
+
+
+def test_an_active_policy_demoted_by_regrets_is_announced_once(local: LocalWorkflows) -> None:
+    """Its activation was announced; before, nobody was told when it stopped acting."""
+    tenant, fakes = local.tenant, local.fakes
+    assert fakes is not None
+    _configure(local, tenant, "policy_demoted", _targets(local, tenant, slack=False))
+    incident_id = _incident(local, tenant)
+    local.app.drain()
+    _, loop = local.app.request("GET", f"/loops/{incident_id}", tenant)
+    local.app.request("POST", f"/checkpoints/{loop['pending_checkpoints'][0]}/resolve", tenant,
+                      {"resolution": "approve", "resolved_by": "oncall@example.com"})
+    local.app.drain()
+    _, policies = local.app.request("GET", "/policies", tenant)
+    [policy] = policies["policies"]
+    local.app.request("POST", f"/policies/{policy['policy_id']}/confirm", tenant, {"by": "oncall@example.com"})
+    answers = [local.app.request("POST", f"/policies/{policy['policy_id']}/regret", tenant,
+                                 {"by": "dev@example.com", "reason": "blocked a good run"})[1] for _ in range(4)]
+    assert [a["demoted"] for a in answers] == [False, False, True, False]
+    local.app.drain(duplicate=True)
+    [payload] = _payloads(local)
+    assert payload["type"] == "policy.demoted" and payload["data"]["policy_id"] == policy["policy_id"]
+    assert payload["data"]["mode"] == "shadow" and payload["data"]["by"] == "dev@example.com"
+    assert "3 regrets" in payload["data"]["reason"]
+
+
+def test_an_active_policy_a_pattern_merge_puts_back_in_shadow_is_announced(local: LocalWorkflows) -> None:
+    """A merge demotes the survivor's active policy (test_pattern_merges.py) without a person: the tenant is told."""
+    tenant, fakes = local.tenant, local.fakes
+    assert fakes is not None
+    _configure(local, tenant, "policy_demoted", _targets(local, tenant, slack=False))
+    survivor = settle(local.app, tenant, "alpha", approve=True)
+    _, policies = local.app.request("GET", "/policies", tenant)
+    [policy] = policies["policies"]
+    local.app.request("POST", f"/policies/{policy['policy_id']}/confirm", tenant, {"by": "oncall@example.com"})
+    for name in NAMES[1:]:
+        settle(local.app, tenant, name)
+    assert _payloads(local) == []
+    sibling(local.app, tenant, "hotel", "hotel-1")  # the merge
+    local.app.drain()
+    [payload] = _payloads(local)
+    assert payload["type"] == "policy.demoted" and payload["data"]["policy_id"] == policy["policy_id"]
+    assert payload["data"]["source_pattern_id"] == survivor and "absorbed sibling patterns" in payload["data"]["reason"]

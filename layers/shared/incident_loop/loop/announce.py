@@ -1,5 +1,6 @@
-"""The loop announces through the skills: a new human checkpoint (Slack and a signed webhook) and a policy
-that became active (a signed webhook), to the targets the tenant configured; nothing when it configured none.
+"""The loop announces through the skills: a new human checkpoint, a policy that became active and an active policy
+that stopped acting (Slack and/or a signed webhook), to the targets the tenant configured; nothing when it
+configured none.
 
 An announcement is a workflow run of slack_send / webhook_send steps, so it is audited op by op and can be
 replayed like any run. Its id is derived from the tenant, the event and what it announces: however often a
@@ -23,7 +24,8 @@ if TYPE_CHECKING:  # loaded when a tenant has targets, not at every stage functi
 _NAMESPACE = uuid.UUID("5b0c4c2e-9f59-4a4e-8a43-6f1d7c2b8e11")
 # Standard Webhooks event types (dotted, as the spec's examples write them)
 WEBHOOK_TYPES = {NotificationEvent.CHECKPOINT_CREATED: "checkpoint.created",
-                 NotificationEvent.POLICY_ACTIVATED: "policy.activated"}
+                 NotificationEvent.POLICY_ACTIVATED: "policy.activated",
+                 NotificationEvent.POLICY_DEMOTED: "policy.demoted"}
 
 
 def announcement_id(tenant_id: str, event: NotificationEvent, subject_id: str) -> str:

@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from incident_loop.loop.policies import announce_demotion
 from incident_loop.observability import logger
+from incident_loop.schemas.loop.enums import PolicyMode
 from incident_loop.stores.ports import UnitOfWork
 
 # Merges are flattened as they happen (stores/patterns.py ABSORB_SQL): one hop, at most a few for rows merged before.
@@ -37,8 +39,12 @@ def policies_after_merge(uow: UnitOfWork, tenant_id: str, survivor: str, absorbe
     if not found:
         return
     for policy in uow.policies.get_many(tenant_id, {p.policy_id for p in found.values()}).values():
-        was = policy.mode
+        was, activated_at = policy.mode, policy.activated_at
         if policy.widen() if policy.source_pattern_id == survivor else policy.retire():
             uow.policies.save(tenant_id, policy)
             logger.warning("policy changed by a pattern merge", policy_id=policy.policy_id, was=was.value,
                            now=policy.mode.value, pattern_id=policy.source_pattern_id, merged_into=survivor)
+            if was == PolicyMode.ACTIVE:
+                why = ("its pattern absorbed sibling patterns; confirm it again to act on all of them"
+                       if policy.source_pattern_id == survivor else f"its pattern was merged into {survivor}")
+                announce_demotion(uow, tenant_id, policy, activated_at, why)

@@ -90,3 +90,4 @@ class NotificationEvent(str, Enum):
 
     CHECKPOINT_CREATED = "checkpoint_created"
     POLICY_ACTIVATED = "policy_activated"
+    POLICY_DEMOTED = "policy_demoted"  # an ACTIVE policy stopped acting: regrets, or its pattern merged
