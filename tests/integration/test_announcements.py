@@ -66,6 +66,17 @@ def _incident(local: LocalWorkflows, tenant: str, n: int = 0) -> str:
     return str(body["incident_id"])
 
 
+def _approved_incident(local: LocalWorkflows, tenant: str) -> None:
+    """An incident whose recovery a person approved, the loop run through: its pattern has a shadow policy."""
+    incident_id = _incident(local, tenant)
+    local.app.drain()
+    _, loop = local.app.request("GET", f"/loops/{incident_id}", tenant)
+    status, _ = local.app.request("POST", f"/checkpoints/{loop['pending_checkpoints'][0]}/resolve", tenant,
+                                  {"resolution": "approve", "resolved_by": "oncall@example.com"})
+    assert status == 200
+    local.app.drain()
+
+
 def _payloads(local: LocalWorkflows) -> list[dict[str, Any]]:
     assert local.fakes is not None
     return list(local.fakes.webhook.effects.values())
@@ -118,13 +129,7 @@ def test_a_policy_that_becomes_active_is_announced_once_by_signed_webhook(local:
     tenant, fakes = local.tenant, local.fakes
     assert fakes is not None
     _configure(local, tenant, "policy_activated", _targets(local, tenant, slack=False))
-    incident_id = _incident(local, tenant)
-    local.app.drain()
-    _, loop = local.app.request("GET", f"/loops/{incident_id}", tenant)
-    status, _ = local.app.request("POST", f"/checkpoints/{loop['pending_checkpoints'][0]}/resolve", tenant,
-                                  {"resolution": "approve", "resolved_by": "oncall@example.com"})
-    assert status == 200
-    local.app.drain()
+    _approved_incident(local, tenant)
     assert fakes.counts()["webhook_effects"] == 0  # no checkpoint targets, and the policy is only in shadow
     _, policies = local.app.request("GET", "/policies", tenant)
     [policy] = policies["policies"]
@@ -236,12 +241,7 @@ def test_an_active_policy_demoted_by_regrets_is_announced_once(local: LocalWorkf
     tenant, fakes = local.tenant, local.fakes
     assert fakes is not None
     _configure(local, tenant, "policy_demoted", _targets(local, tenant, slack=False))
-    incident_id = _incident(local, tenant)
-    local.app.drain()
-    _, loop = local.app.request("GET", f"/loops/{incident_id}", tenant)
-    local.app.request("POST", f"/checkpoints/{loop['pending_checkpoints'][0]}/resolve", tenant,
-                      {"resolution": "approve", "resolved_by": "oncall@example.com"})
-    local.app.drain()
+    _approved_incident(local, tenant)
     _, policies = local.app.request("GET", "/policies", tenant)
     [policy] = policies["policies"]
     local.app.request("POST", f"/policies/{policy['policy_id']}/confirm", tenant, {"by": "oncall@example.com"})
