@@ -143,3 +143,27 @@ def test_an_open_costsim_breaker_keeps_its_alarm_fed_when_nobody_simulates(
         f"{treat} the alarm goes OK (and resolves its Alertmanager alert) one minute after the last simulation, "
         "re-firing a P1 page on the next one")
 
+
+
+def test_an_operators_disable_is_no_trip_it_files_no_incident_and_counts_toward_no_rapid_trips(
+        costsim_v2: tuple[Breaker, Clock], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Seed 001 counts trips (CostSimRapidCBTrips: > 3 in 1 h) and files an incident per trip. Before, an operator
+    switching V2 off for a price review four times in an hour paged P1 as rapid trips, and each switch was filed into
+    the loop as a failure to learn from."""
+    breaker, clock = costsim_v2
+    filed: list[Any] = []
+    alerted: list[Any] = []
+    monkeypatch.setattr(breaker_alerts, "_open_costsim_incident", filed.append)
+    monkeypatch.setattr(breaker_alerts, "enqueue", alerted.append)
+    flushed(capsys)
+    for _ in range(4):
+        breaker.disable("provider price change under review", "oncall")
+        clock.now += 60
+        breaker.enable("oncall")
+        clock.now += 60
+    docs = flushed(capsys)
+    assert sum(values(docs, "CostSimBreakerDisabled")) == 0 and filed == []
+    assert [a.name for a in alerted if a.ends_at is None] == ["CostSimV2CircuitBreakerOpen"] * 4  # V2 off: said
+
+    _trip(breaker, clock)  # the breaker's own trip still counts and is filed
+    assert sum(values(flushed(capsys), "CostSimBreakerDisabled")) == 1 and len(filed) == 1

@@ -122,16 +122,19 @@ def _at(seconds: float) -> datetime:
 
 def on_transition(t: Transition) -> None:
     """The hook every wired breaker calls after a transition it won."""
-    # A trip is leaving CLOSED; a failed half-open probe re-opens an outage already alerted and filed.
-    tripped = t.to_state in DOWN and t.from_state == BreakerState.CLOSED
+    # Going down is leaving CLOSED, and alerted; a failed half-open probe re-opens an outage already alerted and
+    # filed. A trip is going down on the breaker's own rule (OPEN). An operator's disable (DISABLED) is not a failure:
+    # alerted (V2 is off), but it files no incident for the loop to learn from and is no trip to count.
+    down = t.to_state in DOWN and t.from_state == BreakerState.CLOSED
+    tripped = down and t.to_state == BreakerState.OPEN
     recovered = t.to_state == BreakerState.CLOSED and t.from_state != BreakerState.CLOSED
     if t.breaker == COSTSIM_V2:
         _costsim_metrics(t, tripped, recovered)
-    if tripped:
+    if down:
         try:
             enqueue(alert_for(t))  # first: a database that is down must not hold the page back
         finally:
-            if t.breaker == COSTSIM_V2:
+            if tripped and t.breaker == COSTSIM_V2:
                 _open_costsim_incident(t)
     elif recovered:
         started = _resolve_costsim_incident(t) if t.breaker == COSTSIM_V2 else None
