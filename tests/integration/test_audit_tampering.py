@@ -84,7 +84,7 @@ def test_a_completed_op_whose_result_and_hash_were_cleared_is_a_mismatch(workflo
 def test_a_rewritten_result_of_a_skill_that_is_not_deterministic_is_a_mismatch(
         workflows: LocalWorkflows, admin: Any) -> None:
     """slack_send is not deterministic, but its result's hash is recorded like any other: it is compared."""
-    run = workflows.run({"steps": [{"skill": "slack_send", "args": {"channel": "#rv", "text": "hello"}}]})
+    run = workflows.run({"steps": [{"skill": "slack_send", "args": {"channel": "#incidents", "text": "hello"}}]})
     assert run["status"] == "completed", run
     run_id = run["workflow_run_id"]
     before = admin.execute("SELECT result, result_hash FROM m11_audit.ops WHERE workflow_run_id = %(r)s",

@@ -239,8 +239,8 @@ def test_a_submission_repeated_with_its_idempotency_key_makes_one_run_and_one_ef
     again = workflows.app.request("POST", "/workflows", tenant, definition, headers=key)  # a retry, before the run
     workflows.app.drain()
     later = workflows.app.request("POST", "/workflows", tenant, definition, headers=key)  # after it
-    other_tenant = workflows.app.request("POST", "/workflows", f"tenant-idem-{uuid.uuid4().hex[:6]}", definition,
-                                         headers=key)
+    other_tenant_id = f"tenant-idem-{uuid.uuid4().hex[:6]}"
+    other_tenant = workflows.app.request("POST", "/workflows", other_tenant_id, definition, headers=key)
     changed = workflows.app.request("POST", "/workflows", tenant, {**definition, "name": "another"}, headers=key)
     bad = workflows.app.request("POST", "/workflows", tenant, definition, headers={"Idempotency-Key": "has space"})
     workflows.app.drain()
@@ -252,7 +252,10 @@ def test_a_submission_repeated_with_its_idempotency_key_makes_one_run_and_one_ef
     assert other_tenant[0] == 202 and other_tenant[1]["workflow_run_id"] != run_id  # keys are per tenant
     assert changed == (409, {"message": "this Idempotency-Key was used with another workflow definition"})
     assert bad[0] == 422 and bad[1]["errors"][0]["field"] == "header.idempotency-key"
-    assert fakes.counts()["slack_messages"] - before == 2  # this tenant's run once, the other tenant's once
+    # This tenant's run once; the other tenant's run is its own, refused: no channel is granted to that tenant.
+    assert fakes.counts()["slack_messages"] - before == 1
+    status, theirs = workflows.app.request("GET", f"/workflows/{other_tenant[1]['workflow_run_id']}", other_tenant_id)
+    assert status == 200 and theirs["ops"][0]["error_code"] == "invalid_input"
     runs = admin.execute("SELECT count(*) AS n FROM m11_audit.workflow_runs WHERE tenant_id = %s AND name = 'once'",
                          (tenant,)).fetchone()
     assert runs == {"n": 1}
@@ -381,3 +384,14 @@ def test_a_step_naming_another_stages_secret_fails_at_once_with_the_reason(workf
     assert (run["status"], run["ops"][0]["status"]) == ("failed", "failed"), run
     assert secret in run["ops"][0]["error_message"] and "incident-loop/<stage>" in run["ops"][0]["error_message"]
     assert len(workflows.app.dlq_messages("WorkflowQueue")) == before
+
+
+def test_a_channel_not_granted_to_the_tenant_is_refused_and_nothing_reaches_slack(workflows: LocalWorkflows) -> None:
+    """The deployment's bot posts for a tenant only to the channels granted to it (slack-channels); before, any
+    channel the bot was in, another tenant's too."""
+    assert workflows.fakes is not None
+    before = len(workflows.fakes.slack.messages)
+    run = workflows.run({"steps": [{"skill": "slack_send", "args": {"channel": "#tenant-b-oncall", "text": "hi"}}]})
+    assert (run["status"], run["ops"][0]["error_code"]) == ("failed", "invalid_input"), run
+    assert "slack-channels" in run["ops"][0]["error_message"]
+    assert len(workflows.fakes.slack.messages) == before and run["dead_letters"] == 0

@@ -185,3 +185,49 @@ def test_a_delivered_message_stays_delivered_when_the_later_slot_cannot_be_store
     transport = ScriptedTransport(default=ok)
     out = make(client, clock, transport).execute({"channel": "C1", "text": "once"}, CTX)
     assert out["delivered"] and out["ts"] and len(transport.requests) == 1
+
+
+def _granting(channels: str | None) -> Any:
+    """The secrets as skills.secrets.fetch gives them, with the tenant's granted channels (None: never set)."""
+    def fetch(name: str) -> str:
+        if name == "/incident-loop/prod/tenants/tenant-a/slack-channels" and channels is not None:
+            return channels
+        if name in SECRETS:
+            return SECRETS[name]
+        raise SkillError(f"secret {name!r} could not be read (it does not exist)", code="secret_not_found",
+                         retryable=False)
+    return fetch
+
+
+@pytest.mark.parametrize(("channels", "channel", "sent"), [
+    ("C1, #ops", "C1", True), ("C1 #ops", "#ops", True),
+    ("C1, #ops", "C2", False),  # tenant-b's channel, say: the deployment's bot is in it too
+    (None, "C1", False),  # no channels granted to the tenant
+])
+def test_the_deployments_bot_posts_for_a_tenant_only_to_the_channels_granted_to_it(
+        client: Any, clock: FakeClock, channels: str | None, channel: str, sent: bool) -> None:
+    """Before, any tenant's workflow could post, as the deployment's bot, to any channel the bot was in: another
+    tenant's on-call channel among them."""
+    transport = ScriptedTransport(default=ok)
+    skill = make(client, clock, transport, stage="prod")
+    skill._secret_source = _granting(channels)  # type: ignore[attr-defined]
+    if sent:
+        assert skill.execute({"channel": channel, "text": "hi"}, CTX)["channel"] == channel
+    else:
+        with pytest.raises(SkillInputError) as refused:
+            skill.execute({"channel": channel, "text": "hi"}, CTX)
+        assert "/incident-loop/prod/tenants/tenant-a/slack-channels" in str(refused.value)
+    assert len(transport.requests) == int(sent)
+
+
+def test_a_tenants_own_bot_token_posts_to_any_channel_it_is_in(client: Any, clock: FakeClock) -> None:
+    own = "/incident-loop/prod/tenants/tenant-a/slack-token"
+    SECRETS[own] = "xoxb-own"
+    try:
+        transport = ScriptedTransport(default=ok)
+        skill = make(client, clock, transport, stage="prod")
+        skill._secret_source = _granting(None)  # type: ignore[attr-defined]
+        skill.execute({"channel": "C9", "token_parameter": own, "text": "hi"}, CTX)
+        assert transport.requests[0].headers["authorization"] == "Bearer xoxb-own"
+    finally:
+        del SECRETS[own]

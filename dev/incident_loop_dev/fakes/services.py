@@ -23,6 +23,10 @@ from incident_loop_dev.fakes.voyage import FakeVoyage
 from incident_loop_dev.fakes.webhook import FakeWebhookReceiver
 
 
+# The channels the local tenant is granted for the deployment's Slack bot (the examples' and the tests').
+CHANNELS = ("#incidents", "#agent-oncall")
+
+
 @dataclass
 class FakeServices:
     slack: FakeSlack
@@ -60,4 +64,6 @@ def fake_services(ssm_client: Any | None = None, prefix: str = "/incident-loop/l
             put_parameter(ssm_client, f"{prefix}/slack-token", slack.token)
             put_parameter(ssm_client, f"{prefix}/voyage-key", voyage.api_key)
             put_parameter(ssm_client, fakes.webhook_secret_parameter, secret)
+            # The channels the deployment's bot may post to for the tenant (slack_send.CHANNELS_PARAMETER)
+            put_parameter(ssm_client, f"{prefix}/slack-channels", " ".join(CHANNELS))
         yield fakes

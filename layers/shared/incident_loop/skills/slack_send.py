@@ -13,6 +13,7 @@ as seed 004 classes it). An incoming-webhook URL passes the same SSRF guard as w
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -21,11 +22,13 @@ import incident_loop.skills.pacing as pacing
 import incident_loop.skills.ssrf as ssrf
 from incident_loop.observability import logger
 from incident_loop.skills.base import ExternalSkill, SkillContext
-from incident_loop.skills.errors import ExternalError, SkillError
+from incident_loop.skills.errors import ExternalError, SkillError, SkillInputError
 from incident_loop.skills.hashing import canonical_json
 from incident_loop.skills.kvtable import KvUnavailable
 from incident_loop.skills.transport import HttpRequest
 
+# The channels the deployment's bot may post to for a tenant (_granted), an SSM parameter an operator keeps.
+CHANNELS_PARAMETER = "/incident-loop/{stage}/tenants/{tenant}/slack-channels"
 INTERVAL_S = 1.0  # Slack's documented limit for posting to one channel: about one message per second
 # chat.postMessage answers 200 with {"ok": false, "error": ...}; these errors are Slack's own trouble.
 RETRYABLE_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
@@ -84,8 +87,13 @@ class SlackSendSkill(ExternalSkill):
         if not parameter:
             raise SkillError("slack_send needs a bot token: set SLACK_TOKEN_PARAMETER or give token_parameter",
                              code="not_configured")
-        # The deployment's bot token, or a token the tenant keeps among its own secrets
-        token = self.tenant_secret(parameter, ctx) if data.token_parameter else self.secret(parameter)
+        # The deployment's bot token (to the channels granted to the tenant), or a token the tenant keeps among its
+        # own secrets (its own bot: any channel it is in)
+        if data.token_parameter:
+            token = self.tenant_secret(parameter, ctx)
+        else:
+            self._granted(str(data.channel), ctx)
+            token = self.secret(parameter)
         headers = {"authorization": f"Bearer {token}"}
         url = self.settings.slack_base_url.rstrip("/") + "/chat.postMessage"
         answer = self._send(ctx, str(data.channel), url, headers, {"channel": data.channel, **message}, None)
@@ -99,6 +107,26 @@ class SlackSendSkill(ExternalSkill):
             raise ExternalError(f"chat.postMessage failed: {error}", code=f"slack_{error}",
                                 retryable=error in RETRYABLE_ERRORS, status=answer.status)
         return SlackOutput(via="api", channel=body.get("channel") or data.channel, ts=body.get("ts"))
+
+    def _granted(self, channel: str, ctx: SkillContext) -> None:
+        """The deployment's bot is in every tenant's channels: it posts for a tenant only to the channels an operator
+        granted it, listed (comma- or space-separated, as the tenant writes them: an id or #name) in the parameter
+        CHANNELS_PARAMETER names. SkillInputError otherwise. Outside a stack (no Settings.stage) there is one
+        tenant to a process, and nothing to check."""
+        stage = self.settings.stage
+        if stage is None:
+            return
+        name = CHANNELS_PARAMETER.format(stage=stage, tenant=ctx.tenant_id)
+        try:
+            granted = set(re.split(r"[\s,]+", self.secret(name).strip()))
+        except SkillError as exc:
+            if exc.code != "secret_not_found":
+                raise  # unreadable now: retried
+            granted = set()
+        if channel not in granted:
+            raise SkillInputError(f"channel {channel!r} is not granted to tenant {ctx.tenant_id} for the deployment's "
+                                  f"Slack bot (an operator lists a tenant's channels in {name}); or post with the "
+                                  "tenant's own token_parameter or an incoming webhook_parameter")
 
     def _send(self, ctx: SkillContext, lane: str, url: str, headers: dict[str, str], message: dict[str, Any],
               connect_ip: str | None, breaker: str = "slack") -> Any:
