@@ -40,7 +40,8 @@ class MemoryPatternStore:
         return {**row, "template": self.index.template(pattern_id), "occurrence_count": self.index.count(pattern_id),
                 "merged_into": None if now == pattern_id else now}
 
-    def get_many(self, tenant_id: str, pattern_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+    def get_many(self, tenant_id: str, pattern_ids: Collection[str], *,
+                 share: bool = False) -> dict[str, dict[str, Any]]:  # one process: nothing to hold
         return {p: row for p in pattern_ids if (row := self.get(tenant_id, p)) is not None}
 
     def record_match(self, tenant_id: str, incident_id: str, error_type: str,

@@ -87,8 +87,8 @@ class MemoryAudit:
     def ops_within(self, tenant_id: str, run_id: str, budget: int) -> list[dict[str, Any]]:
         out, spent = [], 0
         for op in self.ops(tenant_id, run_id):  # sizes as PostgreSQL's jsonb text writes them
-            spent += len(json.dumps(op["args"]).encode()) + (0 if op["result"] is None else
-                                                            len(json.dumps(op["result"]).encode()))
+            spent += len(json.dumps(op["args"], ensure_ascii=False).encode()) + (
+                0 if op["result"] is None else len(json.dumps(op["result"], ensure_ascii=False).encode()))
             inline = spent <= budget
             out.append({**op, "args": op["args"] if inline else None, "result": op["result"] if inline else None,
                         "omitted": not inline})

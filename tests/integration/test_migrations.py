@@ -141,6 +141,25 @@ def test_stored_candidate_keys_are_bounded_as_the_matcher_bounds_them(empty_db_u
     assert keys["long"] == "2:" + "x" * 64
 
 
+def test_merge_chains_made_before_0022_are_flattened_to_the_pattern_their_incidents_meet(
+        empty_db_url: str, tmp_path: Path) -> None:
+    """a -> b -> c (c live) and d -> c: after 0024 every absorbed pattern names c, as ABSORB_SQL keeps them."""
+    for migration in migrate.discover():
+        if migration.version < 24:
+            (tmp_path / migration.filename).write_text(migration.sql)
+    migrate.apply(empty_db_url, tmp_path)
+    merged = {"a": "b", "b": "c", "c": None, "d": "c", "e": None}
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        for pid, into in merged.items():
+            conn.execute(
+                "INSERT INTO failure_patterns (id, tenant_id, pattern_type, error_type, signature, template,"
+                " candidate_key, category, first_incident_id, merged_into) VALUES (%s, 't', 'x', 'E', %s, 'm', '1:m',"
+                " 'c', 'i', %s)", (pid, pid, into))
+        migrate.apply(empty_db_url)
+        found = dict(conn.execute("SELECT id, merged_into FROM failure_patterns").fetchall())
+    assert found == {"a": "c", "b": "c", "c": None, "d": "c", "e": None}
+
+
 def _with_one_more(tmp_path: Path, sql: str) -> Path:
     """The shipped migrations and one more (the next version)."""
     shipped = sorted((ROOT / "migrations").glob("*.sql"))

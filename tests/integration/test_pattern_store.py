@@ -312,3 +312,30 @@ def test_a_pattern_absorbed_twice_over_names_the_pattern_its_incidents_meet_now(
     assert [memory.resolve(p) for p in mine] == [mine[2]] * 3
     assert hit is not None and hit.pattern_id == ids[2]
     assert counts[ids[2]] == memory.count(mine[2]) == 5
+
+
+def test_a_pattern_bridge_3_read_with_share_is_held_against_a_merge_until_it_commits(db_url: str,
+                                                                                      tenant: str) -> None:
+    """Bridge 3 reads its batch's patterns with share: a merge absorbing one of them waits for its commit, so a
+    policy Bridge 3 makes for it is committed when the merge looks for policies to retire (not missed)."""
+    from incident_loop.stores.patterns import ABSORB_SQL, PostgresPatternStore
+
+    with _connect(db_url, tenant) as conn, _connect(db_url, tenant) as merger:
+        survivor = _match(conn, tenant, _incident(conn, tenant, 1), "queue one stalled")[0]
+        absorbed = _match(conn, tenant, _incident(conn, tenant, 2), "disk two stalled")[0]
+        merger.execute("SET lock_timeout = '300ms'")
+        for share, blocked in ((False, False), (True, True)):
+            with conn.transaction():
+                PostgresPatternStore(conn).get_many(tenant, {absorbed}, share=share)
+                try:
+                    with merger.transaction():
+                        merger.execute(ABSORB_SQL, {"p": survivor, "t": tenant, "ids": [absorbed]})
+                        raise _RolledBack  # leave the pattern unmerged for the next round
+                except psycopg.errors.LockNotAvailable:
+                    assert blocked
+                except _RolledBack:
+                    assert not blocked
+
+
+class _RolledBack(Exception):
+    pass

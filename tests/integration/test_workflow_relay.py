@@ -23,7 +23,7 @@ from incident_loop import migrate
 from incident_loop.aws import SQS_CONFIG, worst_case_s
 from incident_loop.db import DatabaseUnavailable
 from incident_loop.schemas.workflows import WorkflowMessage
-from incident_loop.stores.queues import QueueUnavailable
+from incident_loop.stores.queues import QueueUnavailable, QueueUnconfigured
 from incident_loop.stores.workflow_queue import SqsWorkflowQueue
 from incident_loop.workflows import relay
 from incident_loop.workflows.relay import relay_stale_runs
@@ -207,8 +207,14 @@ def local(admin_db_url: str) -> Iterator[LocalWorkflows]:
         yield workflows
 
 
+@pytest.mark.parametrize("refusal", [
+    QueueUnavailable("queue refused the message (ServiceUnavailable)"),
+    # A function deployed without WORKFLOW_QUEUE_URL: before, the send raised after the commit and failed the batch
+    QueueUnconfigured("no queue is configured for workflow runs"),
+], ids=["refused", "unconfigured"])
 def test_an_announcement_whose_message_sqs_refused_after_the_commit_is_delivered_once_by_the_relay(
-        local: LocalWorkflows, admin: psycopg.Connection[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+        local: LocalWorkflows, admin: psycopg.Connection[dict[str, Any]], monkeypatch: pytest.MonkeyPatch,
+        refusal: Exception) -> None:
     tenant, fakes = local.tenant, local.fakes
     assert fakes is not None
     status, body = local.app.request("PUT", "/notifications/checkpoint_created", tenant,
@@ -217,12 +223,13 @@ def test_an_announcement_whose_message_sqs_refused_after_the_commit_is_delivered
     real_send = SqsWorkflowQueue.send
 
     def refuse(self: SqsWorkflowQueue, message: WorkflowMessage) -> None:
-        raise QueueUnavailable("queue refused the message (ServiceUnavailable)")
+        raise refusal
 
     monkeypatch.setattr(SqsWorkflowQueue, "send", refuse)
     status, body = local.app.request("POST", "/incidents", tenant, {**INCIDENT, "run_id": "run-relay-1"})
     assert status == 202, body
-    local.app.drain()  # the checkpoint is recorded; its announcement's run is committed, its message refused
+    stats = local.app.drain()  # the checkpoint is recorded; its announcement's run is committed, its message refused
+    assert stats.failed == 0  # no record of the loop failed for it
     [run] = admin.execute("SELECT id, status FROM m11_audit.workflow_runs WHERE tenant_id = %s", (tenant,)).fetchall()
     assert run["status"] == "queued" and fakes.counts()["slack_messages"] == 0
 

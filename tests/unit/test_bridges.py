@@ -263,3 +263,35 @@ def test_a_failure_recurring_after_its_adjustment_decayed_adjusts_routing_again(
     assert loop.status(again).is_complete
     view = routing_view(loop.tenant, "agent-1", datetime.now(UTC), uow=loop.uow)
     assert view["total_effective_magnitude"] == pytest.approx(adjustment.magnitude, abs=1e-3)
+
+
+def test_bridge_3_reads_its_batchs_patterns_held_against_a_merge(loop: MemoryLoop,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """stores/patterns.py get_many(share=True): a merge absorbing one of them waits for Bridge 3's commit, so a policy
+    made for the pattern is there when the merge retires the absorbed patterns' policies (test_pattern_store.py)."""
+    from incident_loop.loop import generate_policy as bridge3
+
+    incident = through_recovery(loop, 1)
+    reads: list[dict[str, Any]] = []
+    real = loop.uow.patterns.get_many
+    monkeypatch.setattr(loop.uow.patterns, "get_many",
+                        lambda tenant, ids, **kw: reads.append(kw) or real(tenant, ids, **kw))
+    bridge3.read_ahead(loop.uow, [envelope(loop, incident, LoopStage.POLICY_GENERATED)])
+    assert reads == [{"share": True}]
+
+
+def test_a_merge_takes_back_the_confirmations_a_policy_earned_on_the_narrower_group(loop: MemoryLoop) -> None:
+    """PolicyRule.widen: with two confirmations required, one given before the merge would, with one more after it,
+    activate the policy for patterns nobody confirmed it on. An active one goes back to shadow (as regrets do)."""
+    incident = through_recovery(loop, 1)
+    loop.drain()
+    policy = policy_of(loop, incident).model_copy(update={"confirmations_required": 2})
+    policy.add_confirmation()
+    assert (policy.mode, policy.confirmations_received) == (PolicyMode.SHADOW, 1)
+    assert policy.widen() and policy.confirmations_received == 0 and not policy.widen()
+    policy.add_confirmation()
+    policy.add_confirmation()
+    assert policy.mode == PolicyMode.ACTIVE
+    assert policy.widen() and (policy.mode, policy.confirmations_received, policy.activated_at) == (
+        PolicyMode.SHADOW, 0, None)
+    assert policy.retire() and policy.mode == PolicyMode.DISABLED and not policy.retire()

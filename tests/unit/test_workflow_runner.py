@@ -176,3 +176,24 @@ def test_a_run_short_of_time_continues_in_a_new_message_after_at_least_one_op() 
 
     assert [s.segment for s in world.queue.sent] == [0, 1, 2]
     assert world.remember.calls == 2 and world.notify.calls == 1
+
+
+def test_the_view_of_a_run_and_of_one_op_stays_within_its_budget_and_says_what_it_left_out() -> None:
+    """GET /workflows/{id} and /ops/{n} (workflows/service.py) under a small budget, as under Lambda's 6 MB: args and
+    results inlined while they fit, from the first that would not on left out and `omitted`; one op whose args
+    resolved to more than fits (a step naming an earlier result twice) is left out on its own route too."""
+    from incident_loop.workflows.service import op_view, workflow_view
+
+    big = "x" * 3000
+    world = World([{"skill": "remember", "args": {"value": big}},
+                   {"skill": "remember", "args": {"value": ["${steps.0.result.echo.value}",
+                                                            "${steps.0.result.echo.value}"]}},
+                   {"skill": "notify", "args": {"text": "small"}}])
+    world.run()
+
+    run = workflow_view(TENANT, world.run_id, audit=world.audit, budget=8000)
+    assert [op.omitted for op in run.ops] == [False, True, True]  # op 2 is small, but after the cut
+    assert run.ops[0].args == {"value": big} and run.ops[1].args is None and run.ops[2].result is None
+    assert op_view(TENANT, world.run_id, 2, audit=world.audit, budget=8000).args == {"text": "small"}
+    whole = op_view(TENANT, world.run_id, 1, audit=world.audit, budget=8000)  # 4 x 3000 bytes: over
+    assert whole.omitted and whole.args is None and whole.result_hash is not None

@@ -11,13 +11,16 @@ idempotency keys derive from the run id and the step).
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from incident_loop.observability import logger
+from incident_loop.schemas.loop.base import utc_now
 from incident_loop.schemas.loop.enums import NotificationEvent
 from incident_loop.stores.ports import UnitOfWork
 
 if TYPE_CHECKING:  # loaded when a tenant has targets, not at every stage function's init
+    from incident_loop.schemas.loop.policy import PolicyRule
     from incident_loop.schemas.notifications import NotificationTargets
     from incident_loop.schemas.workflows import WorkflowDefinition
 
@@ -72,3 +75,14 @@ def announce(uow: UnitOfWork, tenant_id: str, event: NotificationEvent, subject_
     uow.notifications.submit(run_id, tenant_id, steps.name or event.value, steps.model_dump(mode="json"))
     logger.info("announcement queued", event=event.value, subject_id=subject_id, workflow_run_id=run_id)
     return run_id
+
+
+def announce_demotion(uow: UnitOfWork, tenant_id: str, policy: PolicyRule, activated_at: datetime | None,
+                      reason: str, by: str | None = None) -> None:
+    """A signed webhook (and Slack, if configured) when an ACTIVE policy stops acting: once per activation ended."""
+    when = utc_now().isoformat()
+    announce(uow, tenant_id, NotificationEvent.POLICY_DEMOTED,
+             f"{policy.policy_id}@{activated_at.isoformat() if activated_at else when}",
+             text=f"Policy {policy.policy_id} no longer acts ({policy.mode.value}): {reason}", occurred_at=when,
+             data={"policy_id": policy.policy_id, "mode": policy.mode.value, "reason": reason,
+                   "source_pattern_id": policy.source_pattern_id, "by": by})

@@ -22,7 +22,10 @@ def read_ahead(uow: UnitOfWork, envs: Sequence[Envelope]) -> None:
     uow.incidents.get_many(tenant, incidents)
     patterns = {recovery.pattern_id for recovery in uow.recoveries.for_incidents(tenant, incidents).values()}
     if patterns:
-        uow.patterns.get_many(tenant, patterns)
+        # Held against Bridge 1's merge until this commits: a policy made for a pattern a merge absorbs meanwhile
+        # would escape the merge's retirement (it is not committed when the merge looks), or the merge commits first
+        # and this reads the pattern merged (current_pattern then guards the survivor).
+        uow.patterns.get_many(tenant, patterns, share=True)
         uow.policies.for_patterns(tenant, patterns)
 
 

@@ -7,8 +7,8 @@ from uuid import uuid4
 
 from incident_loop.grouping.matcher import CONFIG, MatchDecision, candidate_key, decide, exact_confidence
 from incident_loop.grouping.normalise import signature
+from incident_loop.loop.announce import announce_demotion
 from incident_loop.loop.errors import NotReady
-from incident_loop.loop.merges import policies_after_merge
 from incident_loop.loop.outcome import StageOutcome
 from incident_loop.observability import logger
 from incident_loop.schemas.envelope import Envelope
@@ -43,7 +43,7 @@ def match_pattern(uow: UnitOfWork, env: Envelope) -> StageOutcome:
         env.tenant_id, env.incident_id, incident["error_type"], decision
     )
     if decision.absorbed and pattern_id == decision.pattern_id:
-        policies_after_merge(uow, env.tenant_id, pattern_id, decision.absorbed)
+        _policies_after_merge(uow, env.tenant_id, pattern_id, decision.absorbed)
     confidence = NEW_PATTERN_CONFIDENCE if is_new else match_confidence(decision)
     result = PatternMatchResult.from_match(
         incident_id=env.incident_id,
@@ -142,3 +142,23 @@ def _apply_policy(uow: UnitOfWork, env: Envelope, decision: MatchDecision) -> St
         failure_state=LoopFailureState.PREVENTED,
         confidence_band=result.confidence_band,
     )
+
+
+def _policies_after_merge(uow: UnitOfWork, tenant_id: str, survivor: str, absorbed: Sequence[str]) -> None:
+    """Bridge 1 merged siblings into the survivor: no policy confirmed on one of the narrower groups acts on the
+    merged one without a person. The survivor's, if ACTIVE, returns to SHADOW (PolicyRule.widen); an absorbed
+    pattern's is DISABLED (PolicyRule.retire): its incidents now meet the survivor's. Locked, as a person's
+    confirmation locks them."""
+    found = uow.policies.for_patterns(tenant_id, {survivor, *absorbed})
+    if not found:
+        return
+    for policy in uow.policies.get_many(tenant_id, {p.policy_id for p in found.values()}).values():
+        was, activated_at = policy.mode, policy.activated_at
+        if policy.widen() if policy.source_pattern_id == survivor else policy.retire():
+            uow.policies.save(tenant_id, policy)
+            logger.warning("policy changed by a pattern merge", policy_id=policy.policy_id, was=was.value,
+                           now=policy.mode.value, pattern_id=policy.source_pattern_id, merged_into=survivor)
+            if was == PolicyMode.ACTIVE:
+                why = ("its pattern absorbed sibling patterns; confirm it again to act on all of them"
+                       if policy.source_pattern_id == survivor else f"its pattern was merged into {survivor}")
+                announce_demotion(uow, tenant_id, policy, activated_at, why)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from incident_loop.loop.announce import announce
+from incident_loop.loop.announce import announce, announce_demotion
 from incident_loop.loop.errors import NotFound
 from incident_loop.loop.wiring import unit_of_work
 from incident_loop.observability import logger
-from incident_loop.schemas.loop.base import utc_now
 from incident_loop.schemas.loop.enums import NotificationEvent, PolicyMode
 from incident_loop.schemas.loop.policy import PolicyRule
 from incident_loop.schemas.loop.requests import PolicyFeedback
@@ -51,17 +49,6 @@ def _announce_activation(uow: UnitOfWork, tenant_id: str, policy: PolicyRule, by
              data={"policy_id": policy.policy_id, "action": policy.action, "scope_type": policy.scope_type,
                    "scope_id": policy.scope_id, "source_pattern_id": policy.source_pattern_id,
                    "confirmed_by": by})
-
-
-def announce_demotion(uow: UnitOfWork, tenant_id: str, policy: PolicyRule, activated_at: datetime | None,
-                      reason: str, by: str | None = None) -> None:
-    """A signed webhook (and Slack, if configured) when an ACTIVE policy stops acting: once per activation ended."""
-    when = utc_now().isoformat()
-    announce(uow, tenant_id, NotificationEvent.POLICY_DEMOTED,
-             f"{policy.policy_id}@{activated_at.isoformat() if activated_at else when}",
-             text=f"Policy {policy.policy_id} no longer acts ({policy.mode.value}): {reason}", occurred_at=when,
-             data={"policy_id": policy.policy_id, "mode": policy.mode.value, "reason": reason,
-                   "source_pattern_id": policy.source_pattern_id, "by": by})
 
 
 def regret_policy(tenant_id: str, policy_id: str, feedback: PolicyFeedback, *,

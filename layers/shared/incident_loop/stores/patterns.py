@@ -39,10 +39,9 @@ BY_SIGNATURES_SQL = (
     " JOIN failure_patterns p ON p.tenant_id = s.tenant_id AND p.id = s.pattern_id"
     " WHERE s.tenant_id = %(t)s AND s.signature = ANY(%(s)s) ORDER BY p.id FOR NO KEY UPDATE OF p"
 )
-# Before the candidates of a key are read, the transaction takes the key's lock (held to its end): a
-# worker about to create a pattern under the key has then committed it, or waits until this one has.
-# Without it, two workers each given a new sibling ("lease lost by worker alpha" / "... beta") found no
-# candidate and made two patterns, which no serial order (and not the in-memory index) makes.
+# Before the candidates of a key are read, the transaction takes the key's lock (held to its end): a worker about
+# to create a pattern under the key has then committed it, or waits until this one has. Without it, two workers each
+# given a new sibling ("lease lost by worker alpha" / "... beta") found no candidate and made two patterns.
 LOCK_KEY_SQL = "SELECT pg_advisory_xact_lock(hashtextextended(%(t)s || chr(31) || %(e)s || chr(31) || %(k)s, 7))"
 # A batch's keys, taken before its first message is decided, in the order of their lock ids (the same for
 # every worker): taken as the messages come, two batches with the same new keys in reverse deadlocked.
@@ -91,9 +90,8 @@ def lock_keys(conn: Connection[Any], tenant_id: str, keys: Collection[tuple[str,
 class PostgresPatternStore(PostgresPatternIndex):
     """PatternStore on the unit of work's connection: the index Bridge 1 decides on, and what it records.
 
-    by_signature() and get() answer from what by_signatures() and get_many() read ahead in the same
-    transaction, kept current by what record_match() writes: a new pattern or alias is remembered, a
-    generalised pattern forgotten (its template changed), and any recording forgets the pattern's row.
+    by_signature() and get() answer from what by_signatures() and get_many() read ahead in the same transaction, kept
+    current by what record_match() writes: a new pattern or alias is remembered, a generalised pattern forgotten.
     """
 
     def __init__(self, conn: Connection[Any], read_ahead: ReadAhead | None = None) -> None:
@@ -120,9 +118,11 @@ class PostgresPatternStore(PostgresPatternIndex):
             return get_pattern(self._conn, tenant_id, pattern_id)
         return None if row is None else dict(row)
 
-    def get_many(self, tenant_id: str, pattern_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+    def get_many(self, tenant_id: str, pattern_ids: Collection[str], *,
+                 share: bool = False) -> dict[str, dict[str, Any]]:
+        lock = " ORDER BY id FOR SHARE" if share else ""  # in one order, as every batch locks patterns
         with self._conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute("SELECT * FROM failure_patterns WHERE tenant_id = %(t)s AND id = ANY(%(ids)s)",
+            rows = cur.execute("SELECT * FROM failure_patterns WHERE tenant_id = %(t)s AND id = ANY(%(ids)s)" + lock,
                                {"t": tenant_id, "ids": list(pattern_ids)}).fetchall()
         found = {r["id"]: r for r in rows}
         self._ahead.put_all("pattern", tenant_id, pattern_ids, found)
@@ -150,8 +150,8 @@ def _plain_hit(decision: MatchDecision) -> bool:
     return decision.match_type == "exact" and decision.pattern_id is not None and not decision.new_alias
 
 
-# A plain exact hit counted in one statement: the occurrence once, and the count with it. No row back means the
-# incident was counted before (a redelivery): record_match then reads what it was counted as.
+# A plain exact hit counted in one statement: the occurrence once, and the count with it. No row back means a
+# redelivery: record_match then reads what it was counted as.
 COUNT_HIT_SQL = (
     "WITH o AS (INSERT INTO pattern_occurrences (pattern_id, incident_id, match_type, confidence)"
     " VALUES (%(p)s, %(i)s, %(m)s, %(c)s) ON CONFLICT DO NOTHING RETURNING pattern_id)"

@@ -112,8 +112,9 @@ class PatternStore(Protocol):
         """The pattern's row (id, category, signature, template, first_incident_id, ...), or None."""
         ...
 
-    def get_many(self, tenant_id: str, pattern_ids: Collection[str]) -> dict[str, Row]:
-        """get() for each, at once (the rows found, by id)."""
+    def get_many(self, tenant_id: str, pattern_ids: Collection[str], *, share: bool = False) -> dict[str, Row]:
+        """get() for each, at once (the rows found, by id); with `share`, held against a merge until the
+        transaction ends (one committing meanwhile is waited for, and then read)."""
         ...
 
     def record_match(self, tenant_id: str, incident_id: str, error_type: str,

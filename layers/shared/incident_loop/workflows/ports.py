@@ -90,7 +90,8 @@ class AuditStore(Protocol):
 
     def ops_within(self, tenant_id: str, run_id: str, budget: int) -> list[Row]:
         """ops(), with each op's args and result only while their stored size (as JSON text), summed in op_index
-        order, stays within `budget` bytes; after that None, and `omitted` true. What is not shown is not read."""
+        order, stays within `budget` bytes; after that None, and `omitted` true. What is not shown is not sent from the
+        database (it measures every op's, converting them to text there)."""
         ...
 
     def op(self, tenant_id: str, run_id: str, op_index: int) -> Row | None:

@@ -100,11 +100,12 @@ def _within(ops: list[dict[str, Any]], budget: int) -> list[OpView]:
     return views
 
 
-def op_view(tenant_id: str, run_id: str, op_index: int, *, audit: AuditStore | None = None) -> OpView:
+def op_view(tenant_id: str, run_id: str, op_index: int, *, audit: AuditStore | None = None,
+            budget: int = VIEW_BUDGET_BYTES) -> OpView:
     """One op of the run, whole; NotFound (404) when the tenant has no such run or the run no such op."""
     audit = audit_store(audit)
     with audit.begin(tenant_id):
         op = audit.op(tenant_id, run_id, op_index)
     if op is None:
         raise NotFound(f"workflow run {run_id} has no op {op_index}")
-    return OpView.model_validate(op)
+    return _within([op], budget)[0]  # args resolved from earlier results may be larger than any step's own

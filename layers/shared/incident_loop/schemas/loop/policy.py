@@ -99,11 +99,15 @@ class PolicyRule(LoopModel):
 
     def widen(self) -> bool:
         """Its pattern absorbed siblings (Bridge 1's merge): it would now block their incidents too, which nobody
-        confirmed it on. An ACTIVE policy returns to SHADOW, as a regret demotes it; True if it was demoted."""
-        if self.mode != PolicyMode.ACTIVE:
-            return False
-        self._demote()
-        return True
+        confirmed it on. An ACTIVE policy returns to SHADOW, as a regret demotes it, and one not active yet loses
+        the confirmations given for the narrower group; True if that changed it."""
+        if self.mode == PolicyMode.ACTIVE:
+            self._demote()
+            return True
+        if self.mode in (PolicyMode.SHADOW, PolicyMode.PENDING) and self.confirmations_received:
+            self.confirmations_received = 0
+            return True
+        return False
 
     def retire(self) -> bool:
         """Its pattern was absorbed into a sibling (Bridge 1's merge): no incident meets it any more (they meet the
