@@ -22,7 +22,6 @@ from incident_loop_dev.fakes.slack import FakeSlack
 from incident_loop_dev.fakes.voyage import FakeVoyage
 from incident_loop_dev.fakes.webhook import FakeWebhookReceiver
 
-
 # The channels the local tenant is granted for the deployment's Slack bot (the examples' and the tests').
 CHANNELS = ("#incidents", "#agent-oncall")
 
