@@ -1,4 +1,5 @@
-"""Scheduled CostSim canary: the fixed corpus through V1 and V2, a stored report, an alert when it fails."""
+"""Scheduled CostSim canary: the fixed corpus through V1 and V2, a stored report, an alert when it fails; then the
+CostSim incidents set right with the breaker (breaker_alerts.reconcile_costsim_incidents)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from incident_loop.costsim.service import canary
+from incident_loop.costsim.service import canary, reconcile_incidents
 from incident_loop.observability import logger, metrics, tracer
 
 
@@ -15,4 +16,6 @@ from incident_loop.observability import logger, metrics, tracer
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     report = canary()
-    return {key: report[key] for key in ("id", "passed", "drift_p95", "threshold")}
+    # A trip whose incident PostgreSQL could not take then, or a recovery that could not resolve it, set right
+    return {**{key: report[key] for key in ("id", "passed", "drift_p95", "threshold")},
+            "incidents": reconcile_incidents()}

@@ -50,7 +50,8 @@ def test_costsim_api_health_answers_without_a_token(cloud: Artifact) -> None:
 def test_costsim_canary_runs_the_corpus_and_returns_its_stored_report(cloud: Artifact) -> None:
     report = cloud.invoke("CostSimCanaryFunction", cloud.event("costsim_canary_hourly.json"))
 
-    assert set(report) == {"id", "passed", "drift_p95", "threshold"}
+    assert set(report) == {"id", "passed", "drift_p95", "threshold", "incidents"}
+    assert report["incidents"] == "in step"  # from the artifact: the breakers table and the database both read
     assert report["threshold"] == CANARY_P95_THRESHOLD
     assert report["passed"] is (report["drift_p95"] <= report["threshold"])
     [row] = cloud.rows("SELECT plans, passed, drift_p95 FROM costsim_canary_reports WHERE id = %(id)s", id=report["id"])

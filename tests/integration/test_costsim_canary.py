@@ -46,3 +46,45 @@ def test_a_canary_that_cannot_run_is_counted_and_alerted_as_a_failed_run(
     queued = local_app.sqs.receive_message(QueueUrl=local_app.queue_urls["AlertQueue"])["Messages"]
     alert = json.loads(queued[0]["Body"])
     assert alert["name"] == "CostSimV2CanaryFailure" and "ArithmeticError" in json.dumps(alert)
+
+
+def test_a_trip_whose_incident_postgresql_could_not_take_is_filed_by_the_next_canary_and_resolved_likewise(
+        local_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, a costsim-v2 trip while PostgreSQL was down paged, but its incident was never filed and the loop never
+    learnt of it; a recovery in the same state left the incident open for good."""
+    import psycopg
+
+    from incident_loop import breaker_alerts, breakers
+    from incident_loop.db import transaction
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise psycopg.OperationalError("connection refused")
+
+    def incidents() -> list[dict[str, Any]]:
+        with transaction(tenant_id="platform") as conn:
+            return conn.execute("SELECT breaker_version, resolved_at FROM costsim_incidents"
+                                " WHERE breaker_name = 'costsim-v2' ORDER BY opened_at").fetchall()
+
+    breaker = breakers.named(breakers.COSTSIM_V2)
+    with monkeypatch.context() as m:
+        m.setattr(breaker_alerts, "transaction", down)
+        for _ in range(3):
+            breaker.report_drift(0.9)  # three drift failures in a row: it trips, its hook cannot file
+    assert breaker.status().state.value == "OPEN" and incidents() == []
+
+    answer = local_app.invoke("CostSimCanaryFunction", {"source": "aws.events"})
+    assert answer["incidents"] == "filed"
+    [row] = incidents()
+    assert row["resolved_at"] is None
+    local_app.drain()  # the incident went into the loop, filed under the ops tenant
+    with transaction(tenant_id="platform") as conn:
+        [loop_incident] = conn.execute("SELECT error_type FROM incidents WHERE tenant_id = 'platform'").fetchall()
+    assert loop_incident["error_type"] == "CostSimV2Drift"
+    assert local_app.invoke("CostSimCanaryFunction", {"source": "aws.events"})["incidents"] == "in step"
+
+    with monkeypatch.context() as m:
+        m.setattr(breaker_alerts, "transaction", down)
+        breaker.enable("oncall", "fixed")  # its hook cannot resolve the incident
+    assert incidents()[0]["resolved_at"] is None
+    assert local_app.invoke("CostSimCanaryFunction", {"source": "aws.events"})["incidents"] == "resolved"
+    assert incidents()[0]["resolved_at"] is not None

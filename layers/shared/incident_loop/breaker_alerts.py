@@ -190,6 +190,33 @@ def _resolve_costsim_incident(t: Transition) -> datetime | None:
     return min(opened, default=None)
 
 
+def reconcile_costsim_incidents(breakers: DynamoBreakerStore | None = None, now: float | None = None) -> str:
+    """CostSim's incident rows as the costsim-v2 breaker is (hourly, after the canary): a trip whose hook could not
+    write its incident (PostgreSQL down at that moment; its page went out regardless) is filed, and sent into the
+    loop, then; an incident its recovery could not resolve is resolved. An operator's disable files nothing, as
+    its hook does not. Returns what it did: filed, resolved, or in step."""
+    now = time.time() if now is None else now
+    record = (breakers or DynamoBreakerStore()).get(COSTSIM_V2)
+    state = record.effective_state(now) if record is not None else BreakerState.CLOSED
+    with transaction(tenant_id=get_settings().ops_tenant_id) as conn:
+        last = store.last_incident(conn, COSTSIM_V2)
+    open_row = last is not None and last["resolved_at"] is None
+    if record is not None and state in (BreakerState.OPEN, BreakerState.HALF_OPEN) and not open_row:
+        _open_costsim_incident(Transition(
+            breaker=COSTSIM_V2, from_state=BreakerState.CLOSED, to_state=BreakerState.OPEN, version=record.version,
+            reason=record.reason, changed_by="reconciler", at=_at(record.opened_at or record.changed_at or now)))
+        logger.warning("costsim incident filed late: its trip's hook did not file it", version=record.version)
+        return "filed"
+    if state == BreakerState.CLOSED and open_row:
+        closed = _closed_at(record) if record is not None else None
+        _resolve_costsim_incident(Transition(
+            breaker=COSTSIM_V2, from_state=BreakerState.OPEN, to_state=BreakerState.CLOSED,
+            version=record.version if record is not None else 0, changed_by="reconciler", at=_at(closed or now)))
+        logger.warning("costsim incident resolved late: its recovery's hook did not resolve it")
+        return "resolved"
+    return "in step"
+
+
 def last_costsim_incident() -> dict[str, Any] | None:
     """CostSim V2's latest incident, open or resolved."""
     with transaction(tenant_id=get_settings().ops_tenant_id) as conn:

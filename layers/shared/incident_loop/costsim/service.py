@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from incident_loop import breakers
 from incident_loop.alerts import enqueue
 from incident_loop.breaker import Breaker
-from incident_loop.breaker_alerts import last_costsim_incident
+from incident_loop.breaker_alerts import last_costsim_incident, reconcile_costsim_incidents
 from incident_loop.costsim.canary import canary_reports, run_canary
 from incident_loop.costsim.models import drift
 from incident_loop.costsim.simulators import simulate_v1, simulate_v2
@@ -53,6 +53,16 @@ def canary() -> dict[str, Any]:
             f"canary drift p95 {report['drift_p95']:.3f} > {report['threshold']} ({report['v2_version']})",
             report_id=report["id"]))
     return report
+
+
+def reconcile_incidents() -> str:
+    """breaker_alerts.reconcile_costsim_incidents, after the canary's run: what it did, or "failed" (logged; the next
+    hour's run tries again, and the canary's own outcome stands)."""
+    try:
+        return reconcile_costsim_incidents()
+    except Exception:  # noqa: BLE001 - best effort, hourly: DynamoDB or PostgreSQL may be down
+        logger.exception("costsim incidents not reconciled")
+        return "failed"
 
 
 def reports(limit: int = 20) -> list[dict[str, Any]]:
