@@ -122,8 +122,9 @@ def local_workflows(root: Path, admin_url: str, tenant: str = DEFAULT_TENANT) ->
     import boto3
 
     from incident_loop import migrate
+    from incident_loop.skills.slack_send import GRANTS_PARAMETER
     from incident_loop_dev.fakes import fake_services
-    from incident_loop_dev.local.runner import LocalApp, reset_container_caches
+    from incident_loop_dev.local.runner import LOCAL_STAGE, LocalApp, reset_container_caches
     from incident_loop_dev.local.services import function_role_url, moto_server
 
     saved = dict(os.environ)
@@ -134,8 +135,9 @@ def local_workflows(root: Path, admin_url: str, tenant: str = DEFAULT_TENANT) ->
         fakes = None
         if not any(os.environ.get(name) for name in EXTERNAL):
             # The receivers' secrets as the tenant's own: a call may name only incident-loop/<stage>/tenants/<tenant>/
-            fakes = stack.enter_context(fake_services(ssm_client=boto3.client("ssm", endpoint_url=endpoint),
-                                                      prefix=f"/incident-loop/local/tenants/{tenant}"))
+            fakes = stack.enter_context(fake_services(
+                ssm_client=boto3.client("ssm", endpoint_url=endpoint), prefix=f"/incident-loop/local/tenants/{tenant}",
+                grants_parameter=GRANTS_PARAMETER.format(stage=LOCAL_STAGE, tenant=tenant)))
             os.environ.update(fakes.env)
             reset_container_caches()
         moto = urlsplit(endpoint)

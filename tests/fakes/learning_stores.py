@@ -29,7 +29,7 @@ class MemoryPatternStore:
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> Sequence[PatternCandidate]:
         return self.index.candidates(tenant_id, error_type, candidate_key)
 
-    def lock_keys(self, tenant_id: str, keys: Collection[tuple[str, str]]) -> None:
+    def lock_keys(self, tenant_id: str, keys: Collection[tuple[str, str]], shared: bool = False) -> None:
         """One process, one batch at a time: nothing to lock."""
 
     def get(self, tenant_id: str, pattern_id: str) -> dict[str, Any] | None:
@@ -40,8 +40,7 @@ class MemoryPatternStore:
         return {**row, "template": self.index.template(pattern_id), "occurrence_count": self.index.count(pattern_id),
                 "merged_into": None if now == pattern_id else now}
 
-    def get_many(self, tenant_id: str, pattern_ids: Collection[str], *,
-                 share: bool = False) -> dict[str, dict[str, Any]]:  # one process: nothing to hold
+    def get_many(self, tenant_id: str, pattern_ids: Collection[str]) -> dict[str, dict[str, Any]]:
         return {p: row for p in pattern_ids if (row := self.get(tenant_id, p)) is not None}
 
     def record_match(self, tenant_id: str, incident_id: str, error_type: str,
@@ -52,6 +51,7 @@ class MemoryPatternStore:
             self.rows.setdefault(pattern_id, {
                 "id": pattern_id, "tenant_id": tenant_id, "pattern_type": decision.pattern_type,
                 "error_type": error_type, "signature": decision.signature, "category": decision.category,
+                "candidate_key": decision.candidate_key,
                 "first_incident_id": incident_id,
             })
         pattern_id = self.occurrences[incident_id]

@@ -167,6 +167,9 @@ def test_a_tenant_without_targets_announces_nothing(
     # Another stage's: the functions may not read it (IAM); before, accepted, then every announcement retried.
     ({"webhook": {"url": "https://example.com/x", "secret_parameter": "/incident-loop/prod/tenants/{tenant}/s"}},
      "the tenant's own secrets"),
+    # A channel not granted to the tenant for the deployment's bot: before, accepted, then every announcement's run
+    # failed at its Slack step, before its webhook.
+    ({"slack": {"channel": "#someone-elses-oncall"}}, "is not granted to tenant"),
 ])
 def test_bad_targets_are_refused_with_a_reason_and_nothing_is_stored(
     local: LocalWorkflows, targets: dict[str, Any], reason: str

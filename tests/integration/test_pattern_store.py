@@ -314,28 +314,28 @@ def test_a_pattern_absorbed_twice_over_names_the_pattern_its_incidents_meet_now(
     assert counts[ids[2]] == memory.count(mine[2]) == 5
 
 
-def test_a_pattern_bridge_3_read_with_share_is_held_against_a_merge_until_it_commits(db_url: str,
-                                                                                      tenant: str) -> None:
-    """Bridge 3 reads its batch's patterns with share: a merge absorbing one of them waits for its commit, so a
-    policy Bridge 3 makes for it is committed when the merge looks for policies to retire (not missed)."""
-    from incident_loop.stores.patterns import ABSORB_SQL, PostgresPatternStore
+def test_the_keys_bridge_3_holds_shared_keep_a_merge_of_their_patterns_waiting_until_it_commits(
+        db_url: str, tenant: str) -> None:
+    """Bridge 3 holds its batch's candidate keys shared (generate_policy.read_ahead): a merge, which holds its key
+    alone first (candidates()), waits for its commit, so a policy Bridge 3 makes for a pattern the merge absorbs is
+    committed when the merge looks for policies to retire. Sharers do not wait for each other."""
+    from incident_loop.stores.patterns import LOCK_KEY_SQL, PostgresPatternStore
 
-    with _connect(db_url, tenant) as conn, _connect(db_url, tenant) as merger:
-        survivor = _match(conn, tenant, _incident(conn, tenant, 1), "queue one stalled")[0]
-        absorbed = _match(conn, tenant, _incident(conn, tenant, 2), "disk two stalled")[0]
+    with _connect(db_url, tenant) as conn, _connect(db_url, tenant) as merger, _connect(db_url, tenant) as other:
+        pattern = _match(conn, tenant, _incident(conn, tenant, 1), "disk two stalled")[0]
+        row = PostgresPatternStore(conn).get(tenant, pattern)
+        assert row is not None
+        key = (row["error_type"], row["candidate_key"])
         merger.execute("SET lock_timeout = '300ms'")
-        for share, blocked in ((False, False), (True, True)):
+        for shared, blocked in ((False, False), (True, True)):
             with conn.transaction():
-                PostgresPatternStore(conn).get_many(tenant, {absorbed}, share=share)
+                if shared:
+                    PostgresPatternStore(conn).lock_keys(tenant, {key}, shared=True)
+                    with other.transaction():  # another Bridge 3 batch
+                        PostgresPatternStore(other).lock_keys(tenant, {key}, shared=True)
                 try:
                     with merger.transaction():
-                        merger.execute(ABSORB_SQL, {"p": survivor, "t": tenant, "ids": [absorbed]})
-                        raise _RolledBack  # leave the pattern unmerged for the next round
+                        merger.execute(LOCK_KEY_SQL, {"t": tenant, "e": key[0], "k": key[1]})
+                    assert not blocked
                 except psycopg.errors.LockNotAvailable:
                     assert blocked
-                except _RolledBack:
-                    assert not blocked
-
-
-class _RolledBack(Exception):
-    pass

@@ -387,11 +387,11 @@ def test_a_step_naming_another_stages_secret_fails_at_once_with_the_reason(workf
 
 
 def test_a_channel_not_granted_to_the_tenant_is_refused_and_nothing_reaches_slack(workflows: LocalWorkflows) -> None:
-    """The deployment's bot posts for a tenant only to the channels granted to it (slack-channels); before, any
+    """The deployment's bot posts for a tenant only to the channels granted to it (slack-grants); before, any
     channel the bot was in, another tenant's too."""
     assert workflows.fakes is not None
     before = len(workflows.fakes.slack.messages)
     run = workflows.run({"steps": [{"skill": "slack_send", "args": {"channel": "#tenant-b-oncall", "text": "hi"}}]})
     assert (run["status"], run["ops"][0]["error_code"]) == ("failed", "invalid_input"), run
-    assert "slack-channels" in run["ops"][0]["error_message"]
+    assert f"/incident-loop/local/slack-grants/{workflows.tenant}" in run["ops"][0]["error_message"]
     assert len(workflows.fakes.slack.messages) == before and run["dead_letters"] == 0

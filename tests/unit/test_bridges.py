@@ -265,19 +265,22 @@ def test_a_failure_recurring_after_its_adjustment_decayed_adjusts_routing_again(
     assert view["total_effective_magnitude"] == pytest.approx(adjustment.magnitude, abs=1e-3)
 
 
-def test_bridge_3_reads_its_batchs_patterns_held_against_a_merge(loop: MemoryLoop,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    """stores/patterns.py get_many(share=True): a merge absorbing one of them waits for Bridge 3's commit, so a policy
-    made for the pattern is there when the merge retires the absorbed patterns' policies (test_pattern_store.py)."""
+def test_bridge_3_holds_its_batchs_keys_against_a_merge_then_reads_its_patterns(
+        loop: MemoryLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The patterns' candidate keys, held shared (a merge waits, test_pattern_store.py), then the patterns read again:
+    a merge that committed before the hold is seen (current_pattern then guards the survivor)."""
     from incident_loop.loop import generate_policy as bridge3
 
     incident = through_recovery(loop, 1)
-    reads: list[dict[str, Any]] = []
-    real = loop.uow.patterns.get_many
+    calls: list[Any] = []
+    real_get, real_lock = loop.uow.patterns.get_many, loop.uow.patterns.lock_keys
     monkeypatch.setattr(loop.uow.patterns, "get_many",
-                        lambda tenant, ids, **kw: reads.append(kw) or real(tenant, ids, **kw))
+                        lambda tenant, ids: calls.append("read") or real_get(tenant, ids))
+    monkeypatch.setattr(loop.uow.patterns, "lock_keys",
+                        lambda tenant, keys, shared=False: calls.append(("hold", len(keys), shared))
+                        or real_lock(tenant, keys, shared))
     bridge3.read_ahead(loop.uow, [envelope(loop, incident, LoopStage.POLICY_GENERATED)])
-    assert reads == [{"share": True}]
+    assert calls == ["read", ("hold", 1, True), "read"]
 
 
 def test_a_merge_takes_back_the_confirmations_a_policy_earned_on_the_narrower_group(loop: MemoryLoop) -> None:
@@ -295,3 +298,20 @@ def test_a_merge_takes_back_the_confirmations_a_policy_earned_on_the_narrower_gr
     assert policy.widen() and (policy.mode, policy.confirmations_received, policy.activated_at) == (
         PolicyMode.SHADOW, 0, None)
     assert policy.retire() and policy.mode == PolicyMode.DISABLED and not policy.retire()
+
+
+def test_current_pattern_follows_a_chain_of_merges_and_refuses_a_cycle() -> None:
+    """Merges flattened since 0022/0024 are one hop; an older chain is followed to its end; a cycle (corrupt data) is
+    an error, not an endless loop."""
+    from types import SimpleNamespace
+
+    from incident_loop.loop.merges import current_pattern
+
+    def uow(merged: dict[str, str | None]) -> Any:
+        rows = {pid: {"id": pid, "merged_into": into} for pid, into in merged.items()}
+        return SimpleNamespace(patterns=SimpleNamespace(get=lambda tenant, pid: rows.get(pid)))
+
+    chain = uow({"a": "b", "b": "c", "c": None})
+    assert current_pattern(chain, "t", "a")["id"] == "c" and current_pattern(chain, "t", "x") is None
+    with pytest.raises(LookupError, match="circle"):
+        current_pattern(uow({"a": "b", "b": "a"}), "t", "a")

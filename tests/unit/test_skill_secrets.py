@@ -78,3 +78,22 @@ def test_in_a_stack_a_call_may_name_only_its_own_stages_secrets(
     finally:
         monkeypatch.delenv("STAGE")
         get_settings.cache_clear()
+
+
+def test_a_name_the_store_refuses_fails_at_once_and_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    """SSM answers ValidationException for a name it cannot hold (a tenant id like acme@eu in the path): the same
+    name is refused on every retry, so the call fails at once instead of being retried for hours into the DLQ."""
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+    from botocore.exceptions import ClientError
+
+    class Refusing:
+        def get(self, name: str, **kwargs: Any) -> str:
+            try:
+                raise ClientError({"Error": {"Code": "ValidationException", "Message": "bad name"}}, "GetParameter")
+            except ClientError as exc:
+                raise GetParameterError(str(exc)) from exc
+
+    monkeypatch.setattr(secrets, "_ssm", lambda: Refusing())
+    with pytest.raises(SkillError) as raised:
+        secrets.fetch("/incident-loop/prod/slack-grants/acme@eu")
+    assert (raised.value.code, raised.value.retryable) == ("secret_invalid", False)

@@ -190,7 +190,9 @@ def test_a_delivered_message_stays_delivered_when_the_later_slot_cannot_be_store
 def _granting(channels: str | None) -> Any:
     """The secrets as skills.secrets.fetch gives them, with the tenant's granted channels (None: never set)."""
     def fetch(name: str) -> str:
-        if name == "/incident-loop/prod/tenants/tenant-a/slack-channels" and channels is not None:
+        if name == "/incident-loop/prod/slack-grants/tenant-a" and channels is not None:
+            if not channels.strip():  # as fetch refuses an empty value
+                raise SkillError(f"secret {name!r} is empty", code="secret_unavailable", retryable=False)
             return channels
         if name in SECRETS:
             return SECRETS[name]
@@ -200,9 +202,10 @@ def _granting(channels: str | None) -> Any:
 
 
 @pytest.mark.parametrize(("channels", "channel", "sent"), [
-    ("C1, #ops", "C1", True), ("C1 #ops", "#ops", True),
+    ("C1, #ops", "C1", True), ("C1 #ops", "#ops", True), ("c1,#OPS", "#ops", True),  # without case
     ("C1, #ops", "C2", False),  # tenant-b's channel, say: the deployment's bot is in it too
     (None, "C1", False),  # no channels granted to the tenant
+    ("  ", "C1", False),  # an empty grant grants nothing (not retried)
 ])
 def test_the_deployments_bot_posts_for_a_tenant_only_to_the_channels_granted_to_it(
         client: Any, clock: FakeClock, channels: str | None, channel: str, sent: bool) -> None:
@@ -216,7 +219,7 @@ def test_the_deployments_bot_posts_for_a_tenant_only_to_the_channels_granted_to_
     else:
         with pytest.raises(SkillInputError) as refused:
             skill.execute({"channel": channel, "text": "hi"}, CTX)
-        assert "/incident-loop/prod/tenants/tenant-a/slack-channels" in str(refused.value)
+        assert "/incident-loop/prod/slack-grants/tenant-a" in str(refused.value)
     assert len(transport.requests) == int(sent)
 
 
@@ -231,3 +234,14 @@ def test_a_tenants_own_bot_token_posts_to_any_channel_it_is_in(client: Any, cloc
         assert transport.requests[0].headers["authorization"] == "Bearer xoxb-own"
     finally:
         del SECRETS[own]
+
+
+def test_a_tenant_id_no_parameter_name_can_hold_is_refused_at_once_not_retried(client: Any, clock: FakeClock) -> None:
+    """Older tokens may carry ids like acme@eu: SSM refuses such a name (ValidationException), which was retried for
+    hours into the DLQ as an unreadable secret."""
+    transport = ScriptedTransport(default=ok)
+    skill = make(client, clock, transport, stage="prod")
+    skill._secret_source = _granting("C1")  # type: ignore[attr-defined]
+    with pytest.raises(SkillInputError) as refused:
+        skill.execute({"channel": "C1", "text": "hi"}, SkillContext("acme@eu"))
+    assert "cannot name a grant" in str(refused.value) and transport.requests == []

@@ -47,8 +47,10 @@ class FakeServices:
 
 
 @contextmanager
-def fake_services(ssm_client: Any | None = None, prefix: str = "/incident-loop/local") -> Iterator[FakeServices]:
-    """Start the fakes; with an SSM client, store the Slack token, Voyage key and webhook secret there."""
+def fake_services(ssm_client: Any | None = None, prefix: str = "/incident-loop/local",
+                  grants_parameter: str | None = None) -> Iterator[FakeServices]:
+    """Start the fakes; with an SSM client, store the Slack token, Voyage key and webhook secret there (and the
+    tenant's granted Slack channels at `grants_parameter`, slack_send.GRANTS_PARAMETER)."""
     secret = new_secret()
     with ExitStack() as stack:
         slack = stack.enter_context(FakeSlack())
@@ -63,6 +65,6 @@ def fake_services(ssm_client: Any | None = None, prefix: str = "/incident-loop/l
             put_parameter(ssm_client, f"{prefix}/slack-token", slack.token)
             put_parameter(ssm_client, f"{prefix}/voyage-key", voyage.api_key)
             put_parameter(ssm_client, fakes.webhook_secret_parameter, secret)
-            # The channels the deployment's bot may post to for the tenant (slack_send.CHANNELS_PARAMETER)
-            put_parameter(ssm_client, f"{prefix}/slack-channels", " ".join(CHANNELS))
+            if grants_parameter:  # the channels the deployment's bot may post to for the tenant
+                put_parameter(ssm_client, grants_parameter, " ".join(CHANNELS))
         yield fakes

@@ -20,7 +20,7 @@ from incident_loop.http.resolver import BoundaryResolver
 from incident_loop.loop.errors import Conflict, NotFound, NotReady
 from incident_loop.observability import logger
 from incident_loop.stores.queues import QueueUnavailable
-from incident_loop.workflows.errors import InvalidDefinition
+from incident_loop.workflows.errors import InvalidDefinition, TargetsUnverifiable
 
 Answer = Response[dict[str, Any]]
 
@@ -92,6 +92,11 @@ def _queue_unavailable(exc: QueueUnavailable) -> Answer:
     return error_response(503, "a queue of the loop is unavailable, retry later")
 
 
+def _targets_unverifiable(exc: TargetsUnverifiable) -> Answer:
+    logger.exception("notification targets could not be checked")
+    return error_response(503, "the targets could not be checked now, retry later")
+
+
 def _unexpected(exc: Exception) -> Answer:
     # Nothing escapes the resolver (API Gateway would answer 502): logged with its traceback, answered 500.
     logger.exception("unhandled error", error_type=type(exc).__name__)
@@ -113,6 +118,7 @@ ERRORS: dict[type[Exception], Callable[[Any], Answer]] = {
     StoreUnavailable: _breaker_store_unavailable,
     ValueTooLarge: _too_large,
     QueueUnavailable: _queue_unavailable,
+    TargetsUnverifiable: _targets_unverifiable,
     Exception: _unexpected,
 }
 

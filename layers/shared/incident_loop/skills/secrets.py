@@ -60,10 +60,12 @@ def fetch(name: str) -> str:
         # tenant's secret_parameter) will not appear on a retry: failed at once, where retrying it took the
         # run's every delivery (about 5 h) into the DLQ. Throttling, a network error, denied access stay
         # retryable (a deploy may grant it).
-        missing = _error_code(exc) in _NOT_FOUND
+        code = _error_code(exc)
+        missing, invalid = code in _NOT_FOUND, code == "ValidationException"  # a name SSM refuses is no better later
         raise SkillError(f"secret {name!r} could not be read: {type(exc).__name__}"
-                         + (" (it does not exist)" if missing else ""),
-                         code="secret_not_found" if missing else "secret_unavailable", retryable=not missing) from exc
+                         + (" (it does not exist)" if missing else " (not a name the store takes)" if invalid else ""),
+                         code="secret_not_found" if missing else "secret_invalid" if invalid else "secret_unavailable",
+                         retryable=not (missing or invalid)) from exc
     if isinstance(value, bytes):
         value = value.decode("utf-8")
     if not isinstance(value, str) or not value.strip():

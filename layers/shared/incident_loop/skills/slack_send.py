@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -27,8 +28,10 @@ from incident_loop.skills.hashing import canonical_json
 from incident_loop.skills.kvtable import KvUnavailable
 from incident_loop.skills.transport import HttpRequest
 
-# The channels the deployment's bot may post to for a tenant (_granted), an SSM parameter an operator keeps.
-CHANNELS_PARAMETER = "/incident-loop/{stage}/tenants/{tenant}/slack-channels"
+# The channels the deployment's bot may post to for a tenant (check_granted): an SSM parameter an operator keeps,
+# outside the tenant's own secrets (which a tenant's calls may name, and whose values it may supply).
+GRANTS_PARAMETER = "/incident-loop/{stage}/slack-grants/{tenant}"
+_PATH_PART = re.compile(r"[A-Za-z0-9_.-]{1,128}")  # a tenant id an SSM parameter name can hold as it is
 INTERVAL_S = 1.0  # Slack's documented limit for posting to one channel: about one message per second
 # chat.postMessage answers 200 with {"ok": false, "error": ...}; these errors are Slack's own trouble.
 RETRYABLE_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
@@ -59,6 +62,29 @@ class SlackOutput(BaseModel):
     channel: str | None
     ts: str | None  # the message's timestamp (chat.postMessage only)
     delivered: bool = True
+
+
+def check_granted(channel: str, tenant_id: str, stage: str | None, read: Callable[[str], str]) -> None:
+    """The deployment's bot is in every tenant's channels: it posts for a tenant only to the channels an operator
+    granted it, listed (comma- or space-separated channel ids or #names, compared without case) in GRANTS_PARAMETER.
+    SkillInputError otherwise (no such parameter, or an empty one, grants nothing); a SkillError that is retryable
+    when the grants cannot be read now. Outside a stack (no stage) there is one tenant to a process: nothing to check.
+    """
+    if stage is None:
+        return
+    how = "post with the tenant's own token_parameter or an incoming webhook_parameter"
+    if not _PATH_PART.fullmatch(tenant_id):
+        raise SkillInputError(f"tenant id {tenant_id!r} cannot name a grant of Slack channels: {how}")
+    name = GRANTS_PARAMETER.format(stage=stage, tenant=tenant_id)
+    try:
+        granted = {c.lower() for c in re.split(r"[\s,]+", read(name)) if c}
+    except SkillError as exc:
+        if exc.retryable:
+            raise
+        granted = set()  # not found, or empty
+    if channel.strip().lower() not in granted:
+        raise SkillInputError(f"channel {channel!r} is not granted to tenant {tenant_id} for the deployment's Slack "
+                              f"bot (an operator lists a tenant's channels in {name}); or {how}")
 
 
 class SlackSendSkill(ExternalSkill):
@@ -109,24 +135,7 @@ class SlackSendSkill(ExternalSkill):
         return SlackOutput(via="api", channel=body.get("channel") or data.channel, ts=body.get("ts"))
 
     def _granted(self, channel: str, ctx: SkillContext) -> None:
-        """The deployment's bot is in every tenant's channels: it posts for a tenant only to the channels an operator
-        granted it, listed (comma- or space-separated, as the tenant writes them: an id or #name) in the parameter
-        CHANNELS_PARAMETER names. SkillInputError otherwise. Outside a stack (no Settings.stage) there is one
-        tenant to a process, and nothing to check."""
-        stage = self.settings.stage
-        if stage is None:
-            return
-        name = CHANNELS_PARAMETER.format(stage=stage, tenant=ctx.tenant_id)
-        try:
-            granted = set(re.split(r"[\s,]+", self.secret(name).strip()))
-        except SkillError as exc:
-            if exc.code != "secret_not_found":
-                raise  # unreadable now: retried
-            granted = set()
-        if channel not in granted:
-            raise SkillInputError(f"channel {channel!r} is not granted to tenant {ctx.tenant_id} for the deployment's "
-                                  f"Slack bot (an operator lists a tenant's channels in {name}); or post with the "
-                                  "tenant's own token_parameter or an incoming webhook_parameter")
+        check_granted(channel, ctx.tenant_id, self.settings.stage, self.secret)
 
     def _send(self, ctx: SkillContext, lane: str, url: str, headers: dict[str, str], message: dict[str, Any],
               connect_ip: str | None, breaker: str = "slack") -> Any:

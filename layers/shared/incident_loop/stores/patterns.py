@@ -49,6 +49,7 @@ LOCK_KEYS_SQL = (
     "SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(%(t)s || chr(31) || e || chr(31) || k, 7)"
     " AS h FROM unnest(%(e)s::text[], %(k)s::text[]) AS u(e, k) ORDER BY 1) ordered"
 )
+SHARE_KEYS_SQL = LOCK_KEYS_SQL.replace("_lock(h)", "_lock_shared(h)")
 # Oldest first, as the index hands them over: no sort, however many patterns share the key.
 CANDIDATES_SQL = (
     "SELECT id, template, occurrence_count FROM failure_patterns"
@@ -80,11 +81,12 @@ class PostgresPatternIndex:
         return [PatternCandidate(str(pid), str(tpl), count=int(n)) for pid, tpl, n in rows]
 
 
-def lock_keys(conn: Connection[Any], tenant_id: str, keys: Collection[tuple[str, str]]) -> None:
-    """LOCK_KEYS_SQL for these (error type, candidate key) pairs."""
-    if keys:
-        pairs = sorted(set(keys))
-        conn.execute(LOCK_KEYS_SQL, {"t": tenant_id, "e": [e for e, _ in pairs], "k": [k for _, k in pairs]})
+def lock_keys(conn: Connection[Any], tenant_id: str, keys: Collection[tuple[str, str]], shared: bool = False) -> None:
+    """LOCK_KEYS_SQL for these (error type, candidate key) pairs; `shared`: held by many at once, never by a merge
+    (which holds its key alone) meanwhile: what Bridge 3 holds while it makes policies for the keys' patterns."""
+    if pairs := sorted(set(keys)):
+        conn.execute(SHARE_KEYS_SQL if shared else LOCK_KEYS_SQL, {"t": tenant_id, "e": [e for e, _ in pairs],
+                                                                   "k": [k for _, k in pairs]})
 
 
 class PostgresPatternStore(PostgresPatternIndex):
@@ -102,8 +104,8 @@ class PostgresPatternStore(PostgresPatternIndex):
         hit = self._ahead.get("signature", (tenant_id, signature))
         return super().by_signature(tenant_id, signature) if hit is MISSING else hit
 
-    def lock_keys(self, tenant_id: str, keys: Collection[tuple[str, str]]) -> None:
-        lock_keys(self._conn, tenant_id, keys)
+    def lock_keys(self, tenant_id: str, keys: Collection[tuple[str, str]], shared: bool = False) -> None:
+        lock_keys(self._conn, tenant_id, keys, shared)
 
     def by_signatures(self, tenant_id: str, signatures: Collection[str]) -> dict[str, PatternCandidate]:
         with self._conn.cursor(row_factory=tuple_row) as cur:
@@ -118,11 +120,9 @@ class PostgresPatternStore(PostgresPatternIndex):
             return get_pattern(self._conn, tenant_id, pattern_id)
         return None if row is None else dict(row)
 
-    def get_many(self, tenant_id: str, pattern_ids: Collection[str], *,
-                 share: bool = False) -> dict[str, dict[str, Any]]:
-        lock = " ORDER BY id FOR SHARE" if share else ""  # in one order, as every batch locks patterns
+    def get_many(self, tenant_id: str, pattern_ids: Collection[str]) -> dict[str, dict[str, Any]]:
         with self._conn.cursor(row_factory=dict_row) as cur:
-            rows = cur.execute("SELECT * FROM failure_patterns WHERE tenant_id = %(t)s AND id = ANY(%(ids)s)" + lock,
+            rows = cur.execute("SELECT * FROM failure_patterns WHERE tenant_id = %(t)s AND id = ANY(%(ids)s)",
                                {"t": tenant_id, "ids": list(pattern_ids)}).fetchall()
         found = {r["id"]: r for r in rows}
         self._ahead.put_all("pattern", tenant_id, pattern_ids, found)

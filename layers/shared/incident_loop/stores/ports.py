@@ -103,18 +103,18 @@ class PatternStore(Protocol):
 
     def candidates(self, tenant_id: str, error_type: str, candidate_key: str) -> Sequence[PatternCandidate]: ...
 
-    def lock_keys(self, tenant_id: str, keys: Collection[tuple[str, str]]) -> None:
+    def lock_keys(self, tenant_id: str, keys: Collection[tuple[str, str]], shared: bool = False) -> None:
         """Take the candidate keys' locks ((error type, key) each) for the transaction, in one order for every
-        worker: a batch that takes them as its messages come deadlocks with one that has them in reverse."""
+        worker: a batch that takes them as its messages come deadlocks with one that has them in reverse.
+        `shared`: with other sharers, but never with a writer (a merge) of the keys' patterns."""
         ...
 
     def get(self, tenant_id: str, pattern_id: str) -> Row | None:
         """The pattern's row (id, category, signature, template, first_incident_id, ...), or None."""
         ...
 
-    def get_many(self, tenant_id: str, pattern_ids: Collection[str], *, share: bool = False) -> dict[str, Row]:
-        """get() for each, at once (the rows found, by id); with `share`, held against a merge until the
-        transaction ends (one committing meanwhile is waited for, and then read)."""
+    def get_many(self, tenant_id: str, pattern_ids: Collection[str]) -> dict[str, Row]:
+        """get() for each, at once (the rows found, by id)."""
         ...
 
     def record_match(self, tenant_id: str, incident_id: str, error_type: str,

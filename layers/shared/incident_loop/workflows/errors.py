@@ -20,3 +20,7 @@ class RunBusy(RuntimeError):
 
 class RunNotStored(RuntimeError):
     """A message names a run its tenant does not have (another tenant's, or gone): retried, then dead-lettered."""
+
+
+class TargetsUnverifiable(RuntimeError):
+    """Notification targets that cannot be checked now (the Slack grants could not be read): 503, retry."""

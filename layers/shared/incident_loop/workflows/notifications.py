@@ -16,7 +16,7 @@ from incident_loop.observability import logger
 from incident_loop.schemas.notifications import NotificationEvent, NotificationSettings, NotificationTargets
 from incident_loop.stores.ports import UnitOfWork
 from incident_loop.workflows.definitions import check_definition
-from incident_loop.workflows.errors import InvalidDefinition
+from incident_loop.workflows.errors import InvalidDefinition, TargetsUnverifiable
 from incident_loop.workflows.wiring import skill_source
 
 
@@ -34,6 +34,25 @@ def check_targets(tenant_id: str, event: NotificationEvent, targets: Notificatio
     check_definition(sample, skill_source(None))
     if targets.webhook is not None:
         _check_address(targets.webhook.url)
+    if targets.slack is not None and targets.slack.channel is not None:
+        _check_granted(tenant_id, targets.slack.channel)
+
+
+def _check_granted(tenant_id: str, channel: str) -> None:
+    """A channel the deployment's bot may not post to for the tenant is refused now (422), not at every announcement
+    (whose run would fail at its Slack step, before its webhook); TargetsUnverifiable (503) when the grants cannot
+    be read now."""
+    from incident_loop.settings import get_settings
+    from incident_loop.skills.errors import SkillError, SkillInputError
+    from incident_loop.skills.secrets import fetch
+    from incident_loop.skills.slack_send import check_granted
+
+    try:
+        check_granted(channel, tenant_id, get_settings().stage, fetch)
+    except SkillInputError as exc:
+        raise InvalidDefinition([{"field": "slack.channel", "reason": str(exc)}]) from exc
+    except SkillError as exc:
+        raise TargetsUnverifiable(str(exc)) from exc
 
 
 def _check_address(url: str) -> None:

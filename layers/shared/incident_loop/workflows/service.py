@@ -102,7 +102,8 @@ def _within(ops: list[dict[str, Any]], budget: int) -> list[OpView]:
 
 def op_view(tenant_id: str, run_id: str, op_index: int, *, audit: AuditStore | None = None,
             budget: int = VIEW_BUDGET_BYTES) -> OpView:
-    """One op of the run, whole; NotFound (404) when the tenant has no such run or the run no such op."""
+    """One op of the run, whole unless its args and result would take the answer past `budget` (then `omitted`, as
+    in the run's view); NotFound (404) when the tenant has no such run or the run no such op."""
     audit = audit_store(audit)
     with audit.begin(tenant_id):
         op = audit.op(tenant_id, run_id, op_index)
