@@ -235,3 +235,14 @@ def test_cfn_lint_passes() -> None:
         pytest.fail("cfn-lint is not installed: run `make install`", pytrace=False)
     result = subprocess.run([command, str(TEMPLATE)], capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_function_knows_its_stack_stage_so_secret_and_slack_checks_are_closed(template: dict[str, Any]) -> None:
+    """skills.secrets.tenant_owns and slack_send.check_granted check nothing without STAGE (a process outside a
+    stack): every deployed function must have it, as the Stage that IAM's secret paths are granted under."""
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["STAGE"] == {"Ref": "Stage"}
+    for logical_id, resource in template["Resources"].items():
+        if resource["Type"] == "AWS::Serverless::Function":
+            own = (resource["Properties"].get("Environment") or {}).get("Variables") or {}
+            assert "STAGE" not in own, logical_id  # one value for every function
