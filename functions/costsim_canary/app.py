@@ -15,7 +15,8 @@ from incident_loop.observability import logger, metrics, tracer
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    report = canary()
-    # A trip whose incident PostgreSQL could not take then, or a recovery that could not resolve it, set right
-    return {**{key: report[key] for key in ("id", "passed", "drift_p95", "threshold")},
-            "incidents": reconcile_incidents()}
+    try:
+        report = canary()
+    finally:  # a trip whose incident PostgreSQL could not take then, or a recovery that could not resolve it, set right
+        incidents = reconcile_incidents()
+    return {**{key: report[key] for key in ("id", "passed", "drift_p95", "threshold")}, "incidents": incidents}

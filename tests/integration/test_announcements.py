@@ -275,3 +275,19 @@ def test_an_active_policy_a_pattern_merge_puts_back_in_shadow_is_announced(local
     [payload] = _payloads(local)
     assert payload["type"] == "policy.demoted" and payload["data"]["policy_id"] == policy["policy_id"]
     assert payload["data"]["source_pattern_id"] == survivor and "absorbed sibling patterns" in payload["data"]["reason"]
+
+
+def test_a_slack_channel_whose_grants_cannot_be_read_now_is_a_503_to_retry_and_nothing_is_stored(
+        local: LocalWorkflows, monkeypatch: pytest.MonkeyPatch) -> None:
+    from incident_loop.skills import secrets
+    from incident_loop.skills.errors import SkillError
+
+    def unreachable(name: str) -> str:
+        raise SkillError(f"secret {name!r} could not be read: GetParameterError", code="secret_unavailable",
+                         retryable=True)
+
+    monkeypatch.setattr(secrets, "fetch", unreachable)
+    status, answer = local.app.request("PUT", "/notifications/checkpoint_created", local.tenant,
+                                       {"slack": {"channel": "#agent-oncall"}})
+    assert (status, answer["message"]) == (503, "the targets could not be checked now, retry later")
+    assert local.app.request("GET", "/notifications", local.tenant)[1] == {"notifications": []}

@@ -52,9 +52,12 @@ def test_a_trip_whose_incident_postgresql_could_not_take_is_filed_by_the_next_ca
         local_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """Before, a costsim-v2 trip while PostgreSQL was down paged, but its incident was never filed and the loop never
     learnt of it; a recovery in the same state left the incident open for good."""
+    from types import SimpleNamespace
+
     import psycopg
 
     from incident_loop import breaker_alerts, breakers
+    from incident_loop.breaker import BreakerState
     from incident_loop.db import transaction
 
     def down(*args: Any, **kwargs: Any) -> Any:
@@ -80,7 +83,19 @@ def test_a_trip_whose_incident_postgresql_could_not_take_is_filed_by_the_next_ca
     with transaction(tenant_id="platform") as conn:
         [loop_incident] = conn.execute("SELECT error_type FROM incidents WHERE tenant_id = 'platform'").fetchall()
     assert loop_incident["error_type"] == "CostSimV2Drift"
+    # Every later run sends the open incident again (its hook's send may have failed): ingest takes its key once
     assert local_app.invoke("CostSimCanaryFunction", {"source": "aws.events"})["incidents"] == "in step"
+    local_app.drain()
+    with transaction(tenant_id="platform") as conn:
+        assert conn.execute("SELECT count(*) AS n FROM incidents WHERE tenant_id = 'platform'").fetchone()["n"] == 1
+
+    # A breaker read as CLOSED at a version before the open incident's (it tripped between the two reads): that
+    # incident is a later trip's, not the closed breaker's, and stays open
+    closed_before = breaker.status().version - 1
+    stale = SimpleNamespace(get=lambda name: breaker.refresh().model_copy(
+        update={"state": BreakerState.CLOSED, "version": closed_before}))
+    assert breaker_alerts.reconcile_costsim_incidents(stale) == "in step"
+    assert incidents()[0]["resolved_at"] is None
 
     with monkeypatch.context() as m:
         m.setattr(breaker_alerts, "transaction", down)

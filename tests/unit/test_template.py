@@ -246,3 +246,21 @@ def test_every_function_knows_its_stack_stage_so_secret_and_slack_checks_are_clo
         if resource["Type"] == "AWS::Serverless::Function":
             own = (resource["Properties"].get("Environment") or {}).get("Variables") or {}
             assert "STAGE" not in own, logical_id  # one value for every function
+
+
+def _policy_names(resource: dict[str, Any]) -> list[str]:
+    return [json.dumps(policy, sort_keys=True) for policy in resource["Properties"].get("Policies") or []]
+
+
+def test_what_reads_the_slack_grants_and_sets_costsim_incidents_right_may_do_so(template: dict[str, Any]) -> None:
+    """The local runner enforces no IAM: these grants are only proven here. The workflow API checks a channel against
+    the tenant's grants at PUT /notifications; the canary reads the costsim-v2 breaker and sends a late incident into
+    the loop (breaker_alerts.reconcile_costsim_incidents)."""
+    resources = template["Resources"]
+    api = _policy_names(resources["WorkflowApiFunction"])
+    assert any("SSMParameterReadPolicy" in p and "slack-grants/*" in p for p in api), api
+    canary = _policy_names(resources["CostSimCanaryFunction"])
+    assert any("DynamoDBReadPolicy" in p and "BreakersTable" in p for p in canary), canary
+    assert any("SQSSendMessagePolicy" in p and "IncidentQueue" in p for p in canary), canary
+    variables = resources["CostSimCanaryFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["INCIDENT_QUEUE_URL"] == {"Ref": "IncidentQueue"}

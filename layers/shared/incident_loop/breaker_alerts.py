@@ -24,6 +24,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from incident_loop import aws
 from incident_loop.alerts import deliver, enqueue
 from incident_loop.breaker import COSTSIM_V2, BreakerRecord, BreakerState, DynamoBreakerStore, Transition
+from incident_loop.breaker.state import p95
 from incident_loop.db import transaction
 from incident_loop.observability import logger, metrics
 from incident_loop.schemas.alerts import Alert
@@ -157,7 +158,8 @@ def _costsim_metrics(t: Transition, tripped: bool, recovered: bool) -> None:
             metrics.add_metric(name="CostSimAutoRecoveries", unit=MetricUnit.Count, value=1)
 
 
-def _open_costsim_incident(t: Transition) -> None:
+def _open_costsim_incident(t: Transition) -> bool:
+    """File the trip's incident (once per trip version) and send it into the loop; whether this filed it."""
     key = f"{t.breaker}:trip:{t.version}"
     drift_p95 = t.details.get("drift_p95")
     settings = get_settings()
@@ -166,22 +168,29 @@ def _open_costsim_incident(t: Transition) -> None:
         created = store.open_incident(conn, incident_id=f"csi_{uuid4().hex[:16]}", breaker=t.breaker,
                                       version=t.version, reason=t.reason or "tripped", drift_p95=drift_p95,
                                       loop_incident_key=key, opened_at=t.at)
-    if not created:
-        return
-    metrics.add_metric(name="CostSimIncidents", unit=MetricUnit.Count, value=1)
+    if created:
+        metrics.add_metric(name="CostSimIncidents", unit=MetricUnit.Count, value=1)
+        _send_costsim_incident(key, t.reason or "tripped", drift_p95, {
+            "breaker": t.breaker, "version": t.version,
+            **{k: v for k, v in t.details.items() if isinstance(v, (int, float, str))}})
+    return created
+
+
+def _send_costsim_incident(key: str, reason: str, drift_p95: float | None, context: dict[str, Any]) -> None:
+    """The incident into the loop's ingest queue (ingest takes an incident key once: a repeat adds nothing)."""
+    settings = get_settings()
     if not settings.incident_queue_url:
         logger.warning("no INCIDENT_QUEUE_URL: the CostSim incident is not sent into the loop", key=key)
         return
     message = {
         "tenant_id": settings.ops_tenant_id, "agent_id": "costsim", "run_id": key, "incident_key": key,
         "error_type": "CostSimV2Drift", "skill_id": "costsim", "severity": "high",
-        "error_message": f"CostSim V2 circuit breaker opened: {t.reason or 'tripped'}"
+        "error_message": f"CostSim V2 circuit breaker opened: {reason}"
                          + (f" (drift p95 {drift_p95})" if drift_p95 is not None else ""),
-        "context": {"breaker": t.breaker, "version": t.version, **{k: v for k, v in t.details.items()
-                                                                    if isinstance(v, (int, float, str))}},
+        "context": context,
     }
     aws.sqs().send_message(QueueUrl=settings.incident_queue_url, MessageBody=json.dumps(message))
-    logger.info("costsim incident opened", key=key)
+    logger.info("costsim incident sent into the loop", key=key)
 
 
 def _resolve_costsim_incident(t: Transition) -> datetime | None:
@@ -192,22 +201,37 @@ def _resolve_costsim_incident(t: Transition) -> datetime | None:
 
 def reconcile_costsim_incidents(breakers: DynamoBreakerStore | None = None, now: float | None = None) -> str:
     """CostSim's incident rows as the costsim-v2 breaker is (hourly, after the canary): a trip whose hook could not
-    write its incident (PostgreSQL down at that moment; its page went out regardless) is filed, and sent into the
-    loop, then; an incident its recovery could not resolve is resolved. An operator's disable files nothing, as
-    its hook does not. Returns what it did: filed, resolved, or in step."""
+    write its incident (PostgreSQL down at that moment; its page went out regardless) is filed then; an open
+    incident is sent into the loop again (its hook's send may have failed; ingest takes its key once); an incident
+    its recovery could not resolve is resolved. An operator's disable files nothing, as its hook does not. A trip
+    over before the run (a short one) is not seen. Returns what it did: filed, resolved, or in step.
+
+    The incidents are read before the breaker: a trip between the two reads is seen as a breaker down with its
+    incident (if its hook filed it, the insert finds it), never as an incident to resolve; and a resolution covers
+    only incidents of the breaker's version or before (a later trip's is not the closed breaker's).
+    """
     now = time.time() if now is None else now
-    record = (breakers or DynamoBreakerStore()).get(COSTSIM_V2)
-    state = record.effective_state(now) if record is not None else BreakerState.CLOSED
     with transaction(tenant_id=get_settings().ops_tenant_id) as conn:
         last = store.last_incident(conn, COSTSIM_V2)
+    record = (breakers or DynamoBreakerStore()).get(COSTSIM_V2)
+    state = record.effective_state(now) if record is not None else BreakerState.CLOSED
     open_row = last is not None and last["resolved_at"] is None
-    if record is not None and state in (BreakerState.OPEN, BreakerState.HALF_OPEN) and not open_row:
-        _open_costsim_incident(Transition(
+    if record is not None and state in (BreakerState.OPEN, BreakerState.HALF_OPEN):
+        if open_row:
+            assert last is not None
+            _send_costsim_incident(last["loop_incident_key"], last["reason"], last["drift_p95"],
+                                   {"breaker": COSTSIM_V2, "version": last["breaker_version"]})
+            return "in step"
+        samples = record.drift_samples  # a trip keeps them: the p95 that tripped it, as its hook reports it
+        filed = _open_costsim_incident(Transition(
             breaker=COSTSIM_V2, from_state=BreakerState.CLOSED, to_state=BreakerState.OPEN, version=record.version,
-            reason=record.reason, changed_by="reconciler", at=_at(record.opened_at or record.changed_at or now)))
-        logger.warning("costsim incident filed late: its trip's hook did not file it", version=record.version)
-        return "filed"
-    if state == BreakerState.CLOSED and open_row:
+            reason="tripped (filed late: its hook could not)", changed_by="reconciler",
+            at=_at(record.opened_at or record.changed_at or now),
+            details={"drift_p95": round(p95(samples), 6)} if samples else {}))
+        if filed:
+            logger.warning("costsim incident filed late: its trip's hook did not file it", version=record.version)
+        return "filed" if filed else "in step"
+    if state == BreakerState.CLOSED and open_row and (record is None or last["breaker_version"] <= record.version):
         closed = _closed_at(record) if record is not None else None
         _resolve_costsim_incident(Transition(
             breaker=COSTSIM_V2, from_state=BreakerState.OPEN, to_state=BreakerState.CLOSED,

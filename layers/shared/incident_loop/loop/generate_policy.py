@@ -22,10 +22,11 @@ def read_ahead(uow: UnitOfWork, envs: Sequence[Envelope]) -> None:
     uow.incidents.get_many(tenant, incidents)
     patterns = {recovery.pattern_id for recovery in uow.recoveries.for_incidents(tenant, incidents).values()}
     if patterns:
-        # The patterns' keys held (shared) against Bridge 1's merges until this commits: a policy made for a pattern
-        # a merge absorbs meanwhile would escape the merge's retirement (not committed when the merge looks). A merge
-        # holds its key alone, so one under way is waited for, and the patterns are read once it has committed
-        # (current_pattern then guards the survivor). Keys, not rows: Bridge 1 takes keys first, in this order.
+        # The patterns' keys held (shared) against Bridge 1 until this commits: a policy made for a pattern a merge
+        # absorbs meanwhile would escape the merge's retirement (not committed when the merge looks). Bridge 1 holds
+        # its keys alone (every batch, merges among them), so one under way is waited for, and the patterns are read
+        # once it has committed (current_pattern then guards the survivor); a Bridge 1 batch of the same keys waits
+        # for this one, as for another Bridge 1 batch. Keys, not rows: both bridges take keys first, in this order.
         rows = uow.patterns.get_many(tenant, patterns)
         uow.patterns.lock_keys(tenant, {(r["error_type"], r["candidate_key"]) for r in rows.values()}, shared=True)
         uow.patterns.get_many(tenant, patterns)

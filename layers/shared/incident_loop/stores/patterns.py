@@ -82,8 +82,8 @@ class PostgresPatternIndex:
 
 
 def lock_keys(conn: Connection[Any], tenant_id: str, keys: Collection[tuple[str, str]], shared: bool = False) -> None:
-    """LOCK_KEYS_SQL for these (error type, candidate key) pairs; `shared`: held by many at once, never by a merge
-    (which holds its key alone) meanwhile: what Bridge 3 holds while it makes policies for the keys' patterns."""
+    """LOCK_KEYS_SQL for these (error type, candidate key) pairs; `shared`: held by many at once, never with Bridge 1
+    (whose batches, merges among them, hold their keys alone): what Bridge 3 holds while it makes their policies."""
     if pairs := sorted(set(keys)):
         conn.execute(SHARE_KEYS_SQL if shared else LOCK_KEYS_SQL, {"t": tenant_id, "e": [e for e, _ in pairs],
                                                                    "k": [k for _, k in pairs]})
