@@ -49,7 +49,7 @@ def test_a_canary_that_cannot_run_is_counted_and_alerted_as_a_failed_run(
 
 
 def test_a_trip_whose_incident_postgresql_could_not_take_is_filed_by_the_next_canary_and_resolved_likewise(
-        local_app: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        local_app: Any, monkeypatch: pytest.MonkeyPatch, admin_conn: Any) -> None:
     """Before, a costsim-v2 trip while PostgreSQL was down paged, but its incident was never filed and the loop never
     learnt of it; a recovery in the same state left the incident open for good."""
     from types import SimpleNamespace
@@ -68,6 +68,9 @@ def test_a_trip_whose_incident_postgresql_could_not_take_is_filed_by_the_next_ca
             return conn.execute("SELECT breaker_version, resolved_at FROM costsim_incidents"
                                 " WHERE breaker_name = 'costsim-v2' ORDER BY opened_at").fetchall()
 
+    # costsim_incidents is global, and each test's breakers table is new (its versions start again at 1): earlier
+    # tests' trips are not this one's
+    admin_conn.execute("DELETE FROM costsim_incidents WHERE breaker_name = 'costsim-v2'")
     breaker = breakers.named(breakers.COSTSIM_V2)
     with monkeypatch.context() as m:
         m.setattr(breaker_alerts, "transaction", down)
