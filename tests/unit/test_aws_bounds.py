@@ -15,7 +15,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from incident_loop.aws import DYNAMODB_CONFIG, SQS_CONFIG, worst_case_s
+from incident_loop.aws import CONFIGS, DYNAMODB_CONFIG, SECRETS_CONFIG, SQS_CONFIG, worst_case_s
 
 
 class _Failing(BaseHTTPRequestHandler):
@@ -46,7 +46,7 @@ def failing_endpoint() -> Iterator[str]:
 
 
 def _client(service: str, endpoint: str) -> Any:
-    config = DYNAMODB_CONFIG if service == "dynamodb" else SQS_CONFIG
+    config = CONFIGS[service]
     return boto3.client(service, endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="x",
                         aws_secret_access_key="x", config=config)
 
@@ -64,3 +64,15 @@ def test_dynamodb_makes_two_attempts_and_sqs_three(failing_endpoint: str) -> Non
 def test_the_worst_cases_fit_the_bounds_they_are_sized_for() -> None:
     assert worst_case_s(DYNAMODB_CONFIG) == 2 * (1.0 + 2.0) + 1  # a breaker's read: its fail mode decides after
     assert worst_case_s(SQS_CONFIG) == 3 * (2.0 + 5.0) + 1 + 2 < 29  # inside API Gateway's 29 s
+
+
+def test_the_secret_stores_make_two_bounded_attempts_where_botocore_would_wait_minutes(failing_endpoint: str) -> None:
+    """SSM and Secrets Manager had botocore's defaults (60 s a read, retried): a hung store held PUT /notifications
+    past API Gateway's 29 s (a 504) and a skill's call past its budget."""
+    for service, call in (("ssm", lambda c: c.get_parameter(Name="/p", WithDecryption=True)),
+                          ("secretsmanager", lambda c: c.get_secret_value(SecretId="s"))):
+        _Failing.count = 0
+        with pytest.raises(ClientError):
+            call(_client(service, failing_endpoint))
+        assert _Failing.count == 2, service
+    assert worst_case_s(SECRETS_CONFIG) == 2 * (2.0 + 5.0) + 1 < 29

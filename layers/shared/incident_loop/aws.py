@@ -22,7 +22,12 @@ DYNAMODB_CONFIG = Config(connect_timeout=1.0, read_timeout=2.0,
 # functions' timeouts (botocore's defaults are 60 s per read, retried), so that it is left to the redelivery
 # or the relay rather than ending the invocation (2 s to connect, 5 s to read, 3 attempts).
 SQS_CONFIG = Config(connect_timeout=2.0, read_timeout=5.0, retries={"total_max_attempts": 3, "mode": "standard"})
-CONFIGS: dict[str, Config] = {"dynamodb": DYNAMODB_CONFIG, "sqs": SQS_CONFIG}
+# SSM and Secrets Manager hold the skills' secrets and the tenants' Slack grants, read by PUT /notifications too: a
+# store that hangs must answer inside API Gateway's 29 s (a 503 to retry, not a 504) and inside a skill's budget
+# (2 s to connect, 5 s to read, 2 attempts: 15 s at worst; values are cached for 5 minutes besides).
+SECRETS_CONFIG = Config(connect_timeout=2.0, read_timeout=5.0, retries={"total_max_attempts": 2, "mode": "standard"})
+CONFIGS: dict[str, Config] = {"dynamodb": DYNAMODB_CONFIG, "sqs": SQS_CONFIG, "ssm": SECRETS_CONFIG,
+                              "secretsmanager": SECRETS_CONFIG}
 
 
 def worst_case_s(config: Config) -> float:
