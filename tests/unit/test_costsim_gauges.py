@@ -51,7 +51,7 @@ def costsim_v2(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Breaker, Clock
     # The hook as deployed (breakers.HOOKS -> breaker_alerts.on_transition), without SQS or PostgreSQL.
     monkeypatch.setattr(breaker_alerts, "enqueue", lambda alert: None)
     monkeypatch.setattr(breaker_alerts, "_open_costsim_incident", lambda t: None)
-    monkeypatch.setattr(breaker_alerts, "_resolve_costsim_incident", lambda t: None)
+    monkeypatch.setattr(breaker_alerts, "_resolve_costsim_incident", lambda breaker, at: None)
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         ensure_table(client, TABLE)

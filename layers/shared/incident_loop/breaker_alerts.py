@@ -138,7 +138,7 @@ def on_transition(t: Transition) -> None:
             if tripped and t.breaker == COSTSIM_V2:
                 _open_costsim_incident(t)
     elif recovered:
-        started = _resolve_costsim_incident(t) if t.breaker == COSTSIM_V2 else None
+        started = _resolve_costsim_incident(t.breaker, t.at) if t.breaker == COSTSIM_V2 else None
         enqueue(alert_for(t, started).resolved(f"{t.breaker} closed again ({t.reason or 'recovered'})", t.at))
 
 
@@ -193,9 +193,10 @@ def _send_costsim_incident(key: str, reason: str, drift_p95: float | None, conte
     logger.info("costsim incident sent into the loop", key=key)
 
 
-def _resolve_costsim_incident(t: Transition) -> datetime | None:
+def _resolve_costsim_incident(breaker: str, at: datetime) -> datetime | None:
+    """Resolve the breaker's open incidents at `at`; when the first of them was opened."""
     with transaction(tenant_id=get_settings().ops_tenant_id) as conn:
-        opened = store.resolve_incidents(conn, t.breaker, t.at)
+        opened = store.resolve_incidents(conn, breaker, at)
     return min(opened, default=None)
 
 
@@ -233,9 +234,7 @@ def reconcile_costsim_incidents(breakers: DynamoBreakerStore | None = None, now:
         return "filed" if filed else "in step"
     if state == BreakerState.CLOSED and open_row and (record is None or last["breaker_version"] <= record.version):
         closed = _closed_at(record) if record is not None else None
-        _resolve_costsim_incident(Transition(
-            breaker=COSTSIM_V2, from_state=BreakerState.OPEN, to_state=BreakerState.CLOSED,
-            version=record.version if record is not None else 0, changed_by="reconciler", at=_at(closed or now)))
+        _resolve_costsim_incident(COSTSIM_V2, _at(closed or now))
         logger.warning("costsim incident resolved late: its recovery's hook did not resolve it")
         return "resolved"
     return "in step"

@@ -126,7 +126,7 @@ class PostgresAudit:
             " transient, idempotency_key, tenant_id) VALUES (%(op_id)s, %(run)s, %(index)s, %(type)s, %(version)s,"
             " %(args)s, %(args_hash)s, %(transient)s, %(key)s, %(tenant)s)"
             " ON CONFLICT (workflow_run_id, op_index) DO NOTHING", params)
-        row = self.conn.execute(f"SELECT {_OP} FROM m11_audit.ops {_WHERE_OP}", params).fetchone()
+        row = self.op(op.tenant_id, op.workflow_run_id, op.op_index)
         assert row is not None  # just inserted, or there before
         return row
 
@@ -155,7 +155,7 @@ class PostgresAudit:
             "UPDATE m11_audit.ops SET status = %(status)s, result = %(result)s, result_hash = %(result_hash)s,"
             " error_code = %(code)s, error_message = %(message)s, duration_ms = %(duration)s,"
             f" completed_at = now() {_WHERE_OP} AND status = 'pending'", params)
-        row = self.conn.execute(f"SELECT {_OP} FROM m11_audit.ops {_WHERE_OP}", params).fetchone()
+        row = self.op(tenant_id, run_id, op_index)
         assert row is not None
         return row
 

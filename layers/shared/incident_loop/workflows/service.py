@@ -22,8 +22,8 @@ from incident_loop.workflows.wiring import audit_store, skill_source, workflow_q
 
 # GET /workflows/{id} inlines its ops' args and results up to this many bytes: a Lambda answer is at most 6 MB
 # (6,291,456 bytes), and the run's other fields and every op's metadata (50 steps at most) take well under 1 MiB.
-# One op's args (64 KiB as defined, references resolved) and result (a skill's output: voyage_embed's at most
-# 4 MiB) fit in one answer of their own: GET /workflows/{id}/ops/{op_index}.
+# GET /workflows/{id}/ops/{op_index} shows one op within the same budget: voyage_embed's result (at most 4 MiB of
+# numbers) and a step's args as defined (64 KiB) fit; args resolved from earlier results may not (then omitted).
 VIEW_BUDGET_BYTES = 5 * 1024 * 1024
 # The namespace of the run ids derived from a client's Idempotency-Key (uuid5 of the tenant and the key).
 IDEMPOTENT_RUNS = UUID("6f1d2c3b-8a4e-5b7c-9d0e-1f2a3b4c5d6e")
