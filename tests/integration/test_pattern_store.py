@@ -339,3 +339,46 @@ def test_the_keys_bridge_3_holds_shared_keep_a_merge_of_their_patterns_waiting_u
                     assert not blocked
                 except psycopg.errors.LockNotAvailable:
                     assert blocked
+
+
+def _runs() -> list[str]:
+    """Streams of the two merges values in runs call for: siblings whose templates hold <*> where the message
+    holds a word (a header word that varies on every line), one of which holds a value where the survivor holds
+    a word; and siblings that a pattern covers once it meets a value at their place."""
+    workers = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen", "ibis", "jay"]
+    hosts = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+    stream = [f"worker {workers[(n + k) % 10]} lost connection from {host} after retries"
+              for n, host in enumerate(hosts[:7]) for k in range(4)]
+    stream += ["worker kiwi lost connection from golf after 0x00ab12",
+               "worker kiwi lost connection from hotel after retries"]
+    stream += [f"iar {name} dear 0x{n:04x}" for name in ("golf", "charlie", "kilo") for n in range(4)]
+    stream += ["iar 0x00ff1c dear 0x0001", "iar golf dear 0x0009"]
+    return stream
+
+
+def test_the_merges_of_values_in_runs_leave_the_same_patterns_as_in_memory(db_url: str, tenant: str) -> None:
+    """A sibling merge whose survivor takes on the values its absorbed siblings held, and a pattern that absorbs
+    the siblings it covers once it meets a value: PostgreSQL records both as memory does (the same partition, the
+    same templates, the same counts)."""
+    memory = MemoryPatternIndex()
+    with _connect(db_url, tenant) as conn:
+        in_pg, in_memory = [], []
+        for n, message in enumerate(_runs()):
+            in_memory.append(memory.record(tenant, decide(message, E, tenant, memory)))
+            in_pg.append(_match(conn, tenant, _incident(conn, tenant, n), message)[0])
+        merges = merged_into(conn, tenant)
+        rows = {pid: (count, template) for pid, count, _, template, *_ in _patterns(conn, tenant)}
+
+    def resolve(pattern_id: str) -> str:
+        while pattern_id in merges:
+            pattern_id = merges[pattern_id]
+        return pattern_id
+
+    pg_groups = [resolve(p) for p in in_pg]
+    memory_groups = [memory.resolve(p) for p in in_memory]
+    pairs = set(zip(pg_groups, memory_groups, strict=True))
+    assert len(pairs) == len(set(pg_groups)) == len(set(memory_groups)) == 2  # one pattern per event, both sides
+    for pg, mine in pairs:
+        assert rows[pg] == (memory.count(mine), memory.template(mine))
+    assert {memory.template(g) for g in memory_groups} == {
+        "worker <*> lost connection from <*> after <*>", "iar <*> dear <*>"}

@@ -409,6 +409,75 @@ def test_siblings_one_word_apart_merge_once_eight_words_have_been_seen_there() -
     assert (later.match_type, later.pattern_id, later.absorbed) == ("fuzzy", recorded[0], ())
 
 
+def test_siblings_merge_where_a_word_varies_on_every_line_that_their_templates_hold_as_a_value() -> None:
+    """A header word that varies on every line (a worker's name) is <*> in each pattern after its second member,
+    while a host name comes in runs. The siblings are one word apart where the patterns hold words, and the
+    message's header word faces their <*>: that place does not keep them apart, so eight hosts merge them."""
+    index = MemoryPatternIndex()
+    workers = ["ant", "bee", "cat", "dog", "eel", "fox", "gnu", "hen", "ibis", "jay"]
+    hosts = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+    recorded: list[str] = []
+    for n, host in enumerate(hosts[:7]):
+        for k in range(4):
+            worker = workers[(n + k) % len(workers)]
+            recorded.append(_record(index, f"worker {worker} lost connection from {host} after retries").pattern_id
+                            or "")
+    patterns = {index.resolve(p) for p in recorded if p}
+    assert len(patterns) == 7 and all(index.template(p).startswith("worker <*> lost") for p in patterns)
+    merging = decide("worker kiwi lost connection from hotel after retries", E, T, index)
+    assert merging.match_type == "fuzzy" and len(merging.absorbed) == 6
+    assert merging.merged_template == "worker <*> lost connection from <*> after retries"
+    survivor = index.record(T, merging)
+    assert {index.resolve(p) for p in patterns} == {survivor}
+    assert index.template(survivor) == "worker <*> lost connection from <*> after retries"
+
+
+def test_the_survivor_of_a_sibling_merge_covers_what_the_absorbed_siblings_held_as_values() -> None:
+    """A sibling that holds <*> where the survivor holds a word (a value it met there) gives its members to the
+    survivor: the survivor's template holds <*> there too, in memory as in the decision."""
+    index = MemoryPatternIndex()
+    names = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf"]
+    for name in names:
+        for _ in range(4):
+            _record(index, f"connection from {name} closed by peer")
+    _record(index, "connection from golf closed by 0xdeadbeef")  # golf's pattern holds a value at the end
+    assert "connection from golf closed by <*>" in {c.template for c in index.candidates(T, E, "6:connection")}
+    merging = decide("connection from hotel closed by peer", E, T, index)
+    assert merging.match_type == "fuzzy" and len(merging.absorbed) == 6
+    assert merging.merged_template == "connection from <*> closed by <*>"
+    assert index.template(index.record(T, merging)) == "connection from <*> closed by <*>"
+
+
+def test_a_pattern_that_meets_a_value_absorbs_the_siblings_it_then_covers() -> None:
+    """Names that come in runs settle a pattern each ("iar golf dear <*>", "iar kilo dear <*>"). A message with a
+    value at that place joins one of them, which then holds <*> there: it covers the others, whose members would
+    join it now, so it absorbs them. The same join at a place where the message holds a word absorbs nothing."""
+    index = MemoryPatternIndex()
+    for name in ("golf", "charlie", "kilo"):
+        for n in range(4):
+            _record(index, f"iar {name} dear 0x{n:04x}")
+    made = {c.template: c.pattern_id for c in index.candidates(T, E, "4:iar")}
+    assert len(made) == 3
+    joining = decide("iar 0x00ff1c dear 0x0001", E, T, index)
+    assert (joining.match_type, joining.pattern_id) == ("fuzzy", made["iar charlie dear <*>"])  # ties: the smaller
+    assert joining.merged_template == "iar <*> dear <*>"
+    assert sorted(joining.absorbed) == sorted((made["iar golf dear <*>"], made["iar kilo dear <*>"]))
+    survivor = index.record(T, joining)
+    assert {index.resolve(p) for p in made.values()} == {survivor} and index.count(survivor) == 13
+    assert decide("iar golf dear 0x0009", E, T, index).pattern_id == survivor  # golf's alias names it now
+
+    words = MemoryPatternIndex()
+    for _ in range(4):
+        _record(words, "task three done on host 10.0.0.1")
+    first = words.record(T, decide("task one done on host 10.0.0.2", E, T, words))  # one word from a settled one
+    joining = decide("task two done on host 10.0.0.3", E, T, words)  # joins "one" (not settled), at a word
+    assert (joining.match_type, joining.pattern_id, joining.absorbed) == ("fuzzy", first, ())
+    assert joining.merged_template == "task <*> done on host <*>"
+    off = GroupingConfig(CONFIG.threshold, CONFIG.settle, CONFIG.options, CONFIG.one_word_margin,
+                         CONFIG.merge_after, absorb_covered=False)
+    assert decide("iar 0x00ff1c dear 0x0001", E, T, MemoryPatternIndex(), config=off).absorbed == ()
+
+
 def test_fewer_distinct_words_than_merge_after_keep_their_patterns() -> None:
     """Three words an event's labels tell apart (user=root, user=guest, user=test) stay three patterns."""
     index = MemoryPatternIndex()

@@ -80,16 +80,19 @@ def generalised(tokens: Sequence[str], pattern_tokens: Sequence[str],
 
 def siblings(tokens: Sequence[str], others: Sequence[Sequence[str]], most: int) -> list[int]:
     """The indices (in order) of the templates one constant word apart from `tokens` at one place, not the first
-    token, and alike everywhere else, when with `tokens` they hold `most` distinct words at that place; else none.
+    token, and alike everywhere else (or <*> there in theirs: a value the template met already, where `tokens` may
+    hold a word that varies on every line), when with `tokens` they hold `most` distinct words at that place; else none.
     Of two such places, the first: the answer does not depend on the order of `others` (the PostgreSQL index and
     the in-memory one may hand over candidates created in one transaction in another order). Linear in the
     templates' length."""
-    last = len(tokens) - 1
     at: dict[int, list[int]] = {}
     for i, theirs in enumerate(others):
-        if len(theirs) != len(tokens) or sum(map(eq, tokens, theirs)) != last:
+        if len(theirs) != len(tokens):
             continue
-        place = next(k for k, (a, b) in enumerate(zip(tokens, theirs, strict=True)) if a != b)
+        places = [k for k, (a, b) in enumerate(zip(tokens, theirs, strict=True)) if a != b and b != WILDCARD]
+        if len(places) != 1:
+            continue
+        place = places[0]
         if place and WILDCARD not in (tokens[place], theirs[place]):
             at.setdefault(place, []).append(i)
     for place in sorted(at):

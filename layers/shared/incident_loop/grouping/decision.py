@@ -14,13 +14,13 @@ class MatchDecision:
 
     __slots__ = ("match_type", "pattern_id", "confidence", "signature", "template", "merged_template",
                  "error_type", "message", "new_alias", "_tokens", "similarity", "differing", "generalised",
-                 "absorbed")
+                 "absorbed", "_cover")
 
     def __init__(self, match_type: str, pattern_id: str | None, confidence: float, signature: str,
                  template: str, merged_template: str, error_type: str, message: str,
                  toks: tuple[str, ...] | None = None, new_alias: bool | None = None,
                  similarity: float = 1.0, differing: int = 0, generalised: int = 0,
-                 absorbed: tuple[str, ...] = ()) -> None:
+                 absorbed: tuple[str, ...] = (), cover: tuple[str, ...] | None = None) -> None:
         self.match_type = match_type  # exact | fuzzy | new
         self.pattern_id = pattern_id
         self.confidence = confidence
@@ -40,11 +40,18 @@ class MatchDecision:
         self.generalised = generalised
         # Sibling patterns this decision merges into `pattern_id` (GroupingConfig.merge_after).
         self.absorbed = absorbed
+        # What the pattern's template is generalised with (merged with it as it is when recorded): the message's
+        # tokens, and the absorbed siblings' templates merged into them (their members are the pattern's now).
+        self._cover = cover
 
     # Derived on demand: an exact hit (the common case) needs none of them.
     @property
     def tokens(self) -> tuple[str, ...]:
         return self._tokens if self._tokens is not None else split_template(self.template)
+
+    @property
+    def cover(self) -> tuple[str, ...]:
+        return self._cover if self._cover is not None else self.tokens
 
     @property
     def candidate_key(self) -> str:

@@ -83,7 +83,7 @@ class MemoryPatternIndex:
             cell = self._cells[pattern_id]
             # A template that already covers the message (the decision's merge left it as it was) stays.
             if decision.match_type == "fuzzy" and decision.merged_template != cell[0].template:
-                merged = tuple(merge(decision.tokens, cell[0].template_tokens()))
+                merged = tuple(merge(decision.cover, cell[0].template_tokens()))
                 cell[0] = PatternCandidate(pattern_id, " ".join(merged), merged, cell[0].count)
             if decision.absorbed:
                 self._absorb(tenant_id, decision, cell)

@@ -294,7 +294,8 @@ def _generalise(cur: Any, tenant_id: str, pattern_id: str, decision: MatchDecisi
     if row is None:
         raise LookupError(f"pattern {pattern_id} does not exist")
     current = str(row[0]).split(" ")
-    merged = " ".join(merge(decision.tokens, current)) if len(current) == len(decision.tokens) else row[0]
+    cover = decision.cover  # the message's tokens, with the templates of the siblings it absorbs
+    merged = " ".join(merge(cover, current)) if len(current) == len(cover) else row[0]
     if merged != row[0]:
         cur.execute("UPDATE failure_patterns SET template = %(tpl)s WHERE tenant_id = %(t)s AND id = %(id)s",
                     {"tpl": merged, "t": tenant_id, "id": pattern_id})
