@@ -286,7 +286,7 @@ def _absorb(cur: Any, tenant_id: str, pattern_id: str, absorbed: tuple[str, ...]
 
 
 def _generalise(cur: Any, tenant_id: str, pattern_id: str, decision: MatchDecision) -> None:
-    """Merge the message into the template as it is now (another worker may have generalised it)."""
+    """Merge decision.cover (the message, and siblings it absorbs) into the template as it is now (or since)."""
     row = cur.execute(
         "SELECT template FROM failure_patterns WHERE tenant_id = %(t)s AND id = %(id)s FOR UPDATE",
         {"t": tenant_id, "id": pattern_id},
@@ -294,8 +294,7 @@ def _generalise(cur: Any, tenant_id: str, pattern_id: str, decision: MatchDecisi
     if row is None:
         raise LookupError(f"pattern {pattern_id} does not exist")
     current = str(row[0]).split(" ")
-    cover = decision.cover  # the message's tokens, with the templates of the siblings it absorbs
-    merged = " ".join(merge(cover, current)) if len(current) == len(cover) else row[0]
+    merged = " ".join(merge(decision.cover, current)) if len(current) == len(decision.cover) else row[0]
     if merged != row[0]:
         cur.execute("UPDATE failure_patterns SET template = %(tpl)s WHERE tenant_id = %(t)s AND id = %(id)s",
                     {"tpl": merged, "t": tenant_id, "id": pattern_id})
