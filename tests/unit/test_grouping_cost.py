@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from incident_loop.grouping.matcher import CONFIG, GroupingConfig, clear_memos, decide
+from incident_loop.grouping.matcher import clear_memos, decide
 from incident_loop.grouping.memory_index import MemoryPatternIndex
 from incident_loop.grouping.normalise import template
 
@@ -83,29 +83,3 @@ def test_deciding_is_linear_in_the_message_length() -> None:
              / _work(lambda: decide(short, "E", "t", short_index), loops=3))
     assert ratio < BOUND, f"10x the length cost {ratio:.1f}x"
 
-
-def test_a_join_that_absorbs_the_siblings_it_covers_is_linear_in_the_message_length() -> None:
-    """The covering test after a join (matcher._narrower): a message with a value where 50 siblings of a pattern
-    each hold another word, near the end. Each sibling is compared and walked to that place: linear in the length,
-    for the candidates already fetched."""
-    unmerged = GroupingConfig(CONFIG.threshold, CONFIG.settle, CONFIG.options, CONFIG.one_word_margin, merge_after=0)
-
-    def setup(n: int) -> tuple[MemoryPatternIndex, str]:
-        words = [_word(i) for i in range(n)]
-        index = MemoryPatternIndex()
-        place = n - 2
-        for i in range(51):
-            sibling = words[:]
-            if i:
-                sibling[place] = f"other{_word(i)}"
-            for _ in range(3):  # settled: each word its own pattern
-                index.record("t", decide(" ".join(sibling), "E", "t", index, config=unmerged))
-        probe = words[:]
-        probe[place] = "0xdeadbeef"
-        return index, " ".join(probe)
-
-    (short_index, short), (long_index, long) = setup(100), setup(1000)
-    assert len(decide(long, "E", "t", long_index).absorbed) == 50
-    ratio = (_work(lambda: decide(long, "E", "t", long_index), loops=3)
-             / _work(lambda: decide(short, "E", "t", short_index), loops=3))
-    assert ratio < BOUND, f"10x the length cost {ratio:.1f}x"

@@ -448,34 +448,52 @@ def test_the_survivor_of_a_sibling_merge_covers_what_the_absorbed_siblings_held_
     assert index.template(index.record(T, merging)) == "connection from <*> closed by <*>"
 
 
-def test_a_pattern_that_meets_a_value_absorbs_the_siblings_it_then_covers() -> None:
-    """Names that come in runs settle a pattern each ("iar golf dear <*>", "iar kilo dear <*>"). A message with a
-    value at that place joins one of them, which then holds <*> there: it covers the others, whose members would
-    join it now, so it absorbs them. The same join at a place where the message holds a word absorbs nothing."""
+def test_one_value_where_siblings_hold_words_does_not_merge_them() -> None:
+    """Tools named in one place: each settles a pattern of its own. A tool whose name holds a digit (a value to the
+    normaliser) joins one of them, which then holds <*> there; the others, fewer than merge_after, stay apart."""
     index = MemoryPatternIndex()
-    for name in ("golf", "charlie", "kilo"):
-        for n in range(4):
-            _record(index, f"iar {name} dear 0x{n:04x}")
-    made = {c.template: c.pattern_id for c in index.candidates(T, E, "4:iar")}
+    for tool in ("search", "calculator", "translate"):
+        for _ in range(4):
+            _record(index, f"Tool {tool} failed after retries: upstream closed the stream")
+    made = {c.template: c.pattern_id for c in index.candidates(T, E, "9:Tool")}
     assert len(made) == 3
-    joining = decide("iar 0x00ff1c dear 0x0001", E, T, index)
-    assert (joining.match_type, joining.pattern_id) == ("fuzzy", made["iar charlie dear <*>"])  # ties: the smaller
-    assert joining.merged_template == "iar <*> dear <*>"
-    assert sorted(joining.absorbed) == sorted((made["iar golf dear <*>"], made["iar kilo dear <*>"]))
-    survivor = index.record(T, joining)
-    assert {index.resolve(p) for p in made.values()} == {survivor} and index.count(survivor) == 13
-    assert decide("iar golf dear 0x0009", E, T, index).pattern_id == survivor  # golf's alias names it now
+    joining = decide("Tool s3_upload failed after retries: upstream closed the stream", E, T, index)
+    assert (joining.match_type, joining.absorbed) == ("fuzzy", ())
+    index.record(T, joining)
+    assert len({index.resolve(p) for p in made.values()}) == 3
+    assert decide("Tool search failed after retries: upstream closed the stream", E, T, index).pattern_id == \
+        made["Tool search failed after retries: upstream closed the stream"]
 
-    words = MemoryPatternIndex()
-    for _ in range(4):
-        _record(words, "task three done on host 10.0.0.1")
-    first = words.record(T, decide("task one done on host 10.0.0.2", E, T, words))  # one word from a settled one
-    joining = decide("task two done on host 10.0.0.3", E, T, words)  # joins "one" (not settled), at a word
-    assert (joining.match_type, joining.pattern_id, joining.absorbed) == ("fuzzy", first, ())
-    assert joining.merged_template == "task <*> done on host <*>"
-    off = GroupingConfig(CONFIG.threshold, CONFIG.settle, CONFIG.options, CONFIG.one_word_margin,
-                         CONFIG.merge_after, absorb_covered=False)
-    assert decide("iar 0x00ff1c dear 0x0001", E, T, MemoryPatternIndex(), config=off).absorbed == ()
+
+def test_siblings_do_not_merge_into_the_template_of_a_pattern_that_already_covers_it() -> None:
+    """Six hosts' runs settle a pattern each; a pattern Q already holds <*> where they differ, and wherever else the
+    message holds a word. The message is too unlike Q to join it (0.75), and merging the siblings would make Q's
+    template a second time: two patterns that tie on every later message, taken by whichever the index hands over
+    first. The message stays a pattern of its own, and later messages go to Q whatever the order."""
+    index = MemoryPatternIndex()
+    for host in ("ant", "bee", "dog", "fox", "jay", "kiwi"):
+        for n in range(4):
+            _record(index, f"pword 0x{n}1 {host} 0x{n}2 tword uword")
+    q = index.record(T, decide("pword eel gnu cat tword uword", E, T, index))
+    for n in range(4):
+        _record(index, f"pword 0x{n}1 newt 0x{n}2 tword uword")
+    for message in ("pword 0x1 gnu cat tword uword", "pword eel 0x5 cat tword uword", "pword 0x1 gnu 0x7 tword uword"):
+        _record(index, message)
+    assert index.template(q) == "pword <*> <*> <*> tword uword"
+    assert len(index.candidates(T, E, "6:pword")) == 8  # seven hosts' patterns and Q
+    decision = decide("pword eel lark cat tword uword", E, T, index)
+    assert (decision.match_type, decision.absorbed) == ("new", ())
+    index.record(T, decision)
+
+    class Reversed:
+        def by_signature(self, tenant_id: str, signature: str) -> PatternCandidate | None:
+            return index.by_signature(tenant_id, signature)
+
+        def candidates(self, tenant_id: str, error_type: str, key: str) -> list[PatternCandidate]:
+            return list(reversed(index.candidates(tenant_id, error_type, key)))
+
+    later = "pword 0x3 mole 0x4 tword uword"
+    assert decide(later, E, T, index).pattern_id == decide(later, E, T, Reversed()).pattern_id
 
 
 def test_fewer_distinct_words_than_merge_after_keep_their_patterns() -> None:

@@ -10,10 +10,8 @@ constant words differ from its template's, and one that has not also takes a mes
 word apart a little under the threshold (a short message's one word that varies).
 
 Values that come in runs (a host name for a few dozen lines, then another) settle a pattern per run.
-Two merges mend that, each absorbing siblings into one pattern (both indexes record it alike): once
-GroupingConfig.merge_after distinct words have been seen at one place of siblings otherwise alike
-(or <*> in theirs), and when a message's value generalises a pattern at a place where siblings one
-word apart from it hold words, which it then covers (GroupingConfig.absorb_covered).
+Once GroupingConfig.merge_after distinct words have been seen at one place of siblings otherwise
+alike (or <*> in theirs), the siblings merge into one pattern (both indexes record it alike).
 
 Every decision to join carries a calibrated confidence (confidence.py): the probability that the
 message belongs with the pattern's members. What is tunable (the similarity threshold, when a
@@ -26,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from operator import eq
 from typing import Protocol
 
 from incident_loop.grouping.classify import classify
@@ -87,9 +84,6 @@ class GroupingConfig:
     # the others are absorbed into it: so many values at one place say it holds a value, not a word that tells
     # events apart (values that come in runs settle a pattern per run). 0: never.
     merge_after: int = 8
-    # A message whose value (<*>) generalises a pattern at a place where siblings one word apart from it hold words
-    # makes the pattern absorb those siblings (_narrower): it covers them now, and their members would join it.
-    absorb_covered: bool = True
     normaliser: Normaliser = field(init=False, repr=False, compare=False)
     template: Callable[[str], str] = field(init=False, repr=False, compare=False)  # the normaliser's
 
@@ -230,16 +224,13 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
         return MatchDecision("exact", best.pattern_id, _EXACT.get(text) or _exact(text), sig, text, text, error_type,
                              message, toks, new_alias=True)
     if best is not None:
+        sure = join_confidence(toks, True, best_score, best_unlike, count, text)
         # The pattern's template covers the message already (every position alike, or <*> in the pattern's)
         # when the agreeing positions and the generalised words make up the whole: it stays as it is.
         covered = alike + count == len(toks)
         merged = best.template if covered else " ".join(merge(toks, best.template_tokens()))
-        sure = join_confidence(toks, True, best_score, best_unlike, count, text)
-        # Places where the message's value (<*>) faces a word of the pattern's, which the join generalises.
-        valued = len(toks) - alike - best_unlike - count
-        narrower = _narrower(candidates, best, toks, merged, floor) if config.absorb_covered and valued else ()
         return MatchDecision("fuzzy", best.pattern_id, sure, sig, text, merged, error_type, message, toks,
-                             similarity=best_score, differing=best_unlike, generalised=count, absorbed=narrower)
+                             similarity=best_score, differing=best_unlike, generalised=count)
     if config.merge_after and len(apart) >= config.merge_after - 1:
         found = siblings(toks, [c.template_tokens() for c in apart], config.merge_after)
         if found:  # the message joins the sibling whose template sorts first, which absorbs the rest: the same
@@ -249,27 +240,24 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
             cover = toks  # the survivor's template covers the absorbed ones too (they may hold <*> elsewhere)
             for other in others:
                 cover = tuple(merge(cover, other.template_tokens()))
-            merged = " ".join(merge(cover, target.template_tokens()))
+            merged_tokens = merge(cover, target.template_tokens())
+            if _covered_by_another(merged_tokens, candidates, {target.pattern_id, *(c.pattern_id for c in others)}):
+                return MatchDecision("new", None, 0.0, sig, text, text, error_type, message, toks)
+            merged = " ".join(merged_tokens)
             return MatchDecision("fuzzy", target.pattern_id, join_confidence(toks, True, score, unlike, count, text),
                                  sig, text, merged, error_type, message, toks, similarity=score, differing=unlike,
                                  generalised=count, absorbed=tuple(c.pattern_id for c in others), cover=cover)
     return MatchDecision("new", None, 0.0, sig, text, text, error_type, message, toks)
 
 
-def _narrower(candidates: Sequence[PatternCandidate], best: PatternCandidate, toks: Sequence[str], merged: str,
-              floor: float) -> tuple[str, ...]:
-    """The siblings `best` covers once the message has joined it (`merged`: its template then), which it absorbs:
-    alike to `merged` everywhere but one place, where the message holds a value (<*>) and the sibling a constant
-    word, and at least `floor` alike. Every member of such a sibling would join `best` now; it exists only because
-    its members came before a value was seen at that place (values that come in runs)."""
-    mine = _split(merged)
-    last = len(mine) - 1
-    found = []
+def _covered_by_another(tokens: Sequence[str], candidates: Sequence[PatternCandidate], merging: set[str]) -> bool:
+    """Whether a candidate outside the merge already holds every word of `tokens` where it holds a word (<*>
+    elsewhere): the merge would make a second pattern of its template, and the two would tie on every later message
+    (which one took it would hang on the order the index hands them over). The message stays a pattern of its own."""
+    n = len(tokens)
     for candidate in candidates:
-        theirs = candidate.template_tokens()
-        if candidate is best or len(theirs) != len(mine) or sum(map(eq, mine, theirs)) != last:
-            continue
-        place = next(k for k, (a, b) in enumerate(zip(mine, theirs, strict=True)) if a != b)
-        if toks[place] == WILDCARD and agreement(theirs, mine)[0] >= floor:
-            found.append(candidate.pattern_id)
-    return tuple(found)
+        if candidate.pattern_id not in merging:
+            _, _, wider, alike = agreement(tokens, candidate.template_tokens())
+            if alike + wider == n:
+                return True
+    return False
