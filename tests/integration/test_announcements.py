@@ -1,5 +1,6 @@
-"""The loop announces through the skills: a new human checkpoint goes to Slack and a signed webhook, a policy that
-becomes active to a signed webhook, each once, to the targets the tenant configured, and nothing without them.
+"""The loop announces through the skills: a new human checkpoint goes to Slack and a signed webhook (a run each), a
+policy that becomes active to a signed webhook, each once, to the targets the tenant configured, and nothing without
+them.
 
 The real functions run from functions/ (LocalApp, wired by template.yaml) on PostgreSQL as the function role and
 moto's server; the fake Slack and webhook receivers on 127.0.0.1 count what reached them, and the webhook
@@ -106,8 +107,10 @@ def test_a_new_checkpoint_is_announced_once_to_slack_and_a_signed_webhook_howeve
     [payload] = _payloads(local)
     assert payload["type"] == "checkpoint.created" and payload["data"]["id"] == checkpoint_id
     assert payload["data"]["incident_id"] == incident_id
-    [run] = _runs(admin, tenant)
-    assert run["status"] == "completed" and run["name"] == f"checkpoint_created {checkpoint_id}"
+    runs = _runs(admin, tenant)  # a run per target
+    assert [(run["name"], run["status"]) for run in runs] == [
+        (f"checkpoint_created {checkpoint_id} slack", "completed"),
+        (f"checkpoint_created {checkpoint_id} webhook", "completed")]
 
 
 def test_an_announcement_is_an_audited_run_that_replays_with_no_live_call(local: LocalWorkflows) -> None:
@@ -119,10 +122,12 @@ def test_an_announcement_is_an_audited_run_that_replays_with_no_live_call(local:
     assert status == 200 and [n["event"] for n in runs["notifications"]] == ["checkpoint_created"]
     with psycopg.connect(local.app.database_url, row_factory=dict_row) as conn, conn.transaction():
         conn.execute("SELECT set_config('app.tenant_id', %s, true)", (tenant,))
-        [run] = conn.execute("SELECT id FROM m11_audit.workflow_runs WHERE tenant_id = %s", (tenant,)).fetchall()
-    report = local.replay(run["id"])
-    assert report["status"] == "verified" and report["live_calls"] == 0
-    assert report["ops_verified"] + report["ops_skipped"] == 2
+        runs = conn.execute("SELECT id FROM m11_audit.workflow_runs WHERE tenant_id = %s", (tenant,)).fetchall()
+    assert len(runs) == 2  # Slack's and the webhook's
+    for run in runs:
+        report = local.replay(run["id"])
+        assert report["status"] == "verified" and report["live_calls"] == 0
+        assert report["ops_verified"] + report["ops_skipped"] == 1
 
 
 def test_a_policy_that_becomes_active_is_announced_once_by_signed_webhook(local: LocalWorkflows) -> None:
@@ -142,6 +147,29 @@ def test_a_policy_that_becomes_active_is_announced_once_by_signed_webhook(local:
     assert (counts["webhook_effects"], counts["webhook_rejected"], counts["slack_messages"]) == (1, 0, 0)
     [payload] = _payloads(local)
     assert payload["type"] == "policy.activated" and payload["data"]["policy_id"] == policy["policy_id"]
+
+
+def test_a_slack_target_that_fails_does_not_hold_back_the_signed_webhook(
+    local: LocalWorkflows, admin: psycopg.Connection[dict[str, Any]]
+) -> None:
+    """Slack answers channel_not_found (a channel archived after it was configured): the Slack run fails, and the
+    webhook is delivered all the same. Before, one run held both steps, Slack first, and the webhook never went."""
+    from incident_loop_dev.fakes.slack import MISSING_CHANNEL
+
+    tenant, fakes = local.tenant, local.fakes
+    assert fakes is not None
+    ssm = boto3.client("ssm", endpoint_url=local.app.endpoint_url)
+    put_parameter(ssm, f"/incident-loop/local/slack-grants/{tenant}", f"#agent-oncall {MISSING_CHANNEL}")
+    targets = {**_targets(local, tenant), "slack": {"channel": MISSING_CHANNEL}}
+    _configure(local, tenant, "checkpoint_created", targets)
+    incident_id = _incident(local, tenant)
+    local.app.drain()
+    counts = fakes.counts()
+    assert (counts["slack_messages"], counts["webhook_effects"]) == (0, 1)
+    [payload] = _payloads(local)
+    assert payload["type"] == "checkpoint.created" and payload["data"]["incident_id"] == incident_id
+    assert sorted((run["name"].rsplit(" ", 1)[1], run["status"]) for run in _runs(admin, tenant)) == [
+        ("slack", "failed"), ("webhook", "completed")]
 
 
 def test_a_tenant_without_targets_announces_nothing(
@@ -167,8 +195,8 @@ def test_a_tenant_without_targets_announces_nothing(
     # Another stage's: the functions may not read it (IAM); before, accepted, then every announcement retried.
     ({"webhook": {"url": "https://example.com/x", "secret_parameter": "/incident-loop/prod/tenants/{tenant}/s"}},
      "the tenant's own secrets"),
-    # A channel not granted to the tenant for the deployment's bot: before, accepted, then every announcement's run
-    # failed at its Slack step, before its webhook.
+    # A channel not granted to the tenant for the deployment's bot: before, accepted, then every announcement's
+    # Slack step failed.
     ({"slack": {"channel": "#someone-elses-oncall"}}, "is not granted to tenant"),
 ])
 def test_bad_targets_are_refused_with_a_reason_and_nothing_is_stored(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fakes.driver import MemoryLoop
 
-from incident_loop.loop.announce import announcement_id, definition, literal
+from incident_loop.loop.announce import announcement_id, definitions, literal
 from incident_loop.loop.policies import confirm_policy
 from incident_loop.schemas.loop.requests import PolicyFeedback
 from incident_loop.schemas.notifications import NotificationEvent, NotificationTargets
@@ -22,19 +22,25 @@ def configure(loop: MemoryLoop, event: NotificationEvent, targets: NotificationT
     loop.uow.notifications.configured[(loop.tenant, event.value)] = targets
 
 
-def test_a_new_checkpoint_queues_one_run_of_slack_then_the_signed_webhook(loop: MemoryLoop) -> None:
+def test_a_new_checkpoint_queues_a_run_for_slack_and_one_for_the_signed_webhook(loop: MemoryLoop) -> None:
+    """One run per target: a Slack step that fails (a channel no longer granted) does not hold back the webhook."""
     configure(loop, CREATED)
     incident = loop.report(1)
     loop.drain()
     [checkpoint_id] = loop.status(incident).pending_checkpoints
-    [run_id] = loop.uow.notifications.queued
-    assert run_id == announcement_id(loop.tenant, CREATED, checkpoint_id)
-    run = WorkflowDefinition.model_validate(loop.uow.notifications.runs[run_id]["definition"])
-    assert [step.skill for step in run.steps] == ["slack_send", "webhook_send"]
-    assert run.steps[0].args["channel"] == "#oncall" and checkpoint_id in run.steps[0].args["text"]
-    payload = run.steps[1].args["payload"]
+    assert sorted(loop.uow.notifications.queued) == sorted(
+        announcement_id(loop.tenant, CREATED, checkpoint_id, target) for target in ("slack", "webhook"))
+    slack, webhook = (WorkflowDefinition.model_validate(
+        loop.uow.notifications.runs[announcement_id(loop.tenant, CREATED, checkpoint_id, target)]["definition"])
+        for target in ("slack", "webhook"))
+    assert [step.skill for step in slack.steps] == ["slack_send"]
+    assert [step.skill for step in webhook.steps] == ["webhook_send"]
+    assert slack.steps[0].args["channel"] == "#oncall" and checkpoint_id in slack.steps[0].args["text"]
+    payload = webhook.steps[0].args["payload"]
     assert payload["type"] == "checkpoint.created" and payload["data"]["incident_id"] == incident
-    assert run.steps[1].args["secret_parameter"] == "/il/tenants/tenant-a/hook"
+    assert webhook.steps[0].args["secret_parameter"] == "/il/tenants/tenant-a/hook"
+    assert (slack.name, webhook.name) == (f"checkpoint_created {checkpoint_id} slack",
+                                          f"checkpoint_created {checkpoint_id} webhook")
 
 
 def test_without_targets_a_checkpoint_queues_nothing(loop: MemoryLoop) -> None:
@@ -54,7 +60,7 @@ def test_an_auto_applied_recovery_opens_no_checkpoint_and_announces_nothing(loop
             loop.resolve(incident)
             loop.drain()
     assert loop.status(incident).recovery_suggestion.auto_applicable  # type: ignore[union-attr]
-    assert len(loop.uow.notifications.runs) == 2  # the first two waited for a person; the third did not
+    assert len(loop.uow.notifications.runs) == 4  # the first two waited for a person (Slack and webhook each)
 
 
 def test_a_policy_is_announced_when_it_becomes_active_and_not_on_later_confirmations(loop: MemoryLoop) -> None:
@@ -75,13 +81,15 @@ def test_a_policy_is_announced_when_it_becomes_active_and_not_on_later_confirmat
 
 
 def test_text_from_the_loop_is_never_read_as_a_step_reference() -> None:
-    run = definition(CREATED, TARGETS, "see ${steps.0.result}", "chk_1", "2026-01-01T00:00:00Z",
-                     {"description": "${steps.0.result.ts}"})
-    assert run.steps[0].args["text"] == "see $${steps.0.result}"
+    runs = definitions(CREATED, TARGETS, "see ${steps.0.result}", "chk_1", "2026-01-01T00:00:00Z",
+                       {"description": "${steps.0.result.ts}"})
+    assert runs["slack"].steps[0].args["text"] == "see $${steps.0.result}"
+    assert runs["webhook"].steps[0].args["payload"]["data"]["description"] == "$${steps.0.result.ts}"
     assert literal({"a": ["${x}", 1]}) == {"a": ["$${x}", 1]}
 
 
 @pytest.mark.parametrize("subject", ["chk_1", "pol_1@2026-01-01T00:00:00+00:00"])
-def test_an_announcement_id_is_the_same_for_every_retry_and_differs_by_tenant(subject: str) -> None:
-    assert announcement_id("a", CREATED, subject) == announcement_id("a", CREATED, subject)
-    assert announcement_id("a", CREATED, subject) != announcement_id("b", CREATED, subject)
+def test_an_announcement_id_is_the_same_for_every_retry_and_differs_by_tenant_and_target(subject: str) -> None:
+    assert announcement_id("a", CREATED, subject, "slack") == announcement_id("a", CREATED, subject, "slack")
+    assert announcement_id("a", CREATED, subject, "slack") != announcement_id("b", CREATED, subject, "slack")
+    assert announcement_id("a", CREATED, subject, "slack") != announcement_id("a", CREATED, subject, "webhook")

@@ -2,10 +2,11 @@
 that stopped acting (Slack and/or a signed webhook), to the targets the tenant configured; nothing when it
 configured none.
 
-An announcement is a workflow run of slack_send / webhook_send steps, so it is audited op by op and can be
-replayed like any run. Its id is derived from the tenant, the event and what it announces: however often a
-stage or a request is retried, the run is written once, and each step's effect happens once (the skills'
-idempotency keys derive from the run id and the step).
+An announcement is a workflow run per target (a slack_send step, a webhook_send step), so it is audited op by
+op and can be replayed like any run, and one target that fails (a Slack channel no longer granted, a webhook
+receiver down past its retries) does not hold back the other. A run's id is derived from the tenant, the event,
+what it announces and the target: however often a stage or a request is retried, the run is written once, and
+its step's effect happens once (the skills' idempotency keys derive from the run id and the step).
 """
 
 from __future__ import annotations
@@ -31,9 +32,9 @@ WEBHOOK_TYPES = {NotificationEvent.CHECKPOINT_CREATED: "checkpoint.created",
                  NotificationEvent.POLICY_DEMOTED: "policy.demoted"}
 
 
-def announcement_id(tenant_id: str, event: NotificationEvent, subject_id: str) -> str:
-    """The run id of one announcement: the same for every retry of what announces it."""
-    return "wf_" + uuid.uuid5(_NAMESPACE, f"{tenant_id}\x1f{event.value}\x1f{subject_id}").hex
+def announcement_id(tenant_id: str, event: NotificationEvent, subject_id: str, target: str) -> str:
+    """The run id of one announcement to one kind of target: the same for every retry of what announces it."""
+    return "wf_" + uuid.uuid5(_NAMESPACE, f"{tenant_id}\x1f{event.value}\x1f{subject_id}\x1f{target}").hex
 
 
 def literal(value: Any) -> Any:
@@ -47,34 +48,39 @@ def literal(value: Any) -> Any:
     return value
 
 
-def definition(event: NotificationEvent, targets: NotificationTargets, text: str, subject_id: str,
-               occurred_at: str, data: dict[str, Any]) -> WorkflowDefinition:
-    """The announcement's steps: Slack first (a person reads it), then the signed webhook."""
+def definitions(event: NotificationEvent, targets: NotificationTargets, text: str, subject_id: str,
+                occurred_at: str, data: dict[str, Any]) -> dict[str, WorkflowDefinition]:
+    """The announcement's runs by kind of target ("slack", "webhook"): a Slack message, a signed webhook, each a
+    run of one step."""
     from incident_loop.schemas.workflows import WorkflowDefinition, WorkflowStep
 
-    steps = []
+    name = f"{event.value} {subject_id}"
+    args: dict[str, dict[str, Any]] = {}
     if targets.slack is not None:
-        steps.append(WorkflowStep(skill="slack_send", args=literal(
-            {"text": text, **targets.slack.model_dump(exclude_none=True)})))
+        args["slack"] = {"text": text, **targets.slack.model_dump(exclude_none=True)}
     if targets.webhook is not None:
         payload = {"type": WEBHOOK_TYPES[event], "timestamp": occurred_at, "data": {"id": subject_id, **data}}
-        steps.append(WorkflowStep(skill="webhook_send", args=literal(
-            {"url": targets.webhook.url, "secret_parameter": targets.webhook.secret_parameter,
-             "payload": payload})))
-    return WorkflowDefinition(name=f"{event.value} {subject_id}", steps=steps)
+        args["webhook"] = {"url": targets.webhook.url, "secret_parameter": targets.webhook.secret_parameter,
+                           "payload": payload}
+    return {target: WorkflowDefinition(name=f"{name} {target}",
+                                       steps=[WorkflowStep(skill=f"{target}_send", args=literal(found))])
+            for target, found in args.items()}
 
 
 def announce(uow: UnitOfWork, tenant_id: str, event: NotificationEvent, subject_id: str, *, text: str,
-             occurred_at: str, data: dict[str, Any]) -> str | None:
-    """Queue the announcement in the caller's transaction; its run id, or None when the tenant has no targets."""
+             occurred_at: str, data: dict[str, Any]) -> list[str]:
+    """Queue the announcement's runs in the caller's transaction, one per target; their run ids (none when the
+    tenant has no targets)."""
     targets = uow.notifications.targets(tenant_id, event)
     if targets is None:
-        return None
-    run_id = announcement_id(tenant_id, event, subject_id)
-    steps = definition(event, targets, text, subject_id, occurred_at, data)
-    uow.notifications.submit(run_id, tenant_id, steps.name or event.value, steps.model_dump(mode="json"))
-    logger.info("announcement queued", event=event.value, subject_id=subject_id, workflow_run_id=run_id)
-    return run_id
+        return []
+    run_ids = []
+    for target, steps in definitions(event, targets, text, subject_id, occurred_at, data).items():
+        run_id = announcement_id(tenant_id, event, subject_id, target)
+        uow.notifications.submit(run_id, tenant_id, steps.name or event.value, steps.model_dump(mode="json"))
+        run_ids.append(run_id)
+    logger.info("announcement queued", event=event.value, subject_id=subject_id, workflow_run_ids=run_ids)
+    return run_ids
 
 
 def announce_demotion(uow: UnitOfWork, tenant_id: str, policy: PolicyRule, activated_at: datetime | None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from incident_loop.loop.announce import definition
+from incident_loop.loop.announce import definitions
 from incident_loop.loop.errors import NotFound
 from incident_loop.loop.wiring import unit_of_work
 from incident_loop.observability import logger
@@ -30,8 +30,8 @@ def check_targets(tenant_id: str, event: NotificationEvent, targets: Notificatio
                   f"/incident-loop/<stage>/tenants/{tenant_id}/..., or the Secrets Manager secret "
                   f"secretsmanager:incident-loop/<stage>/tenants/{tenant_id}/... (or its ARN): {', '.join(foreign)}")
         raise InvalidDefinition([{"field": "targets", "reason": reason}])
-    sample = definition(event, targets, "sample", "sample", "1970-01-01T00:00:00Z", {})
-    check_definition(sample, skill_source(None))
+    for sample in definitions(event, targets, "sample", "sample", "1970-01-01T00:00:00Z", {}).values():
+        check_definition(sample, skill_source(None))
     if targets.webhook is not None:
         _check_address(targets.webhook.url)
     if targets.slack is not None and targets.slack.channel is not None:
@@ -40,8 +40,7 @@ def check_targets(tenant_id: str, event: NotificationEvent, targets: Notificatio
 
 def _check_granted(tenant_id: str, channel: str) -> None:
     """A channel the deployment's bot may not post to for the tenant is refused now (422), not at every announcement
-    (whose run would fail at its Slack step, before its webhook); TargetsUnverifiable (503) when the grants cannot
-    be read now."""
+    (whose Slack run would fail); TargetsUnverifiable (503) when the grants cannot be read now."""
     from incident_loop.settings import get_settings
     from incident_loop.skills.errors import SkillError, SkillInputError
     from incident_loop.skills.secrets import fetch
