@@ -93,3 +93,25 @@ def test_an_announcement_id_is_the_same_for_every_retry_and_differs_by_tenant_an
     assert announcement_id("a", CREATED, subject, "slack") == announcement_id("a", CREATED, subject, "slack")
     assert announcement_id("a", CREATED, subject, "slack") != announcement_id("b", CREATED, subject, "slack")
     assert announcement_id("a", CREATED, subject, "slack") != announcement_id("a", CREATED, subject, "webhook")
+
+
+def test_targets_the_skills_refuse_are_refused_with_every_targets_reasons_named_by_target(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each target is a run of its own: the 422 lists what each run's skill refuses, the field named by its target
+    (steps.0 alone would not say which)."""
+    from incident_loop.workflows import notifications
+    from incident_loop.workflows.errors import InvalidDefinition
+
+    def refuse(definition: WorkflowDefinition, skills: object) -> None:
+        raise InvalidDefinition([{"field": "steps.0.args", "reason": f"{definition.steps[0].skill} refuses it"}])
+
+    monkeypatch.setattr(notifications, "check_definition", refuse)
+    monkeypatch.setattr(notifications, "_check_granted", lambda tenant_id, channel: None)
+    monkeypatch.setattr(notifications, "_check_address", lambda url: None)
+    secret = "/incident-loop/local/tenants/tenant-a/hook"
+    with pytest.raises(InvalidDefinition) as refused:
+        notifications.check_targets("tenant-a", CREATED, NotificationTargets.model_validate({
+            "slack": {"channel": "#oncall"},
+            "webhook": {"url": "https://hooks.example.com/loop", "secret_parameter": secret}}))
+    assert refused.value.errors == [{"field": "slack: steps.0.args", "reason": "slack_send refuses it"},
+                                    {"field": "webhook: steps.0.args", "reason": "webhook_send refuses it"}]

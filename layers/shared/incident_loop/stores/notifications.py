@@ -1,9 +1,9 @@
 """The tenants' notification targets, and announcements queued as workflow runs, in PostgreSQL.
 
-An announcement is a workflow run (m11_audit.workflow_runs) written in the caller's transaction, with an
-id derived from what it announces: a retried stage or request finds the run already there. Its message to
-the workflow queue is held until that transaction commits (the unit of work sends it then, and drops it
-on a rollback), so the runner is never told of a run that was not committed.
+An announcement is a workflow run per target (m11_audit.workflow_runs) written in the caller's transaction,
+with an id derived from what it announces and the target: a retried stage or request finds the run already
+there. Its message to the workflow queue is held until that transaction commits (the unit of work sends it
+then, and drops it on a rollback), so the runner is never told of a run that was not committed.
 """
 
 from __future__ import annotations

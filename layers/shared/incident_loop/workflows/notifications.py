@@ -1,7 +1,7 @@
 """A tenant's notification targets through the API: read, set (checked against the skills), remove.
 
-The loop announces to them (incident_loop.loop.announce); each announcement is a workflow run, so the
-targets are checked here, against the skills that will run them.
+The loop announces to them (incident_loop.loop.announce); each announcement is a workflow run per target, so
+the targets are checked here, against the skills that will run them.
 """
 
 from __future__ import annotations
@@ -30,8 +30,14 @@ def check_targets(tenant_id: str, event: NotificationEvent, targets: Notificatio
                   f"/incident-loop/<stage>/tenants/{tenant_id}/..., or the Secrets Manager secret "
                   f"secretsmanager:incident-loop/<stage>/tenants/{tenant_id}/... (or its ARN): {', '.join(foreign)}")
         raise InvalidDefinition([{"field": "targets", "reason": reason}])
-    for sample in definitions(event, targets, "sample", "sample", "1970-01-01T00:00:00Z", {}).values():
-        check_definition(sample, skill_source(None))
+    errors = []  # every target's, each field named by its target (an announcement is a run per target)
+    for target, sample in definitions(event, targets, "sample", "sample", "1970-01-01T00:00:00Z", {}).items():
+        try:
+            check_definition(sample, skill_source(None))
+        except InvalidDefinition as exc:
+            errors += [{**error, "field": f"{target}: {error['field']}"} for error in exc.errors]
+    if errors:
+        raise InvalidDefinition(errors)
     if targets.webhook is not None:
         _check_address(targets.webhook.url)
     if targets.slack is not None and targets.slack.channel is not None:
