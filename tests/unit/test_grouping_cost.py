@@ -82,4 +82,3 @@ def test_deciding_is_linear_in_the_message_length() -> None:
     ratio = (_work(lambda: decide(long, "E", "t", long_index), loops=3)
              / _work(lambda: decide(short, "E", "t", short_index), loops=3))
     assert ratio < BOUND, f"10x the length cost {ratio:.1f}x"
-
