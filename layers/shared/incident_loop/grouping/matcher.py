@@ -236,17 +236,16 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
         if found:  # the message joins the sibling whose template sorts first, which absorbs the rest: the same
             # whichever index answers, in whatever order it hands the candidates over
             target, *others = sorted((apart[i] for i in found), key=lambda c: c.template)
-            score, unlike, count, _ = agreement(toks, target.template_tokens())
             cover = toks  # the survivor's template covers the absorbed ones too (they may hold <*> elsewhere)
             for other in others:
                 cover = tuple(merge(cover, other.template_tokens()))
-            merged_tokens = merge(cover, target.template_tokens())
-            if _covered_by_another(merged_tokens, candidates, {target.pattern_id, *(c.pattern_id for c in others)}):
-                return MatchDecision("new", None, 0.0, sig, text, text, error_type, message, toks)
-            merged = " ".join(merged_tokens)
-            return MatchDecision("fuzzy", target.pattern_id, join_confidence(toks, True, score, unlike, count, text),
-                                 sig, text, merged, error_type, message, toks, similarity=score, differing=unlike,
-                                 generalised=count, absorbed=tuple(c.pattern_id for c in others), cover=cover)
+            merged = merge(cover, target.template_tokens())
+            if not _covered_by_another(merged, candidates, {apart[i].pattern_id for i in found}):
+                score, unlike, count, _ = agreement(toks, target.template_tokens())
+                sure = join_confidence(toks, True, score, unlike, count, text)
+                return MatchDecision("fuzzy", target.pattern_id, sure, sig, text, " ".join(merged), error_type, message,
+                                     toks, similarity=score, differing=unlike, generalised=count,
+                                     absorbed=tuple(c.pattern_id for c in others), cover=cover)
     return MatchDecision("new", None, 0.0, sig, text, text, error_type, message, toks)
 
 
