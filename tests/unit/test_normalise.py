@@ -101,7 +101,9 @@ def test_genuinely_different_errors_keep_different_templates() -> None:
         ("retry after 1500ms", "retry after <*>"),
         ("took 12 ms, 3 s in total", "took <*> in total"),
         ("id 5c1e9a7e-0b7e-4f6a-9c53-1a2b3c4d5e6f missing", "id <*> missing"),
-        ("GET https://api.example.com/v1/items?id=1 failed", "GET <*> failed"),
+        ("GET https://api.example.com/v1/items?id=1 failed", "GET https://<*> failed"),
+        ("see (http://wiki.example.org/Help).", "see (http://<*>)."),
+        ("jdbc:mysql://db.internal:5432/x refused", "jdbc:<*> refused"),
         ("from 192.168.1.20:6379 and /10.250.19.102:50010", "from <*> and <*>"),
         ("resolve proxy.cse.example.edu failed", "resolve <*> failed"),
         # Under a country code, a generic second level makes a host name; other two-letter endings do not.
@@ -220,7 +222,8 @@ def test_the_memos_shortcuts_judge_a_token_as_the_full_judgement_does(mask_keyed
     raws |= {h + v + t for h in heads for v in values for t in tails}
     raws |= {"blk_-160899", "/10.0.0.1:80", "(0x1f).", "updated:", "onExtend:151", "r24=0x0f", "[1]:", "'abc1'",
              "user=root", "rhost=host.example.com", "tty=NODEVssh", "action:android.intent.SCREEN_ON", "a.b=c.",
-             "state=true", "when:Monday", "size=kb", "key=value!"}
+             "state=true", "when:Monday", "size=kb", "key=value!", "hdfs://h-0:0000/a", "(http://a.example/b).",
+             "[hdfs://h:00]", "url=http://a/b", "jdbc:mysql://db:0/x", "'s3://bucket/k'", "x://y"}
     verdicts = Verdicts(mask_keyed)
     assert [verdicts[r] for r in sorted(raws)] == [judge(r, mask_keyed) for r in sorted(raws)]
 

@@ -3,7 +3,7 @@
 A verdict is the token as written with its variable parts replaced by <*>; a pure function of the
 token, memoised by Verdicts. Every rule is about the shape of a value, never about a system, a
 product or a word seen in one log: a value holding a digit (numbers, ids, versions, sizes,
-durations, hex, dates, IPs), an address (host:port, MAC, IPv6, a URL, an e-mail, a dotted host name
+durations, hex, dates, IPs), an address (host:port, MAC, IPv6, a URL but its scheme, an e-mail, a dotted host name
 ending in a top-level domain, or in a country code under a generic second level), a path (Unix or
 Windows, or a dotted name with a slash), a hex id, a boolean or null literal, the value of key=value
 (when the options say so). A unit or a calendar word is marked, for the message level to join it
@@ -22,7 +22,8 @@ WILDCARD = "<*>"
 UNIT = "\x00"
 CAL = "\x01"
 
-_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}://[^\s\"'<>]*[^\s\"'<>.,;:)\]}]")
+_URL = re.compile(r"([A-Za-z][A-Za-z0-9+.-]{0,31})://[^\s\"'<>]*[^\s\"'<>.,;:)\]}]")
+_AROUND_URL = "\"'`([{)]},;:.!?"  # what may stand around a URL that is a token of its own
 _WINDOWS_PATH = re.compile(r"(?<![A-Za-z])[A-Za-z]:\\[^\s,;()\[\]{}|\"']*|\\\\[^\s,;()\[\]{}|\"']+")
 # Separators that cut a raw token into pieces (kept in the template).
 _CUT = re.compile(r"([,;()\[\]{}|=:]+)")
@@ -145,6 +146,11 @@ def judge(raw: str, mask_keyed: bool) -> str:
         return f"{bare[0]}{WILDCARD}{bare[1]}{raw[len(bare):]}"
     text = raw
     if "://" in text:
+        url = _URL.search(text)
+        if url is not None and not text[: url.start()].strip(_AROUND_URL) and not text[url.end():].strip(_AROUND_URL):
+            # A URL with only brackets, quotes and punctuation around it keeps its scheme ("hdfs://<*>"): the
+            # scheme is the log statement's, and says what the address is.
+            return f"{text[: url.start()]}{url.group(1)}://{WILDCARD}{text[url.end():]}"
         text = _URL.sub(WILDCARD, text)
     if "\\" in text:
         text = _WINDOWS_PATH.sub(WILDCARD, text)
