@@ -24,6 +24,7 @@ from incident_loop.breaker import (
     FailMode,
     MemoryHistory,
     Transition,
+    config_for,
     ensure_table,
     p95,
 )
@@ -119,6 +120,15 @@ def test_drift_below_the_threshold_keeps_it_closed_and_the_window_bounded(make: 
         breaker.report_drift(0.5 if i % 20 == 19 else 0.1)  # one high sample in every 20
     status = breaker.status()
     assert status.state is CLOSED and status.drift_samples == 20 and status.drift_p95 == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("n", [10, 15, 19, 20, 30, 50])
+def test_one_drifting_plan_does_not_trip_costsim_v2_however_few_the_samples(n: int) -> None:
+    """Over 10 to 19 samples the nearest-rank p95 is the largest sample: a p95 rule read there trips on one plan."""
+    samples = (0.01,) * (n - 1) + (0.5,)
+    assert (p95(samples) == 0.5) is (n < 20)
+    record = BreakerRecord(name="costsim-v2", drift_samples=samples, consecutive_drift_failures=1)
+    assert config_for("costsim-v2").rule.should_trip(record) is None
 
 
 def test_consecutive_drift_failures_trip(make: Any) -> None:
@@ -359,7 +369,7 @@ def test_the_containers_breakers_hand_every_transition_to_the_alert_and_incident
     lambda: BreakerConfig(cache_ttl_s=-1),
     lambda: ConsecutiveFailures(0),
     lambda: ConsecutiveFailures(5, math.inf),
-    lambda: Drift(window=5),  # min_samples 10 > window: the p95 check could never trip
+    lambda: Drift(window=5),  # min_samples 20 > window: the p95 check could never trip
     lambda: Drift(p95_threshold=math.nan),
     lambda: Drift(consecutive=0),
 ])

@@ -28,6 +28,7 @@ from incident_loop.breaker import (
     config_for,
     ensure_table,
 )
+from incident_loop.costsim import service
 from incident_loop_dev.local.cloud import scheduled_event
 from incident_loop_dev.local.runner import FakeContext, handler_module
 from incident_loop_dev.local.template import load_template
@@ -143,6 +144,20 @@ def test_an_open_costsim_breaker_keeps_its_alarm_fed_when_nobody_simulates(
         f"{treat} the alarm goes OK (and resolves its Alertmanager alert) one minute after the last simulation, "
         "re-firing a P1 page on the next one")
 
+
+
+@pytest.mark.parametrize(("samples", "emitted"), [(19, False), (20, True)])
+def test_the_drift_gauge_waits_for_a_p95_that_is_not_the_largest_sample(
+        costsim_v2: tuple[Breaker, Clock], capsys: pytest.CaptureFixture[str], samples: int, emitted: bool) -> None:
+    """CostSimV2HighDrift pages P1 on CostSimDriftP95 > 0.2: over fewer than 20 samples that p95 is the largest one,
+    so one drifting plan after a recovery paged."""
+    breaker, _ = costsim_v2
+    for value in [0.01] * (samples - 1) + [0.5]:
+        breaker.report_drift(value)
+    flushed(capsys)
+    service._emit_breaker_gauges(breaker)
+    fed = values(flushed(capsys), "CostSimDriftP95")
+    assert fed == ([0.01] if emitted else [])
 
 
 def test_an_operators_disable_is_no_trip_it_files_no_incident_and_counts_toward_no_rapid_trips(

@@ -63,6 +63,12 @@ class ConsecutiveFailures:
         return None
 
 
+# The fewest samples whose nearest-rank p95 is not their largest (ceil(0.95 n) < n from n = 20): over 10 to 19
+# samples "p95 > 0.2" would be "any one sample > 0.2", and one drifting plan would trip V2 (the window starts afresh
+# at every close, so every recovery would begin on that hair trigger).
+MIN_P95_SAMPLES = 20
+
+
 @dataclass(frozen=True)
 class Drift:
     """Seed 001 (CostSim V2): p95 drift over the last `window` samples above `p95_threshold`, or
@@ -70,7 +76,7 @@ class Drift:
 
     p95_threshold: float | None = 0.2
     window: int = 50
-    min_samples: int = 10
+    min_samples: int = MIN_P95_SAMPLES
     sample_threshold: float = 0.2
     consecutive: int | None = 3
     cooldown_s: float | None = None
