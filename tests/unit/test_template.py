@@ -228,6 +228,14 @@ def test_every_route_but_health_goes_through_the_token_authorizer(template: dict
     assert env["API_SIGNING_SECRET_ARN"] == {"Ref": "ApiSigningSecret"}
 
 
+def test_the_scheduled_canary_runs_once_an_hour_even_when_it_fails(template: dict[str, Any]) -> None:
+    """A failed canary run counts CostSimCanaryFailed and queues its alert, then raises: each of Lambda's default two
+    retries of the scheduled invocation would count and alert again."""
+    props = template["Resources"]["CostSimCanaryFunction"]["Properties"]
+    assert any(event["Type"] == "Schedule" for event in props["Events"].values())
+    assert (props.get("EventInvokeConfig") or {}).get("MaximumRetryAttempts", 2) == 0
+
+
 def test_cfn_lint_passes() -> None:
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     command = str(cfn_lint) if cfn_lint.exists() else shutil.which("cfn-lint")
