@@ -100,6 +100,7 @@ class MemoryPolicyStore:
         self.conditions: dict[str, dict[str, Any]] = {}
         self.evaluations: dict[tuple[str, str], bool] = {}  # (policy, incident) -> would block
         self.preventions: list[dict[str, Any]] = []
+        self.first_activations: dict[str, Any] = {}  # policy id -> its first activated_at (never cleared)
 
     def _of(self, tenant_id: str) -> list[PolicyRule]:
         return [p for t, p in self.rows.values() if t == tenant_id]
@@ -133,6 +134,8 @@ class MemoryPolicyStore:
     def save(self, tenant_id: str, policy: PolicyRule) -> None:
         if self.rows.get(policy.policy_id, (None,))[0] == tenant_id:
             self.rows[policy.policy_id] = (tenant_id, policy.model_copy(deep=True))
+            if policy.activated_at is not None:
+                self.first_activations.setdefault(policy.policy_id, policy.activated_at)
 
     def record_evaluation(self, policy: PolicyRule, incident_id: str, would_block: bool) -> bool:
         if (policy.policy_id, incident_id) in self.evaluations:
@@ -159,8 +162,9 @@ class MemoryPolicyStore:
         return prevention_id
 
     def first_activated(self, tenant_id: str) -> dict[str, Any] | None:
-        active = sorted((p for p in self._of(tenant_id) if p.activated_at), key=lambda p: p.activated_at or 0)
-        return {"id": active[0].policy_id} if active else None
+        ever = sorted((self.first_activations[p.policy_id], p.policy_id) for p in self._of(tenant_id)
+                      if p.policy_id in self.first_activations)
+        return {"id": ever[0][1]} if ever else None
 
     def first_prevention(self, tenant_id: str) -> dict[str, Any] | None:
         mine = [r for r in self.preventions if r["tenant_id"] == tenant_id]

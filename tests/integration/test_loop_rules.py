@@ -228,6 +228,22 @@ def test_regrets_past_threshold_demote_an_active_policy(local_app: Any, tenant: 
     assert answers[-1]["policy"]["regret_count"] == 3
 
 
+def test_a_graduated_tenant_keeps_the_policy_gate_when_regrets_demote_its_policy(local_app: Any, tenant: str) -> None:
+    policy = _policy_after_three(local_app, tenant)
+    pid = policy["policy_id"]
+    local_app.request("POST", f"/policies/{pid}/confirm", tenant, {"by": "op"})
+    report(local_app, tenant, "run-4", timeout(99))
+    local_app.drain()
+    assert local_app.request("GET", "/graduation", tenant)[1]["graduated"] is True
+    answers = [local_app.request("POST", f"/policies/{pid}/regret", tenant, {"by": "op", "reason": "r"})[1]
+               for _ in range(3)]
+    assert answers[-1]["demoted"] is True
+
+    grad = local_app.request("GET", "/graduation", tenant)[1]
+    assert grad["graduated"] is True
+    assert grad["gates"][1]["evidence"] == {"policy_id": pid}
+
+
 def test_routing_adjustment_is_bounded_and_rolls_back_on_kpi_regression(local_app: Any, tenant: str) -> None:
     assert local_app.request("POST", "/routing/agent-1/kpi", tenant, {"kpi": 0.9})[0] == 200
     report(local_app, tenant, "run-1", timeout(30))

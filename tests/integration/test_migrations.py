@@ -160,6 +160,35 @@ def test_merge_chains_made_before_0022_are_flattened_to_the_pattern_their_incide
     assert found == {"a": "c", "b": "c", "c": None, "d": "c", "e": None}
 
 
+def test_policies_activated_before_0025_keep_the_graduation_gate_they_earned(empty_db_url: str, tmp_path: Path) -> None:
+    """0025 writes first_activated_at from activated_at, or, for a policy demoted since, from its first prevention (a
+    prevention proves the policy was active); a policy never activated stays without one."""
+    for migration in migrate.discover():
+        if migration.version < 25:
+            (tmp_path / migration.filename).write_text(migration.sql)
+    migrate.apply(empty_db_url, tmp_path)
+    activated = {"active": "2026-01-02T00:00:00+00:00", "demoted": None, "shadow": None}
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute("SET session_replication_role = replica")  # rows without the rows they reference
+        for pid, at in activated.items():
+            conn.execute(
+                "INSERT INTO policy_rules (id, tenant_id, name, description, rule_type, conditions, actions,"
+                " source_type, source_pattern_id, source_recovery_id, generation_confidence, mode, activated_at)"
+                " VALUES (%s, 't', 'n', 'd', 'r', '{}', '[]', 'recovery', %s, 'rec', 0.9, 'shadow', %s)",
+                (pid, f"pat-{pid}", at))
+        for n, at in enumerate(("2026-01-05T00:00:00+00:00", "2026-01-03T00:00:00+00:00")):
+            conn.execute(
+                "INSERT INTO prevention_records (id, tenant_id, policy_id, pattern_id, original_incident_id,"
+                " blocked_incident_id, signature_hash, created_at) VALUES (%s, 't', 'demoted', 'pat-demoted', 'i0', %s,"
+                " 'h', %s)", (f"prev-{n}", f"i{n + 1}", at))
+        conn.execute("SET session_replication_role = DEFAULT")
+        migrate.apply(empty_db_url)
+        found = {pid: at and at.isoformat() for pid, at in
+                 conn.execute("SELECT id, first_activated_at FROM policy_rules").fetchall()}
+    assert found == {"active": "2026-01-02T00:00:00+00:00", "demoted": "2026-01-03T00:00:00+00:00", "shadow": None}
+
+
 def _with_one_more(tmp_path: Path, sql: str) -> Path:
     """The shipped migrations and one more (the next version)."""
     shipped = sorted((ROOT / "migrations").glob("*.sql"))

@@ -253,3 +253,21 @@ def test_graduation_needs_a_complete_loop_an_active_policy_and_a_prevention(loop
     assert gates["gates"][0]["evidence"]["incident_id"] == first
     assert gates["gates"][2]["evidence"]["blocked_incident_id"] == blocked
     assert graduation("tenant-b", uow=loop.uow)["passed"] == 0
+
+
+def test_a_graduated_tenant_stays_graduated_when_its_policy_is_demoted(loop: MemoryLoop) -> None:
+    """The gates are history: a loop completed, a policy activated, a prevention recorded. A demotion (regrets, a
+    pattern merge) clears the policy's activated_at; "a policy activated" read it, and the tenant fell back to 2/3."""
+    approved_loop(loop)
+    [policy] = policies(loop.tenant, uow=loop.uow)
+    confirm_policy(loop.tenant, policy.policy_id, PolicyFeedback(by="op"), uow=loop.uow)
+    loop.report(2)
+    loop.drain()
+    assert graduation(loop.tenant, uow=loop.uow)["graduated"] is True
+    for _ in range(3):
+        regret_policy(loop.tenant, policy.policy_id, PolicyFeedback(by="op"), uow=loop.uow)
+    assert policies(loop.tenant, uow=loop.uow)[0].activated_at is None  # demoted
+
+    gates = graduation(loop.tenant, uow=loop.uow)
+    assert gates["graduated"] is True
+    assert gates["gates"][1]["evidence"] == {"policy_id": policy.policy_id}

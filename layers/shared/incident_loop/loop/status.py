@@ -58,7 +58,8 @@ def _current(uow: UnitOfWork, tenant_id: str, results: dict[str, Any]) -> dict[s
 
 
 def graduation(tenant_id: str, *, uow: UnitOfWork | None = None) -> dict[str, Any]:
-    """The three gates: a loop completed end to end, a policy activated, a prevention recorded."""
+    """The three gates: a loop completed end to end, a policy activated, a prevention recorded. Each is history: a
+    policy demoted since (regrets, a pattern merge) still passes the second (its first activation is kept)."""
     uow = unit_of_work(uow)
     with uow.begin(tenant_id):
         loop = uow.loop.first_complete(tenant_id)

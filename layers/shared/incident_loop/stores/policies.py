@@ -111,7 +111,8 @@ def save_policy(conn: Connection[Any], tenant_id: str, policy: PolicyRule) -> No
         "UPDATE policy_rules SET mode = %(mode)s, is_active = %(active)s,"
         " confirmations_received = %(confirmations)s, regret_count = %(regrets)s,"
         " shadow_evaluations = %(evaluations)s, shadow_would_block = %(would_block)s,"
-        " activated_at = %(activated_at)s, updated_at = now() WHERE tenant_id = %(tenant)s AND id = %(id)s",
+        " activated_at = %(activated_at)s, first_activated_at = COALESCE(first_activated_at, %(activated_at)s),"
+        " updated_at = now() WHERE tenant_id = %(tenant)s AND id = %(id)s",
         {
             "mode": policy.mode.value,
             "active": policy.mode == PolicyMode.ACTIVE,
@@ -191,10 +192,10 @@ def insert_prevention(
 
 
 def first_activated(conn: Connection[Any], tenant_id: str) -> dict[str, Any] | None:
-    """The tenant's first policy to be activated (id), or None."""
+    """The tenant's first policy to be activated (id), or None: ever activated, whether it acts now or not."""
     return conn.execute(
-        "SELECT id FROM policy_rules WHERE tenant_id = %(t)s AND activated_at IS NOT NULL"
-        " ORDER BY activated_at LIMIT 1",
+        "SELECT id FROM policy_rules WHERE tenant_id = %(t)s AND first_activated_at IS NOT NULL"
+        " ORDER BY first_activated_at LIMIT 1",
         {"t": tenant_id},
     ).fetchone()
 
