@@ -21,6 +21,7 @@ from incident_loop.http.errors import RETRY_AFTER_S, BadRequest
 from incident_loop.loop.wiring import stage_queues
 from incident_loop.routes import ingest as ingest_routes
 from incident_loop.routes import loop as loop_routes
+from incident_loop.routes import workflows as workflow_routes
 from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.loop.enums import LoopStage
 from incident_loop.settings import Settings
@@ -127,6 +128,24 @@ def test_nul_in_a_nested_body_value_is_a_422_naming_the_field(no_domain: list[An
     assert status == 422 and no_domain == []
     assert_shape(body)
     assert body["errors"] == [{"field": "body.context.a.b", "reason": "must not contain NUL (\\u0000) characters"}]
+
+
+@pytest.mark.parametrize("spelled", ["01", "+1", "1_0", "1.0", "-0", "%201"])
+def test_an_op_index_spelled_other_than_its_digits_is_a_422(spelled: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic's lax int read /ops/01, /ops/+1 and /ops/1.0 as op 1, and /ops/1_0 as op 10."""
+    reached: list[Any] = []
+    monkeypatch.setattr(workflow_routes, "op_view", lambda tenant, run, index: reached.append(index))
+    status, _, body = call(event("GET", f"/workflows/wf_1/ops/{spelled}", None))
+    assert (status, reached) == (422, []), f"{spelled!r} was read as op {reached}"
+    assert_shape(body)
+    assert body["errors"][0]["field"].endswith("op_index")
+
+
+def test_an_op_index_as_the_run_names_it_reaches_the_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    reached: list[Any] = []
+    monkeypatch.setattr(workflow_routes, "op_view", lambda tenant, run, index: reached.append(index) or {})
+    call(event("GET", "/workflows/wf_1/ops/10", None))
+    assert reached == [10]
 
 
 def test_nul_in_a_query_value_is_a_422_before_the_route_runs() -> None:

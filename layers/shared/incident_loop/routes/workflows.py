@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.event_handler.openapi.params import Header, Path
 
 from incident_loop.http.identity import caller, tenant_id
@@ -49,6 +50,10 @@ def get_workflow(workflow_run_id: str) -> WorkflowRunView:
 @router.get("/workflows/<workflow_run_id>/ops/<op_index>", summary="One audited op of a run, whole",
             responses={404: {"description": "No workflow run of the tenant with this id, or no such op in it"}})
 def get_workflow_op(workflow_run_id: str, op_index: Annotated[int, Path(ge=0, le=MAX_OP_INDEX)]) -> OpView:
+    # As GET /workflows/{id} names it: pydantic's lax int also read /ops/01, /ops/+1, /ops/1.0 as op 1, /ops/1_0 as 10.
+    if router.current_event.path.rsplit("/", 1)[-1] != str(op_index):
+        raise RequestValidationError([{"type": "value_error", "loc": ("path", "op_index"),
+                                       "msg": "an op index is decimal digits, without a sign or leading zeros"}])
     return op_view(tenant_id(), workflow_run_id, op_index)
 
 
