@@ -106,3 +106,75 @@ def test_a_trip_whose_incident_postgresql_could_not_take_is_filed_by_the_next_ca
     assert incidents()[0]["resolved_at"] is None
     assert local_app.invoke("CostSimCanaryFunction", {"source": "aws.events"})["incidents"] == "resolved"
     assert incidents()[0]["resolved_at"] is not None
+
+
+def _costsim_rows() -> list[dict[str, Any]]:
+    from incident_loop.db import transaction
+
+    with transaction(tenant_id="platform") as conn:
+        return conn.execute("SELECT breaker_version, trip_id, resolved_at FROM costsim_incidents"
+                            " WHERE breaker_name = 'costsim-v2' ORDER BY opened_at").fetchall()
+
+
+def _loop_incidents() -> int:
+    from incident_loop.db import transaction
+
+    with transaction(tenant_id="platform") as conn:
+        return conn.execute("SELECT count(*) AS n FROM incidents WHERE tenant_id = 'platform'").fetchone()["n"]
+
+
+def test_a_trip_at_a_version_an_earlier_breakers_table_used_is_filed_and_reaches_the_loop(
+        local_app: Any, admin_conn: Any) -> None:
+    """Breaker versions start again with a new breakers table (a stack made again against this database, a restore,
+    the item deleted). Before, a trip at a version an earlier table had used found that trip's row: it was neither
+    filed nor sent into the loop (whose key, costsim-v2:trip:<version>, ingest had also taken already)."""
+    from incident_loop import breakers
+
+    admin_conn.execute("DELETE FROM costsim_incidents WHERE breaker_name = 'costsim-v2'")
+    admin_conn.execute(  # an earlier table's first trip, long resolved
+        "INSERT INTO costsim_incidents (id, breaker_name, breaker_version, reason, loop_incident_key, opened_at,"
+        " resolved_at) VALUES ('csi_old', 'costsim-v2', 1, 'old trip', 'costsim-v2:trip:1',"
+        " '2026-01-01', '2026-01-01 00:10')")
+    before = _loop_incidents()
+    breaker = breakers.named(breakers.COSTSIM_V2)
+    for _ in range(3):
+        breaker.report_drift(0.9)  # trips: version 0 -> 1
+    assert breaker.status().state.value == "OPEN" and breaker.status().version == 1
+    local_app.sqs.purge_queue(QueueUrl=local_app.queue_urls["AlertQueue"])  # its page is not under test
+    local_app.drain()
+
+    rows = _costsim_rows()
+    assert [(r["breaker_version"], r["trip_id"] is None) for r in rows] == [(1, True), (1, False)]
+    assert _loop_incidents() - before == 1
+
+
+def test_a_short_trip_whose_hook_could_not_file_it_is_filed_and_resolved_by_the_next_canary(
+        local_app: Any, admin_conn: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before, a trip over before the hourly canary (the cooldown is 5 minutes) left no trace the reconciler could
+    see once the breaker closed: its page went out, and the loop never learnt of it."""
+    import psycopg
+
+    from incident_loop import breaker_alerts, breakers
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise psycopg.OperationalError("connection refused")
+
+    admin_conn.execute("DELETE FROM costsim_incidents WHERE breaker_name = 'costsim-v2'")
+    before = _loop_incidents()
+    breaker = breakers.named(breakers.COSTSIM_V2)
+    with monkeypatch.context() as m:
+        m.setattr(breaker_alerts, "transaction", down)
+        for _ in range(3):
+            breaker.report_drift(0.9)  # trips; its hook cannot file
+    assert breaker.status().state.value == "OPEN" and _costsim_rows() == []
+    breaker.enable("oncall", "fixed")  # over before the canary runs (PostgreSQL is back)
+
+    assert local_app.invoke("CostSimCanaryFunction", {"source": "aws.events"})["incidents"] == "filed"
+    [row] = _costsim_rows()
+    assert row["trip_id"] and row["resolved_at"] is not None
+    local_app.sqs.purge_queue(QueueUrl=local_app.queue_urls["AlertQueue"])
+    local_app.drain()
+    assert _loop_incidents() - before == 1
+    # the next run finds it filed: once per trip
+    assert local_app.invoke("CostSimCanaryFunction", {"source": "aws.events"})["incidents"] == "in step"
+    assert len(_costsim_rows()) == 1

@@ -159,15 +159,16 @@ def _costsim_metrics(t: Transition, tripped: bool, recovered: bool) -> None:
 
 
 def _open_costsim_incident(t: Transition) -> bool:
-    """File the trip's incident (once per trip version) and send it into the loop; whether this filed it."""
-    key = f"{t.breaker}:trip:{t.version}"
+    """File the trip's incident (once per trip) and send it into the loop; whether this filed it."""
+    trip_id = t.details.get("trip_id")
+    key = f"{t.breaker}:trip:{trip_id or t.version}"
     drift_p95 = t.details.get("drift_p95")
     settings = get_settings()
     # costsim_incidents is global; CostSim's incidents belong to the ops tenant.
     with transaction(tenant_id=settings.ops_tenant_id) as conn:
         created = store.open_incident(conn, incident_id=f"csi_{uuid4().hex[:16]}", breaker=t.breaker,
                                       version=t.version, reason=t.reason or "tripped", drift_p95=drift_p95,
-                                      loop_incident_key=key, opened_at=t.at)
+                                      loop_incident_key=key, opened_at=t.at, trip_id=trip_id)
     if created:
         metrics.add_metric(name="CostSimIncidents", unit=MetricUnit.Count, value=1)
         _send_costsim_incident(key, t.reason or "tripped", drift_p95, {
@@ -205,7 +206,8 @@ def reconcile_costsim_incidents(breakers: DynamoBreakerStore | None = None, now:
     write its incident (PostgreSQL down at that moment; its page went out regardless) is filed then; an open
     incident is sent into the loop again (its hook's send may have failed; ingest takes its key once); an incident
     its recovery could not resolve is resolved. An operator's disable files nothing, as its hook does not. A trip
-    over before the run (a short one) is not seen. Returns what it did: filed, resolved, or in step.
+    over before the run (a short one) is seen by the trip id the breaker keeps: filed then, and resolved. Returns
+    what it did: filed, resolved, or in step.
 
     The incidents are read before the breaker: a trip between the two reads is seen as a breaker down with its
     incident (if its hook filed it, the insert finds it), never as an incident to resolve; and a resolution covers
@@ -223,12 +225,7 @@ def reconcile_costsim_incidents(breakers: DynamoBreakerStore | None = None, now:
             _send_costsim_incident(last["loop_incident_key"], last["reason"], last["drift_p95"],
                                    {"breaker": COSTSIM_V2, "version": last["breaker_version"]})
             return "in step"
-        samples = record.drift_samples  # a trip keeps them: the p95 that tripped it, as its hook reports it
-        filed = _open_costsim_incident(Transition(
-            breaker=COSTSIM_V2, from_state=BreakerState.CLOSED, to_state=BreakerState.OPEN, version=record.version,
-            reason="tripped (filed late: its hook could not)", changed_by="reconciler",
-            at=_at(record.opened_at or record.changed_at or now),
-            details={"drift_p95": round(p95(samples), 6)} if samples else {}))
+        filed = _file_late(record, now)
         if filed:
             logger.warning("costsim incident filed late: its trip's hook did not file it", version=record.version)
         return "filed" if filed else "in step"
@@ -237,7 +234,28 @@ def reconcile_costsim_incidents(breakers: DynamoBreakerStore | None = None, now:
         _resolve_costsim_incident(COSTSIM_V2, _at(closed or now))
         logger.warning("costsim incident resolved late: its recovery's hook did not resolve it")
         return "resolved"
+    if state == BreakerState.CLOSED and record is not None and record.trip_id and record.tripped_at \
+            and now - record.tripped_at <= FILE_LATE_FOR_S and _file_late(record, now):
+        _resolve_costsim_incident(COSTSIM_V2, _at(_closed_at(record) or now))
+        logger.warning("costsim incident of a trip over before the run filed late", trip_id=record.trip_id)
+        return "filed"
     return "in step"
+
+
+# How long after a trip the reconciler still files it when the breaker has closed since (its runs are hourly).
+FILE_LATE_FOR_S = 24 * 3600
+
+
+def _file_late(record: BreakerRecord, now: float) -> bool:
+    """The record's last trip filed as its hook would have (nothing when it was: one incident per trip)."""
+    samples = record.drift_samples  # a trip keeps them: the p95 that tripped it, as its hook reports it
+    details: dict[str, Any] = {"drift_p95": round(p95(samples), 6)} if samples else {}
+    if record.trip_id:
+        details["trip_id"] = record.trip_id
+    return _open_costsim_incident(Transition(
+        breaker=COSTSIM_V2, from_state=BreakerState.CLOSED, to_state=BreakerState.OPEN, version=record.version,
+        reason="tripped (filed late: its hook could not)", changed_by="reconciler",
+        at=_at(record.tripped_at or record.opened_at or record.changed_at or now), details=details))
 
 
 def last_costsim_incident() -> dict[str, Any] | None:

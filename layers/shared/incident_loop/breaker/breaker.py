@@ -13,6 +13,7 @@ import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -194,9 +195,11 @@ class Breaker:
     def _trip(self, record: BreakerRecord, verdict: Trip) -> None:
         now = self._clock()
         cooldown = verdict.cooldown_s if verdict.cooldown_s is not None else self.config.cooldown_s
+        # A new outage (from CLOSED) is a new trip; a failed probe re-opens the same one.
+        trip = {"trip_id": uuid.uuid4().hex, "tripped_at": now} if record.state is CLOSED else {}
         self._transition(record, OPEN, verdict.reason, {
             "opened_at": now, "cooldown_until": now + cooldown, "probe_deadline": None,
-            "probes_admitted": 0, "probes_succeeded": 0})
+            "probes_admitted": 0, "probes_succeeded": 0, **trip})
 
     def _half_open(self, now: float) -> dict[str, Any]:
         return {"probes_admitted": 1, "probes_succeeded": 0, "probe_deadline": now + self.config.probe_timeout_s}

@@ -65,6 +65,11 @@ class BreakerRecord(BaseModel):
     changed_at: float | None = None
     probes_admitted: int = 0
     probes_succeeded: int = 0
+    # The last trip from CLOSED: an id of its own (versions start again with a new table) and when it happened.
+    # Kept when the breaker closes, so a trip whose hook could not file its CostSim incident is filed late even
+    # when it is over before the reconciler runs.
+    trip_id: str | None = None
+    tripped_at: float | None = None
 
     def to_item(self) -> dict[str, Any]:
         """DynamoDB attribute values; None is left out."""
@@ -131,6 +136,8 @@ class Transition(BaseModel):
         if old.drift_samples:
             details["drift_p95"] = round(p95(old.drift_samples), 6)
             details["drift_samples"] = len(old.drift_samples)
+        if new.trip_id is not None and new.trip_id != old.trip_id:
+            details["trip_id"] = new.trip_id
         for key in ("cooldown_until", "disabled_until", "probe_deadline"):
             value = getattr(new, key)
             if value is not None:
