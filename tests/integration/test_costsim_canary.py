@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -52,8 +53,6 @@ def test_a_trip_whose_incident_postgresql_could_not_take_is_filed_by_the_next_ca
         local_app: Any, monkeypatch: pytest.MonkeyPatch, admin_conn: Any) -> None:
     """Before, a costsim-v2 trip while PostgreSQL was down paged, but its incident was never filed and the loop never
     learnt of it; a recovery in the same state left the incident open for good."""
-    from types import SimpleNamespace
-
     import psycopg
 
     from incident_loop import breaker_alerts, breakers
@@ -178,3 +177,26 @@ def test_a_short_trip_whose_hook_could_not_file_it_is_filed_and_resolved_by_the_
     # the next run finds it filed: once per trip
     assert local_app.invoke("CostSimCanaryFunction", {"source": "aws.events"})["incidents"] == "in step"
     assert len(_costsim_rows()) == 1
+
+
+def test_a_short_trip_filed_late_leaves_the_incident_of_a_trip_since_open(local_app: Any, admin_conn: Any) -> None:
+    """The reconciler reads the incidents, then the breaker (CLOSED, an earlier trip unfiled); a new trip's hook files
+    its incident in between. Filing the earlier trip must not resolve the new one's: it is filed resolved."""
+    import time
+
+    from incident_loop import breaker_alerts, breakers
+
+    admin_conn.execute("DELETE FROM costsim_incidents WHERE breaker_name = 'costsim-v2'")
+    breaker = breakers.named(breakers.COSTSIM_V2)
+
+    def read_then_trip(name: str) -> Any:
+        record = breaker.refresh()  # CLOSED, an earlier trip (t1) over and unfiled
+        for _ in range(3):
+            breaker.report_drift(0.9)  # a new trip now: its hook files its incident
+        return record.model_copy(update={"trip_id": "t1", "tripped_at": time.time() - 600})
+
+    assert breaker_alerts.reconcile_costsim_incidents(SimpleNamespace(get=read_then_trip)) == "filed"
+    rows = {row["trip_id"]: row["resolved_at"] for row in _costsim_rows()}
+    assert breaker.status().state.value == "OPEN" and len(rows) == 2
+    assert rows.pop("t1") is not None
+    assert list(rows.values()) == [None]  # the new trip's incident stays open while its breaker is

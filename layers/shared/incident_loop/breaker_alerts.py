@@ -158,8 +158,9 @@ def _costsim_metrics(t: Transition, tripped: bool, recovered: bool) -> None:
             metrics.add_metric(name="CostSimAutoRecoveries", unit=MetricUnit.Count, value=1)
 
 
-def _open_costsim_incident(t: Transition) -> bool:
-    """File the trip's incident (once per trip) and send it into the loop; whether this filed it."""
+def _open_costsim_incident(t: Transition, resolved_at: datetime | None = None) -> bool:
+    """File the trip's incident (once per trip; resolved at `resolved_at` for a trip over when it is filed) and send
+    it into the loop; whether this filed it."""
     trip_id = t.details.get("trip_id")
     key = f"{t.breaker}:trip:{trip_id or t.version}"
     drift_p95 = t.details.get("drift_p95")
@@ -168,7 +169,7 @@ def _open_costsim_incident(t: Transition) -> bool:
     with transaction(tenant_id=settings.ops_tenant_id) as conn:
         created = store.open_incident(conn, incident_id=f"csi_{uuid4().hex[:16]}", breaker=t.breaker,
                                       version=t.version, reason=t.reason or "tripped", drift_p95=drift_p95,
-                                      loop_incident_key=key, opened_at=t.at, trip_id=trip_id)
+                                      loop_incident_key=key, opened_at=t.at, trip_id=trip_id, resolved_at=resolved_at)
     if created:
         metrics.add_metric(name="CostSimIncidents", unit=MetricUnit.Count, value=1)
         _send_costsim_incident(key, t.reason or "tripped", drift_p95, {
@@ -234,9 +235,11 @@ def reconcile_costsim_incidents(breakers: DynamoBreakerStore | None = None, now:
         _resolve_costsim_incident(COSTSIM_V2, _at(closed or now))
         logger.warning("costsim incident resolved late: its recovery's hook did not resolve it")
         return "resolved"
+    # A trip over before this run, filed resolved: resolving the breaker's open incidents afterwards would also resolve
+    # a later trip's, filed by its hook since the breaker was read.
     if state == BreakerState.CLOSED and record is not None and record.trip_id and record.tripped_at \
-            and now - record.tripped_at <= FILE_LATE_FOR_S and _file_late(record, now):
-        _resolve_costsim_incident(COSTSIM_V2, _at(_closed_at(record) or now))
+            and now - record.tripped_at <= FILE_LATE_FOR_S \
+            and _file_late(record, now, resolved_at=_at(_closed_at(record) or now)):
         logger.warning("costsim incident of a trip over before the run filed late", trip_id=record.trip_id)
         return "filed"
     return "in step"
@@ -246,8 +249,9 @@ def reconcile_costsim_incidents(breakers: DynamoBreakerStore | None = None, now:
 FILE_LATE_FOR_S = 24 * 3600
 
 
-def _file_late(record: BreakerRecord, now: float) -> bool:
-    """The record's last trip filed as its hook would have (nothing when it was: one incident per trip)."""
+def _file_late(record: BreakerRecord, now: float, resolved_at: datetime | None = None) -> bool:
+    """The record's last trip filed as its hook would have (nothing when it was: one incident per trip). Of a trip
+    over since, the version is the breaker's at its close, and the drift samples are gone (a close clears them)."""
     samples = record.drift_samples  # a trip keeps them: the p95 that tripped it, as its hook reports it
     details: dict[str, Any] = {"drift_p95": round(p95(samples), 6)} if samples else {}
     if record.trip_id:
@@ -255,7 +259,7 @@ def _file_late(record: BreakerRecord, now: float) -> bool:
     return _open_costsim_incident(Transition(
         breaker=COSTSIM_V2, from_state=BreakerState.CLOSED, to_state=BreakerState.OPEN, version=record.version,
         reason="tripped (filed late: its hook could not)", changed_by="reconciler",
-        at=_at(record.tripped_at or record.opened_at or record.changed_at or now), details=details))
+        at=_at(record.tripped_at or record.opened_at or record.changed_at or now), details=details), resolved_at)
 
 
 def last_costsim_incident() -> dict[str, Any] | None:

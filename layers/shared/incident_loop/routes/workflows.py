@@ -51,7 +51,7 @@ def get_workflow(workflow_run_id: str) -> WorkflowRunView:
             responses={404: {"description": "No workflow run of the tenant with this id, or no such op in it"}})
 def get_workflow_op(workflow_run_id: str, op_index: Annotated[int, Path(ge=0, le=MAX_OP_INDEX)]) -> OpView:
     # As GET /workflows/{id} names it: pydantic's lax int also read /ops/01, /ops/+1, /ops/1.0 as op 1, /ops/1_0 as 10.
-    if router.current_event.path.rsplit("/", 1)[-1] != str(op_index):
+    if router.current_event.path.rstrip("/").rsplit("/", 1)[-1] != str(op_index):  # a trailing slash routes here too
         raise RequestValidationError([{"type": "value_error", "loc": ("path", "op_index"),
                                        "msg": "an op index is decimal digits, without a sign or leading zeros"}])
     return op_view(tenant_id(), workflow_run_id, op_index)

@@ -182,15 +182,15 @@ def canary_reports(conn: Connection[Any], limit: int = 20) -> list[dict[str, Any
 
 def open_incident(conn: Connection[Any], *, incident_id: str, breaker: str, version: int, reason: str,
                   drift_p95: float | None, loop_incident_key: str, opened_at: datetime,
-                  trip_id: str | None = None) -> bool:
-    """Open the incident of one trip; False when that trip (breaker, trip id; or, for a trip without an id,
-    breaker and version) already has one."""
+                  trip_id: str | None = None, resolved_at: datetime | None = None) -> bool:
+    """Open the incident of one trip (resolved at once, for a trip filed when it is over); False when that trip
+    (breaker, trip id; or, for a trip without an id, breaker and version) already has one."""
     created = conn.execute(
         "INSERT INTO costsim_incidents (id, breaker_name, breaker_version, reason, drift_p95, loop_incident_key,"
-        " opened_at, trip_id) VALUES (%(id)s, %(b)s, %(v)s, %(r)s, %(d)s, %(k)s, %(at)s, %(trip)s)"
-        " ON CONFLICT DO NOTHING RETURNING id",
+        " opened_at, trip_id, resolved_at) VALUES (%(id)s, %(b)s, %(v)s, %(r)s, %(d)s, %(k)s, %(at)s, %(trip)s,"
+        " %(resolved)s) ON CONFLICT DO NOTHING RETURNING id",
         {"id": incident_id, "b": breaker, "v": version, "r": reason, "d": drift_p95, "k": loop_incident_key,
-         "at": opened_at, "trip": trip_id},
+         "at": opened_at, "trip": trip_id, "resolved": resolved_at},
     ).fetchone()
     return created is not None
 
