@@ -5,6 +5,7 @@ the work is linear in the templates' length."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import compress, count
 from operator import eq
 
 from incident_loop.grouping.tokens import WILDCARD
@@ -32,18 +33,23 @@ def compare(a: Sequence[str], b: Sequence[str], a_constants: Sequence[str | None
     return agreement(a, b, a_constants)[:2]  # type: ignore[return-value]
 
 
-def agreement(a: Sequence[str], b: Sequence[str], a_constants: Sequence[str | None] | None = None
-              ) -> tuple[float, int, int, int]:
+def agreement(a: Sequence[str], b: Sequence[str], a_constants: Sequence[str | None] | None = None,
+              b_places: Sequence[int] | None = None) -> tuple[float, int, int, int]:
     """compare()'s (similarity, differing constant words), then the constant words of `a` that `b` holds
-    as <*> (generalised(a, b)) and the positions alike, from the same passes."""
+    as <*> (generalised(a, b)) and the positions alike, from the same passes. `b_places`: where `b` holds
+    <*> (wildcard_places(b)), when the caller keeps it: `a` is then looked at only there."""
     n = len(a)
     if n != len(b) or not n:
         return 0.0, 0, 0, 0
     equal = sum(map(eq, a, b))
-    wild_a, wild_b = a.count(WILDCARD), b.count(WILDCARD)
+    wild_a = a.count(WILDCARD)
+    wild_b = b.count(WILDCARD) if b_places is None else len(b_places)
     both = 0
     if wild_a and wild_b:
-        both = equal - sum(map(eq, constants(a) if a_constants is None else a_constants, b))
+        if b_places is not None:
+            both = sum(map(WILDCARD.__eq__, map(a.__getitem__, b_places)))
+        else:
+            both = equal - sum(map(eq, constants(a) if a_constants is None else a_constants, b))
     one_sided = wild_a + wild_b - 2 * both  # a constant facing a wildcard
     counted = n - both
     same = equal - both + 0.5 * one_sided
@@ -51,6 +57,11 @@ def agreement(a: Sequence[str], b: Sequence[str], a_constants: Sequence[str | No
 
 
 _NONE_FOR_WILDCARD = {WILDCARD: None}
+
+
+def wildcard_places(tokens: Sequence[str]) -> tuple[int, ...]:
+    """The positions of the wildcards among the tokens, in order (a C-level pass)."""
+    return tuple(compress(count(), map(WILDCARD.__eq__, tokens)))
 
 
 def constants(tokens: Sequence[str]) -> tuple[str | None, ...]:

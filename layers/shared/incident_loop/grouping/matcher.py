@@ -36,6 +36,7 @@ from incident_loop.grouping.compare import (
     merge,
     siblings,
     similarity,
+    wildcard_places,
 )
 from incident_loop.grouping.confidence import clear_memo as clear_probabilities
 from incident_loop.grouping.confidence import join_confidence
@@ -44,7 +45,6 @@ from incident_loop.grouping.decision import split_template as _split
 from incident_loop.grouping.memo import remember
 from incident_loop.grouping.normalise import (
     MAX_MEMO_TEXT,
-    WILDCARD,
     Normaliser,
     Options,
     clear_memo,
@@ -106,9 +106,18 @@ class PatternCandidate:
     template: str
     tokens: tuple[str, ...] = field(default=(), compare=False)
     count: int = field(default=0, compare=False)  # its members (occurrences) so far; live in memory
+    places: tuple[int, ...] | None = field(default=None, compare=False, repr=False)  # where it holds <*>
 
     def template_tokens(self) -> tuple[str, ...]:
-        return self.tokens or _split(self.template)
+        if not self.tokens:
+            self.tokens = _split(self.template)
+        return self.tokens
+
+    def wildcard_places(self) -> tuple[int, ...]:
+        """Where the template holds <*> (worked out once: a candidate is compared with many messages)."""
+        if self.places is None:
+            self.places = wildcard_places(self.tokens or self.template_tokens())
+        return self.places
 
 
 class PatternIndex(Protocol):
@@ -204,11 +213,10 @@ def _decide(text: str, message: str, error_type: str, tenant_id: str, index: Pat
     near, last = floor - config.one_word_margin, len(toks) - 1
     best_score, best_unlike, best, count, alike = 0.0, 0, None, 0, 0
     candidates = index.candidates(tenant_id, error_type, candidate_key(toks))
-    # The message's constants, for agreement() to compare with each candidate (it makes them itself for one).
-    mine = (constants(toks) if WILDCARD in toks else toks) if len(candidates) > 1 else None
     apart: list[PatternCandidate] = []  # alike everywhere but one place: the merge's siblings are among them
     for candidate in candidates:
-        score, unlike, generalised_words, equal = agreement(toks, candidate.template_tokens(), mine)
+        score, unlike, generalised_words, equal = agreement(toks, candidate.template_tokens(), None,
+                                                            candidate.wildcard_places())
         if unlike == 1 and equal + generalised_words == last:
             apart.append(candidate)
         settled = config.settle and candidate.count >= config.settle
