@@ -13,7 +13,7 @@ import pytest
 
 from incident_loop.grouping import matcher
 from incident_loop.grouping import normalise as norm
-from incident_loop.grouping.compare import agreement
+from incident_loop.grouping.compare import agreement, wildcard_places
 from incident_loop.grouping.matcher import (
     CONFIG,
     EXACT_CONFIDENCE,
@@ -204,6 +204,10 @@ def test_compare_counts_similarity_and_differing_words_like_the_position_by_posi
         generalised_words = sum(p != "<*>" and q == "<*>" for p, q in zip(a, b, strict=True))
         alike = sum(p == q for p, q in zip(a, b, strict=True))
         assert agreement(a, b) == (*compare(a, b), generalised_words, alike)
+        # the same when the caller keeps where `b` holds <*> (the matcher's candidates do)
+        places = wildcard_places(b)
+        assert places == tuple(i for i, q in enumerate(b) if q == "<*>")
+        assert agreement(a, b, None, places) == agreement(a, b)
         assert generalised(a, b) == generalised_words
         merged = tuple(p if p == q else "<*>" for p, q in zip(a, b, strict=True))
         assert (merged == b) == (alike + generalised_words == n)  # the covered test that skips the merge
