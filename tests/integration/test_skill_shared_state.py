@@ -70,8 +70,8 @@ def test_the_shared_breaker_opens_after_five_failures_on_one_target_while_anothe
                                   SkillContext("tenant-a", idempotency_key="up-1"))
     assert len(down.calls) == 5 and outcomes[-1] == "circuit_open"  # the third send made no request
     assert delivered["status_code"] == 200 and len(up.effects) == 1
-    down_name = f"skill:webhook:127.0.0.1:{down.url.rsplit(':', 1)[1]}"
-    up_name = f"skill:webhook:127.0.0.1:{up.url.rsplit(':', 1)[1]}"
+    down_name = f"skill:tenant-a/webhook:127.0.0.1:{down.url.rsplit(':', 1)[1]}"
+    up_name = f"skill:tenant-a/webhook:127.0.0.1:{up.url.rsplit(':', 1)[1]}"
     store = DynamoBreakerStore(env["BREAKERS_TABLE"], env["dynamodb"])
     record = store.get(down_name)
     assert record is not None and record.state.value == "OPEN" and record.consecutive_failures >= 5
@@ -79,6 +79,34 @@ def test_the_shared_breaker_opens_after_five_failures_on_one_target_while_anothe
     assert record.cooldown_until - record.opened_at == pytest.approx(60.0)  # seed 004's cooldown
     assert store.get(up_name).state.value == "CLOSED"  # type: ignore[union-attr]
     assert history(admin_db_url, down_name) == [("CLOSED", "OPEN")]
+
+
+def test_one_tenants_failing_endpoint_refuses_no_other_tenants_sends_to_the_same_host(
+        env: dict[str, Any], admin_db_url: str) -> None:
+    """A webhook platform serves many tenants from one host: tenant A's endpoint answering 5xx opens A's breaker
+    on that host, and tenant B's sends to the same host still go out (they were refused when the breaker was the
+    host's)."""
+    skill = registry.get("webhook_send")
+    with FakeWebhookReceiver(secrets=[SECRET]) as host:
+        host.fail(500, times=5)  # A's five attempts; the host answers normally after
+        for i in range(3):
+            with pytest.raises((ExternalError, CircuitOpen)):
+                skill.execute({"url": f"{host.url}/a", "payload": {"i": i}, "secrets": [SECRET]},
+                              SkillContext("tenant-a", idempotency_key=f"a-{i}"))
+        delivered = skill.execute({"url": f"{host.url}/b", "payload": {"to": "b"}, "secrets": [SECRET]},
+                                  SkillContext("tenant-b", idempotency_key="b-1"))
+        with pytest.raises(CircuitOpen):  # A's breaker is still open: A's next send makes no request
+            skill.execute({"url": f"{host.url}/a", "payload": {"i": 3}, "secrets": [SECRET]},
+                          SkillContext("tenant-a", idempotency_key="a-3"))
+        calls = len(host.calls)
+    assert delivered["status_code"] == 200 and list(host.effects.values()) == [{"to": "b"}]
+    assert calls == 6  # A's five failures and B's one delivery
+    netloc = host.url.split("//", 1)[1]
+    store = DynamoBreakerStore(env["BREAKERS_TABLE"], env["dynamodb"])
+    assert store.get(f"skill:tenant-a/webhook:{netloc}").state.value == "OPEN"  # type: ignore[union-attr]
+    assert store.get(f"skill:tenant-b/webhook:{netloc}").state.value == "CLOSED"  # type: ignore[union-attr]
+    assert store.get(f"skill:webhook:{netloc}") is None  # no breaker of the host itself
+    assert history(admin_db_url, f"skill:tenant-a/webhook:{netloc}") == [("CLOSED", "OPEN")]
 
 
 def test_racing_compare_and_sets_from_separate_containers_have_one_winner(env: dict[str, Any]) -> None:

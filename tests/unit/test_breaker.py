@@ -424,6 +424,29 @@ def test_the_standing_alerts_are_the_breakers_not_closed_and_the_resolutions_of_
     assert not stale(firing.resolved(), closed, now + 60) and not stale(firing, None, now)
 
 
+def test_a_tenants_own_target_breaker_raises_a_p3_with_the_tenant_and_a_shared_one_pages() -> None:
+    """One tenant's failing webhook endpoint or Slack channel is theirs to fix: a P3 that names the tenant and the
+    target, resolved by the same labels; a shared target's breaker (and catalog-persist) stays a P1 page."""
+    from incident_loop.breaker.config import skill_target, split_skill_target
+    from incident_loop.breaker_alerts import standing
+
+    now = 1_800_000_000.0
+    own = f"skill:{skill_target('webhook:hooks.example.com:443', 'acme')}"
+    assert own == "skill:acme/webhook:hooks.example.com:443"
+    assert split_skill_target("acme/webhook:hooks.example.com:443") == ("webhook:hooks.example.com:443", "acme")
+    assert split_skill_target("voyage") == ("voyage", None) and skill_target("voyage") == "voyage"
+    records = [BreakerRecord(name=own, state=BreakerState.OPEN, opened_at=now - 60, changed_at=now - 60),
+               BreakerRecord(name="skill:voyage", state=BreakerState.OPEN, opened_at=now - 60, changed_at=now - 60),
+               BreakerRecord(name="catalog-persist", state=BreakerState.CLOSED, changed_at=now - 30)]
+    alerts = {a.labels["breaker"]: a for a in standing(records, now)}
+    tenant = alerts[own]
+    assert (tenant.name, tenant.severity) == ("TenantTargetBreakerOpen", "P3")
+    assert tenant.labels == {"breaker": own, "tenant": "acme", "target": "webhook:hooks.example.com:443"}
+    assert (alerts["skill:voyage"].name, alerts["skill:voyage"].severity) == ("CircuitBreakerOpen", "P1")
+    closed = alerts["catalog-persist"]
+    assert (closed.name, closed.severity) == ("CircuitBreakerOpen", "P1") and closed.ends_at is not None
+
+
 def test_a_transition_whose_put_response_was_lost_and_retried_is_still_won(
         client: Any, clock: Clock, history: MemoryHistory) -> None:
     """The SDK retries a PutItem whose response was lost; the retry fails its condition on the first attempt's

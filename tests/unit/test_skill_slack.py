@@ -93,11 +93,19 @@ def test_a_429_is_back_pressure_its_retry_after_is_waited_and_counted(client: An
     transport = ScriptedTransport(response(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": "3"}),
                                   default=ok)
     breakers = skill_breakers(client, clock=clock)
-    out = make(client, clock, transport, breakers).execute({"channel": "C1", "text": "hi"}, CTX)
+    used: list[str] = []
+
+    def breaker_for(target: str) -> Any:
+        used.append(target)
+        return breakers(target)
+
+    out = make(client, clock, transport, breaker_for).execute({"channel": "C1", "text": "hi"}, CTX)
     assert out["ts"] and clock.sleeps == [3.0] and len(transport.requests) == 2
+    # The tenant's own breaker: Slack paces a tenant's channel, and its 429s must refuse no other tenant's posts.
+    assert set(used) == {"tenant-a/slack"}
     # Seed 004 classes 429 as a failure: counted, then reset by the success that followed.
-    assert breakers("slack").status().consecutive_failures == 0
-    assert breakers("slack").history.of("skill:slack") == []  # one failure opens nothing
+    assert breakers("tenant-a/slack").status().consecutive_failures == 0
+    assert breakers("tenant-a/slack").history.of("skill:tenant-a/slack") == []  # one failure opens nothing
 
 
 @pytest.mark.parametrize(("error", "retryable"), [("channel_not_found", False), ("invalid_auth", False),

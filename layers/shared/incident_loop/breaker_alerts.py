@@ -1,6 +1,8 @@
 """What a breaker transition means to the rest of the product: alerts for everyone, incidents for CostSim.
 
-Every breaker's trip raises a firing alert and its recovery resolves it (same labels). A costsim-v2
+Every breaker's trip raises a firing alert and its recovery resolves it (same labels): a P1 page, except for
+the breaker of one tenant's own target (`skill:<tenant>/<target>`: its webhook endpoint, its Slack channel),
+whose trip is that tenant's endpoint failing, a P3 labelled with the tenant. A costsim-v2
 trip also opens a CostSim incident row and sends an incident into the loop's ingest queue, so the
 loop learns from it; the incident key is the trip's version, so a retried hook adds nothing.
 
@@ -24,6 +26,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from incident_loop import aws
 from incident_loop.alerts import deliver, enqueue
 from incident_loop.breaker import COSTSIM_V2, BreakerRecord, BreakerState, DynamoBreakerStore, Transition
+from incident_loop.breaker.config import SKILL_PREFIX, split_skill_target
 from incident_loop.breaker.state import p95
 from incident_loop.db import transaction
 from incident_loop.observability import logger, metrics
@@ -35,10 +38,15 @@ DOWN = (BreakerState.OPEN, BreakerState.DISABLED)
 
 
 def _breaker_alert(breaker: str, state: BreakerState, reason: str | None, starts_at: datetime) -> Alert:
+    summary = {"summary": f"{breaker} is {state.value}: {reason or 'no reason given'}"}
+    if breaker.startswith(SKILL_PREFIX):
+        target, tenant = split_skill_target(breaker[len(SKILL_PREFIX):])
+        if tenant is not None:  # one tenant's own endpoint or channel is failing: the tenant's to fix, not a page
+            return Alert(name="TenantTargetBreakerOpen", severity="P3",
+                         labels={"breaker": breaker, "tenant": tenant, "target": target}, annotations=summary,
+                         starts_at=starts_at)
     name = "CostSimV2CircuitBreakerOpen" if breaker == COSTSIM_V2 else "CircuitBreakerOpen"
-    return Alert(name=name, severity="P1", labels={"breaker": breaker},
-                 annotations={"summary": f"{breaker} is {state.value}: {reason or 'no reason given'}"},
-                 starts_at=starts_at)
+    return Alert(name=name, severity="P1", labels={"breaker": breaker}, annotations=summary, starts_at=starts_at)
 
 
 def alert_for(t: Transition, started: datetime | None = None) -> Alert:

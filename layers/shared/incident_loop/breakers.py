@@ -5,13 +5,14 @@ its gauges and a CostSim incident sent into the loop: `breaker_alerts.on_transit
     from incident_loop import breakers
 
     guard = breakers.named(breakers.COSTSIM_V2)
-    target = breakers.for_skill("slack")       # `skill:slack`, seed 004's config
+    target = breakers.for_skill("voyage")      # `skill:voyage`, seed 004's config
+    own = breakers.for_skill("acme/webhook:hooks.example.com:443")  # a tenant's own target
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
+from functools import lru_cache
 
 from incident_loop import aws
 from incident_loop.breaker import (
@@ -40,9 +41,14 @@ def on_transition(t: Transition) -> None:
 HOOKS: tuple[Callable[[Transition], None], ...] = (on_transition,)
 
 
-@cache
+# Breakers a container keeps wired: the skill breakers of tenants' own targets are one per tenant and target.
+MAX_NAMED = 4096
+
+
+@lru_cache(maxsize=MAX_NAMED)
 def named(name: str) -> Breaker:
-    """The container's breaker of that name (config_for(name)), wired once; warm invocations reuse it."""
+    """The container's breaker of that name (config_for(name)), wired once; warm invocations reuse it (the
+    MAX_NAMED used last: its state lives in DynamoDB, so one wired again reads it there)."""
     return Breaker(name, config_for(name), store=DynamoBreakerStore(client=aws.dynamodb()),
                    history=PostgresHistory(), on_transition=HOOKS)
 

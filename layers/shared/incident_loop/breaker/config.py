@@ -11,6 +11,21 @@ from incident_loop.breaker.rules import AnyOf, ConsecutiveFailures, Drift, TripR
 COSTSIM_V2 = "costsim-v2"  # seed 001: guards CostSim's V2 simulator
 CATALOG_PERSIST = "catalog-persist"  # seed 002: guards failure persistence
 SKILL_PREFIX = "skill:"  # seed 004: one per skill target, `skill:<target>`
+# A target that is one tenant's own (its webhook endpoint, its Slack channel or incoming webhook) has a breaker
+# per tenant, `skill:<tenant>/<target>`: hosts are shared (a webhook platform, hooks.slack.com), and one tenant's
+# failing endpoint must not refuse another tenant's calls. A tenant id never holds "/" (auth.tokens).
+TENANT_SCOPE = "/"
+
+
+def skill_target(target: str, tenant_id: str | None = None) -> str:
+    """The target a skill breaker is named after: `target`, or `<tenant>/<target>` for a tenant's own."""
+    return f"{tenant_id}{TENANT_SCOPE}{target}" if tenant_id else target
+
+
+def split_skill_target(target: str) -> tuple[str, str | None]:
+    """(target, tenant) of a skill breaker's target (`skill_target`'s inverse): the tenant None when shared."""
+    tenant, scoped, own = target.partition(TENANT_SCOPE)
+    return (own, tenant) if scoped else (target, None)
 
 
 class FailMode(str, Enum):

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 import incident_loop.skills.metrics as metrics
 from incident_loop.breaker import Breaker
+from incident_loop.breaker.config import skill_target
 from incident_loop.settings import Settings, get_settings
 from incident_loop.skills.deterministic import backoff_delays, idempotency_key
 from incident_loop.skills.errors import SkillError, SkillInputError
@@ -157,7 +158,8 @@ class IdempotentSkill(Skill):
 
 class ExternalSkill(IdempotentSkill):
     """A skill whose effect leaves the system: every request goes through the target's breaker (the shared
-    DynamoDB breaker, `skill:<target>`), with bounded timeouts and deterministic retries (retrying.py)."""
+    DynamoDB breaker, `skill:<target>`, or `skill:<tenant>/<target>` for a tenant's own target), with bounded
+    timeouts and deterministic retries (retrying.py)."""
 
     backoff_base_s: ClassVar[float] = 0.5
     backoff_cap_s: ClassVar[float] = 8.0
@@ -197,16 +199,18 @@ class ExternalSkill(IdempotentSkill):
         return self.secret(name)
 
     def call(self, target: str, build: Callable[[int], HttpRequest], key: str | None,
-             delays: list[float] | None = None) -> Delivered:
+             delays: list[float] | None = None, *, tenant_id: str | None = None) -> Delivered:
         """One logical call to `target`: build(attempt) sent until it succeeds or may not be retried.
 
         The waits come from the idempotency key (the same key waits the same), unless `delays` are given.
+        `tenant_id`: the target is that tenant's own (its endpoint, its channel), and so is its breaker
+        (`skill:<tenant>/<target>`, breaker.config.skill_target): its failures refuse no other tenant's calls.
         """
         if delays is None:
             delays = backoff_delays(key or "", self.settings.skill_max_attempts - 1, self.backoff_base_s,
                                     self.backoff_cap_s)
         caller = Caller(self.transport, self.breaker_for, self.settings, sleep=self.sleep, clock=self.clock)
-        return caller.call(target, build, delays)
+        return caller.call(skill_target(target, tenant_id), build, delays)
 
     def call_budget_s(self) -> float:
         s = self.settings

@@ -13,7 +13,7 @@ from typing import Any
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 from incident_loop.breaker import BreakerState, Transition
-from incident_loop.breaker.config import SKILL_PREFIX
+from incident_loop.breaker.config import SKILL_PREFIX, split_skill_target
 from incident_loop.observability import metrics
 
 EXECUTIONS = "SkillExecutions"
@@ -54,9 +54,18 @@ def idempotency(skill: str, *, hit: bool, tenant_id: str) -> None:
     emit(IDEMPOTENCY_HITS if hit else IDEMPOTENCY_CONFLICTS, skill=skill, metadata={"tenant_id": tenant_id})
 
 
+def _target(target: str, metadata: dict[str, Any]) -> str:
+    """The target's dimension: a tenant's own target counts under the target (its host), the tenant as metadata."""
+    shared, tenant = split_skill_target(target)
+    if tenant is not None:
+        metadata["tenant_id"] = tenant
+    return shared
+
+
 def breaker_outcome(target: str, name: str, reason: str | None = None) -> None:
     """A failure, success or rejection recorded on a skill target's breaker."""
-    emit(name, target=target, metadata={"reason": reason} if reason else None)
+    meta: dict[str, Any] = {"reason": reason} if reason else {}
+    emit(name, target=_target(target, meta), metadata=meta)
 
 
 def on_transition(t: Transition) -> None:
@@ -66,9 +75,10 @@ def on_transition(t: Transition) -> None:
     """
     if not t.breaker.startswith(SKILL_PREFIX):
         return
-    target = t.breaker[len(SKILL_PREFIX):]
-    emit(BREAKER_STATE, STATE_VALUES[t.to_state], MetricUnit.Count, target=target)
+    meta: dict[str, Any] = {}
+    target = _target(t.breaker[len(SKILL_PREFIX):], meta)
+    emit(BREAKER_STATE, STATE_VALUES[t.to_state], MetricUnit.Count, target=target, metadata=meta)
     if t.to_state is BreakerState.OPEN:
-        emit(BREAKER_OPENS, target=target, metadata={"reason": t.reason})
+        emit(BREAKER_OPENS, target=target, metadata={**meta, "reason": t.reason})
     elif t.to_state is BreakerState.CLOSED:
-        emit(BREAKER_CLOSES, target=target, metadata={"reason": t.reason})
+        emit(BREAKER_CLOSES, target=target, metadata={**meta, "reason": t.reason})

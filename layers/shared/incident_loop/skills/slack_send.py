@@ -106,7 +106,8 @@ class SlackSendSkill(ExternalSkill):
             url = data.webhook_url or self.tenant_secret(data.webhook_parameter or "", ctx)
             target = ssrf.check(url, self.settings.webhook_allow_hosts, self.resolver)
             lane = "webhook:" + hashlib.sha256(url.encode()).hexdigest()[:16]
-            # Its own breaker: a tenant's failing webhook URL must not open the one every tenant's API posts share
+            # Its own breaker, the tenant's: a tenant's failing webhook URL must not open the API posts' breaker,
+            # nor another tenant's on the same host (hooks.slack.com)
             self._send(ctx, lane, url, {}, message, target.ip, breaker=f"slack-webhook:{target.netloc}")
             return SlackOutput(via="webhook", channel=data.channel, ts=None)
         parameter = data.token_parameter or self.settings.slack_token_parameter
@@ -150,7 +151,7 @@ class SlackSendSkill(ExternalSkill):
             return HttpRequest("POST", url, headers, body, connect_ip)
 
         try:
-            return self.call(breaker, build, ctx.key()).response
+            return self.call(breaker, build, ctx.key(), tenant_id=ctx.tenant_id).response
         finally:  # the next message an interval after this one was done, however long it took to arrive
             self._hold(ctx, lane)
 

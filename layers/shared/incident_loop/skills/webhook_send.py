@@ -131,7 +131,8 @@ class WebhookSendSkill(ExternalSkill):
             return HttpRequest("POST", data.url, signing.headers(keys, msg_id, stamp, body), body, target.ip)
 
         try:
-            sent = self.call(f"webhook:{target.netloc}", build, key, self.schedule_delays(key or msg_id, before + 1))
+            sent = self.call(f"webhook:{target.netloc}", build, key, self.schedule_delays(key or msg_id, before + 1),
+                             tenant_id=tenant)
         except (ExternalError, CircuitOpen) as exc:
             try:
                 self._failed(exc, tenant, data.url, target.netloc, msg_id, key, before)
