@@ -236,6 +236,16 @@ def test_the_scheduled_canary_runs_once_an_hour_even_when_it_fails(template: dic
     assert (props.get("EventInvokeConfig") or {}).get("MaximumRetryAttempts", 2) == 0
 
 
+def test_bridge_one_runs_a_bounded_number_of_batches_at_once(template: dict[str, Any]) -> None:
+    """In a storm of one failure every pattern batch waits for one key's lock: uncapped, SQS scales toward 1,250
+    batches at once and the last wait past the lock_timeout (docs/benchmarks.md, `bench storm`)."""
+    [event] = _events(template["Resources"]["MatchPatternFunction"], "SQS")
+    assert event["ScalingConfig"]["MaximumConcurrency"] == {"Ref": "PatternMaxConcurrency"}
+    parameter = template["Parameters"]["PatternMaxConcurrency"]
+    assert 2 <= parameter["MinValue"] <= parameter["Default"] <= parameter["MaxValue"] <= 1000  # SQS's bounds
+    assert parameter["Default"] <= 85  # at most half the lock_timeout for the last batch at the measured hold time
+
+
 def test_cfn_lint_passes() -> None:
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     command = str(cfn_lint) if cfn_lint.exists() else shutil.which("cfn-lint")
