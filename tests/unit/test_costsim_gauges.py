@@ -7,6 +7,7 @@ that takes V2 down, never for a breaker coming back up.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,14 +21,18 @@ from moto import mock_aws
 
 from incident_loop import breaker_alerts
 from incident_loop.breaker import (
+    AnyOf,
     Breaker,
     BreakerRecord,
     BreakerState,
+    ConsecutiveFailures,
+    Drift,
     DynamoBreakerStore,
     MemoryHistory,
     config_for,
     ensure_table,
 )
+from incident_loop.breaker.rules import p95_min_samples
 from incident_loop.costsim import service
 from incident_loop_dev.local.cloud import scheduled_event
 from incident_loop_dev.local.runner import FakeContext, handler_module
@@ -158,6 +163,26 @@ def test_the_drift_gauge_waits_for_a_p95_that_is_not_the_largest_sample(
     service._emit_breaker_gauges(breaker)
     fed = values(flushed(capsys), "CostSimDriftP95")
     assert fed == ([0.01] if emitted else [])
+
+
+def test_the_drift_gauge_waits_for_as_many_samples_as_the_breakers_own_rule(
+        costsim_v2: tuple[Breaker, Clock], capsys: pytest.CaptureFixture[str]) -> None:
+    """The gauge pages on what would trip: a costsim-v2 configured with a Drift of another minimum is gauged at that
+    minimum, not at the default's."""
+    breaker, _ = costsim_v2
+    breaker.config = dataclasses.replace(
+        breaker.config, rule=AnyOf((Drift(min_samples=30), ConsecutiveFailures(5, None))))
+    assert p95_min_samples(breaker.config.rule) == 30 and p95_min_samples(ConsecutiveFailures(5, None)) is None
+    for value in [0.01] * 24 + [0.5]:
+        breaker.report_drift(value)
+    flushed(capsys)
+    service._emit_breaker_gauges(breaker)
+    assert values(flushed(capsys), "CostSimDriftP95") == []  # 25 samples: enough for the default, not for this rule
+    for _ in range(5):
+        breaker.report_drift(0.01)
+    flushed(capsys)
+    service._emit_breaker_gauges(breaker)
+    assert values(flushed(capsys), "CostSimDriftP95") == [0.01]
 
 
 def test_an_operators_disable_is_no_trip_it_files_no_incident_and_counts_toward_no_rapid_trips(

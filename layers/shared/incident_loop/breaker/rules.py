@@ -69,6 +69,15 @@ class ConsecutiveFailures:
 MIN_P95_SAMPLES = 20
 
 
+def p95_min_samples(rule: object) -> int | None:
+    """The fewest drift samples over which `rule` judges their p95 (a Drift's, or the least of an AnyOf's Drifts),
+    or None when it judges none: what a gauge of that p95 waits for too, so the gauge pages on what trips."""
+    if isinstance(rule, Drift):
+        return rule.min_samples if rule.p95_threshold is not None else None
+    found = [n for n in map(p95_min_samples, getattr(rule, "rules", ())) if n is not None]
+    return min(found, default=None)
+
+
 @dataclass(frozen=True)
 class Drift:
     """Seed 001 (CostSim V2): p95 drift over the last `window` samples above `p95_threshold`, or

@@ -9,7 +9,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from incident_loop import breakers
 from incident_loop.alerts import enqueue
 from incident_loop.breaker import Breaker
-from incident_loop.breaker.rules import MIN_P95_SAMPLES
+from incident_loop.breaker.rules import MIN_P95_SAMPLES, p95_min_samples
 from incident_loop.breaker_alerts import last_costsim_incident, reconcile_costsim_incidents
 from incident_loop.costsim.canary import canary_reports, run_canary
 from incident_loop.costsim.models import drift
@@ -110,7 +110,8 @@ def _emit_breaker_gauges(guard: Any) -> None:
         current = guard.status(fresh=False)
     except Exception:  # noqa: BLE001 - a gauge is not worth failing a simulation for
         return
-    if current.drift_p95 is not None and current.drift_samples >= MIN_P95_SAMPLES:  # before, the largest sample
+    least = p95_min_samples(guard.config.rule)  # the breaker's own rule: over fewer, the p95 is the largest sample
+    if current.drift_p95 is not None and current.drift_samples >= (MIN_P95_SAMPLES if least is None else least):
         metrics.add_metric(name="CostSimDriftP95", unit=MetricUnit.NoUnit, value=current.drift_p95)
     metrics.add_metric(name="CostSimConsecutiveFailures", unit=MetricUnit.Count,
                        value=current.consecutive_drift_failures)
