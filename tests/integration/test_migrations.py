@@ -198,6 +198,69 @@ def _with_one_more(tmp_path: Path, sql: str) -> Path:
     return tmp_path
 
 
+def _index_valid(url: str, name: str) -> bool | None:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                           " WHERE c.relname = %s", (name,)).fetchone()
+    return None if row is None else bool(row[0])
+
+
+def _recorded(url: str) -> list[int]:
+    with psycopg.connect(url) as conn:
+        return [r[0] for r in conn.execute("SELECT version FROM schema_migrations ORDER BY version").fetchall()]
+
+
+CONCURRENT_INDEX = (f"{migrate.NO_TRANSACTION}\n-- an index on a table that is written to, built without blocking"
+                    " its writers\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_fm_run_once"
+                    " ON failure_matches (run_id);\n")
+
+
+def test_a_no_transaction_migration_builds_an_index_concurrently_and_is_recorded_once(
+        empty_db_url: str, tmp_path: Path) -> None:
+    """CREATE INDEX CONCURRENTLY cannot run in a transaction block: marked, it runs by itself, then is recorded."""
+    migrate.apply(empty_db_url)
+    directory = _with_one_more(tmp_path, CONCURRENT_INDEX)
+    last = sorted(p.name for p in directory.glob("*.sql"))[-1]
+    assert not migrate.discover(directory)[-1].transactional and migrate.discover(directory)[0].transactional
+    assert migrate.apply(empty_db_url, directory, _Clock(30.0)) == [last]
+    assert _index_valid(empty_db_url, "idx_fm_run_once") is True
+    assert _recorded(empty_db_url)[-1] == len(migrate.discover(directory))
+    assert migrate.apply(empty_db_url, directory) == []
+
+
+def test_a_concurrent_build_that_failed_is_dropped_and_built_again_by_the_next_run(
+        empty_db_url: str, tmp_path: Path) -> None:
+    """A unique index over duplicate rows fails half-built: PostgreSQL keeps it INVALID (IF NOT EXISTS would then
+    skip it for ever). The run fails unrecorded; once the rows are fixed, the next run drops it and builds it."""
+    migrate.apply(empty_db_url)
+    directory = _with_one_more(tmp_path, CONCURRENT_INDEX)
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:  # the owner: row-level security does not apply
+        for _ in range(2):
+            conn.execute("INSERT INTO failure_matches (id, run_id, tenant_id, error_code)"
+                         " VALUES (gen_random_uuid(), 'run-1', 'tenant-a', 'E1')")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        migrate.apply(empty_db_url, directory)
+    assert _index_valid(empty_db_url, "idx_fm_run_once") is False
+    assert _recorded(empty_db_url)[-1] == len(migrate.discover(directory)) - 1
+    with psycopg.connect(empty_db_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM failure_matches WHERE id = (SELECT id FROM failure_matches LIMIT 1)")
+    last = sorted(p.name for p in directory.glob("*.sql"))[-1]
+    assert migrate.apply(empty_db_url, directory) == [last]
+    assert _index_valid(empty_db_url, "idx_fm_run_once") is True
+
+
+def test_a_no_transaction_migration_of_two_statements_is_refused_with_the_rule(
+        empty_db_url: str, tmp_path: Path) -> None:
+    migrate.apply(empty_db_url)
+    directory = _with_one_more(tmp_path, f"{migrate.NO_TRANSACTION}\n"
+                               "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_a ON failure_matches (run_id);\n"
+                               "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_b ON failure_matches (tenant_id);\n")
+    with pytest.raises(migrate.MigrationError, match="must be one statement"):
+        migrate.apply(empty_db_url, directory)
+    assert _index_valid(empty_db_url, "idx_a") is None
+    assert _recorded(empty_db_url)[-1] < len(migrate.discover(directory))
+
+
 class _Clock:
     """A deadline `seconds` from now, as a Lambda context counts it down."""
 

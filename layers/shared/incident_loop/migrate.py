@@ -1,4 +1,12 @@
-"""Plain-SQL migrations: numbered files applied in order, under an advisory lock, with checksums."""
+"""Plain-SQL migrations: numbered files applied in order, under an advisory lock, with checksums.
+
+Each file runs in one transaction with its record in schema_migrations, except a file whose first line is
+NO_TRANSACTION: one statement that may not run in a transaction block, above all `CREATE INDEX CONCURRENTLY IF
+NOT EXISTS` (an index on a table that is written to, built without blocking its writers). It runs by itself and is
+recorded once it has succeeded; a concurrent build that failed (a lock waited for too long, a duplicate for a
+unique index) leaves its index INVALID, which the next run drops before building it again. Write it with IF NOT
+EXISTS: a run that dies between the statement and its record runs it again.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +27,7 @@ from incident_loop.settings import get_settings
 # Any constant works; it only has to be the same for every runner of this schema.
 ADVISORY_LOCK_KEY = 0x1C1DE47
 FILE_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+NO_TRANSACTION = "-- migrate: no-transaction"
 
 
 class MigrationError(RuntimeError):
@@ -38,6 +47,11 @@ class Migration:
     @property
     def filename(self) -> str:
         return f"{self.version:04d}_{self.name}.sql"
+
+    @property
+    def transactional(self) -> bool:
+        """False for a file whose first line is NO_TRANSACTION (see the module's docstring)."""
+        return self.sql.lstrip().split("\n", 1)[0].strip() != NO_TRANSACTION
 
 
 def default_dir() -> Path:
@@ -106,29 +120,66 @@ def _lock(conn: psycopg.Connection[Any], time_left_ms: Callable[[], int] | None)
         time.sleep(RETRY_PAUSE_S)
 
 
+_BOUNDS_SQL = ("SELECT set_config('lock_timeout', %(lock)s, {local}),"
+               " set_config('statement_timeout', %(statement)s, {local})")
+_RECORD_SQL = "INSERT INTO schema_migrations (version, name, checksum) VALUES (%(version)s, %(name)s, %(checksum)s)"
+# Indexes a failed concurrent build left behind (not valid), in the migrations' schema.
+_INVALID_INDEXES_SQL = """SELECT format('%I.%I', n.nspname, c.relname) AS qualified, c.relname AS name
+  FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE NOT i.indisvalid AND n.nspname = current_schema()"""
+
+
+def _bounds(budget: int | None) -> dict[str, str]:
+    return {} if budget is None else {"lock": str(min(LOCK_TIMEOUT_MS, budget)), "statement": str(budget)}
+
+
 def _apply_one(conn: psycopg.Connection[Any], migration: Migration, time_left_ms: Callable[[], int] | None) -> None:
-    """One migration and its record, in one transaction; with a deadline, each lock waited for at most
-    LOCK_TIMEOUT_MS (then released, and tried again while time is left) and no statement past the deadline."""
+    """One migration and its record, in one transaction (or, marked NO_TRANSACTION, by itself and then its record);
+    with a deadline, each lock waited for at most LOCK_TIMEOUT_MS (then released, and tried again while time is
+    left) and no statement past the deadline."""
     while True:
         budget = _left(time_left_ms, migration.filename)
         try:
+            if not migration.transactional:
+                _apply_alone(conn, migration, budget)
+                return
             with conn.transaction():
                 if budget is not None:
-                    conn.execute("SELECT set_config('lock_timeout', %(lock)s, true),"
-                                 " set_config('statement_timeout', %(statement)s, true)",
-                                 {"lock": str(min(LOCK_TIMEOUT_MS, budget)), "statement": str(budget)})
+                    conn.execute(_BOUNDS_SQL.format(local="true"), _bounds(budget))
                 conn.execute(migration.sql.encode())
-                conn.execute(
-                    "INSERT INTO schema_migrations (version, name, checksum)"
-                    " VALUES (%(version)s, %(name)s, %(checksum)s)",
-                    {"version": migration.version, "name": migration.name, "checksum": migration.checksum},
-                )
+                conn.execute(_RECORD_SQL, _record(migration))
             return
         except psycopg.errors.LockNotAvailable:
             if budget is None:  # no deadline of ours: the session's own lock_timeout ended the wait
                 raise
             logger.warning("migration waited too long for a lock; trying again", migration=migration.filename)
             time.sleep(RETRY_PAUSE_S)
+
+
+def _record(migration: Migration) -> dict[str, Any]:
+    return {"version": migration.version, "name": migration.name, "checksum": migration.checksum}
+
+
+def _apply_alone(conn: psycopg.Connection[Any], migration: Migration, budget: int | None) -> None:
+    """A NO_TRANSACTION migration: the INVALID indexes it names (a concurrent build of it that failed) dropped,
+    its one statement run outside any transaction block (autocommit), then its record."""
+    for row in conn.execute(_INVALID_INDEXES_SQL).fetchall():
+        if re.search(rf"\b{re.escape(row['name'])}\b", migration.sql):
+            logger.warning("dropping an index a failed concurrent build left", index=row["qualified"],
+                           migration=migration.filename)
+            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {row['qualified']}")
+    if budget is not None:
+        conn.execute(_BOUNDS_SQL.format(local="false"), _bounds(budget))
+    try:
+        conn.execute(migration.sql.encode())
+    except psycopg.errors.ActiveSqlTransaction as exc:
+        raise MigrationError(f"{migration.filename} is marked {NO_TRANSACTION!r}: it must be one statement "
+                             f"(several run as one transaction block): {exc}") from exc
+    finally:
+        if budget is not None:
+            conn.execute("RESET lock_timeout")
+            conn.execute("RESET statement_timeout")
+    conn.execute(_RECORD_SQL, _record(migration))
 
 
 def apply(dsn: str | None = None, directory: Path | None = None,
