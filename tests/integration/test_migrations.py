@@ -191,6 +191,7 @@ def test_policies_activated_before_0025_keep_the_graduation_gate_they_earned(emp
 
 def _with_one_more(tmp_path: Path, sql: str) -> Path:
     """The shipped migrations and one more (the next version)."""
+    tmp_path.mkdir(exist_ok=True)
     shipped = sorted((ROOT / "migrations").glob("*.sql"))
     for path in shipped:
         shutil.copy(path, tmp_path / path.name)
@@ -211,7 +212,7 @@ def _recorded(url: str) -> list[int]:
 
 
 CONCURRENT_INDEX = (f"{migrate.NO_TRANSACTION}\n-- an index on a table that is written to, built without blocking"
-                    " its writers\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS idx_fm_run_once"
+                    " its writers\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS {name}"
                     " ON failure_matches (run_id);\n")
 
 
@@ -219,7 +220,7 @@ def test_a_no_transaction_migration_builds_an_index_concurrently_and_is_recorded
         empty_db_url: str, tmp_path: Path) -> None:
     """CREATE INDEX CONCURRENTLY cannot run in a transaction block: marked, it runs by itself, then is recorded."""
     migrate.apply(empty_db_url)
-    directory = _with_one_more(tmp_path, CONCURRENT_INDEX)
+    directory = _with_one_more(tmp_path, CONCURRENT_INDEX.format(name="idx_fm_run_once"))
     last = sorted(p.name for p in directory.glob("*.sql"))[-1]
     assert not migrate.discover(directory)[-1].transactional and migrate.discover(directory)[0].transactional
     assert migrate.apply(empty_db_url, directory, _Clock(30.0)) == [last]
@@ -228,25 +229,47 @@ def test_a_no_transaction_migration_builds_an_index_concurrently_and_is_recorded
     assert migrate.apply(empty_db_url, directory) == []
 
 
-def test_a_concurrent_build_that_failed_is_dropped_and_built_again_by_the_next_run(
-        empty_db_url: str, tmp_path: Path) -> None:
-    """A unique index over duplicate rows fails half-built: PostgreSQL keeps it INVALID (IF NOT EXISTS would then
-    skip it for ever). The run fails unrecorded; once the rows are fixed, the next run drops it and builds it."""
+def test_with_a_deadline_a_concurrent_build_waits_for_the_tables_writers_as_long_as_time_is_left(
+        empty_db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A concurrent build waits for every transaction that wrote to its table (PostgreSQL counts that as a lock
+    wait). Held to LOCK_TIMEOUT_MS, a write lasting longer failed the build after its work, INVALID, to start again
+    from nothing; it may wait for the time the run has left."""
     migrate.apply(empty_db_url)
-    directory = _with_one_more(tmp_path, CONCURRENT_INDEX)
+    directory = _with_one_more(tmp_path, CONCURRENT_INDEX.format(name="idx_fm_run_once"))
+    monkeypatch.setattr(migrate, "LOCK_TIMEOUT_MS", 200)
+    with psycopg.connect(empty_db_url) as writer:
+        writer.execute("INSERT INTO failure_matches (id, run_id, tenant_id, error_code)"
+                       " VALUES (gen_random_uuid(), 'run-1', 'tenant-a', 'E1')")  # open, for a second
+        threading.Timer(1.0, writer.commit).start()
+        started = time.monotonic()
+        applied = migrate.apply(empty_db_url, directory, _Clock(30.0))
+        waited = time.monotonic() - started
+    assert applied == [sorted(p.name for p in directory.glob("*.sql"))[-1]] and waited >= 0.8
+    assert _index_valid(empty_db_url, "idx_fm_run_once") is True
+
+
+@pytest.mark.parametrize("spelled", ["idx_fm_run_once", "Idx_FM_Run_Once", '"Idx Run Once"'])
+def test_a_concurrent_build_that_failed_is_dropped_and_built_again_by_the_next_run(
+        empty_db_url: str, tmp_path: Path, spelled: str) -> None:
+    """A unique index over duplicate rows fails half-built: PostgreSQL keeps it INVALID (IF NOT EXISTS would then
+    skip it for ever). The run fails unrecorded; once the rows are fixed, the next run drops it and builds it,
+    however the file spells its name (unquoted names fold to lower case, quoted ones are kept as written)."""
+    migrate.apply(empty_db_url)
+    directory = _with_one_more(tmp_path, CONCURRENT_INDEX.format(name=spelled))
+    stored = spelled[1:-1] if spelled.startswith('"') else spelled.lower()
     with psycopg.connect(empty_db_url, autocommit=True) as conn:  # the owner: row-level security does not apply
         for _ in range(2):
             conn.execute("INSERT INTO failure_matches (id, run_id, tenant_id, error_code)"
                          " VALUES (gen_random_uuid(), 'run-1', 'tenant-a', 'E1')")
     with pytest.raises(psycopg.errors.UniqueViolation):
         migrate.apply(empty_db_url, directory)
-    assert _index_valid(empty_db_url, "idx_fm_run_once") is False
+    assert _index_valid(empty_db_url, stored) is False
     assert _recorded(empty_db_url)[-1] == len(migrate.discover(directory)) - 1
     with psycopg.connect(empty_db_url, autocommit=True) as conn:
         conn.execute("DELETE FROM failure_matches WHERE id = (SELECT id FROM failure_matches LIMIT 1)")
     last = sorted(p.name for p in directory.glob("*.sql"))[-1]
     assert migrate.apply(empty_db_url, directory) == [last]
-    assert _index_valid(empty_db_url, "idx_fm_run_once") is True
+    assert _index_valid(empty_db_url, stored) is True
 
 
 def test_a_no_transaction_migration_of_two_statements_is_refused_with_the_rule(
@@ -255,9 +278,14 @@ def test_a_no_transaction_migration_of_two_statements_is_refused_with_the_rule(
     directory = _with_one_more(tmp_path, f"{migrate.NO_TRANSACTION}\n"
                                "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_a ON failure_matches (run_id);\n"
                                "CREATE INDEX CONCURRENTLY IF NOT EXISTS idx_b ON failure_matches (tenant_id);\n")
-    with pytest.raises(migrate.MigrationError, match="must be one statement"):
+    with pytest.raises(migrate.MigrationError, match="must hold one statement"):
         migrate.apply(empty_db_url, directory)
     assert _index_valid(empty_db_url, "idx_a") is None
+    plain = _with_one_more(tmp_path / "plain", f"{migrate.NO_TRANSACTION}\nCREATE INDEX idx_c ON failure_matches"
+                           " (run_id);\nCREATE INDEX idx_d ON failure_matches (tenant_id);\n")
+    with pytest.raises(migrate.MigrationError, match="must hold one statement"):  # refused even where PG would not
+        migrate.apply(empty_db_url, plain)
+    assert _index_valid(empty_db_url, "idx_c") is None
     assert _recorded(empty_db_url)[-1] < len(migrate.discover(directory))
 
 

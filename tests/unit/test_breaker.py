@@ -435,6 +435,7 @@ def test_a_tenants_own_target_breaker_raises_a_p3_with_the_tenant_and_a_shared_o
     assert own == "skill:acme/webhook:hooks.example.com:443"
     assert split_skill_target("acme/webhook:hooks.example.com:443") == ("webhook:hooks.example.com:443", "acme")
     assert split_skill_target("voyage") == ("voyage", None) and skill_target("voyage") == "voyage"
+    assert split_skill_target(skill_target("slack", "acme/eu")) == ("slack", "acme/eu")  # a legacy id with "/"
     records = [BreakerRecord(name=own, state=BreakerState.OPEN, opened_at=now - 60, changed_at=now - 60),
                BreakerRecord(name="skill:voyage", state=BreakerState.OPEN, opened_at=now - 60, changed_at=now - 60),
                BreakerRecord(name="catalog-persist", state=BreakerState.CLOSED, changed_at=now - 30)]
@@ -445,6 +446,29 @@ def test_a_tenants_own_target_breaker_raises_a_p3_with_the_tenant_and_a_shared_o
     assert (alerts["skill:voyage"].name, alerts["skill:voyage"].severity) == ("CircuitBreakerOpen", "P1")
     closed = alerts["catalog-persist"]
     assert (closed.name, closed.severity) == ("CircuitBreakerOpen", "P1") and closed.ends_at is not None
+
+
+def test_an_open_breaker_nobody_calls_any_more_stops_paging_once_idle_past_its_cooldown() -> None:
+    """An OPEN breaker moves on only when called: one whose target is no longer used (an endpoint a tenant dropped,
+    the host-wide skill breakers before they became the tenants') was re-sent as a firing page every minute for
+    ever. An hour after its cooldown ended its alert is resolved, once (for RESOLVED_FOR_S), then nothing."""
+    from incident_loop.breaker_alerts import IDLE_AFTER_S, RESOLVED_FOR_S, standing
+
+    now = 1_800_000_000.0
+
+    def opened(name: str, ago: float) -> BreakerRecord:
+        return BreakerRecord(name=name, state=BreakerState.OPEN, opened_at=now - ago, changed_at=now - ago,
+                             cooldown_until=now - ago + 60, reason="5 consecutive failures")
+
+    records = [opened("skill:fresh", 600), opened("skill:lately-idle", IDLE_AFTER_S + 60 + 300),
+               opened("skill:long-idle", IDLE_AFTER_S + 60 + RESOLVED_FOR_S + 60),
+               BreakerRecord(name="skill:probing", state=BreakerState.HALF_OPEN, changed_at=now - 30,
+                             probe_deadline=now + 30)]
+    alerts = {a.labels["breaker"]: a for a in standing(records, now)}
+    assert sorted(alerts) == ["skill:fresh", "skill:lately-idle", "skill:probing"]
+    assert alerts["skill:fresh"].ends_at is None and alerts["skill:probing"].ends_at is None
+    idle = alerts["skill:lately-idle"]
+    assert idle.ends_at == datetime.fromtimestamp(now - 300, UTC) and idle.severity == "P1"
 
 
 def test_a_transition_whose_put_response_was_lost_and_retried_is_still_won(

@@ -61,7 +61,8 @@ RESOLVED_FOR_S = 15 * 60
 
 def standing(records: Iterable[BreakerRecord], now: float) -> list[Alert]:
     """What Alertmanager should show, from the breakers as they are: a firing alert for each breaker that is
-    not CLOSED (open, half-open or disabled), and the resolution of each that closed in the last RESOLVED_FOR_S.
+    not CLOSED (open, half-open or disabled), and the resolution of each that closed in the last RESOLVED_FOR_S,
+    or that went idle then (open, and not called for IDLE_AFTER_S since its cooldown ended).
 
     Sent every minute by the reconciler (alert_worker's schedule), so an alert does not hang on the one message
     a transition's hook queued: a hook that failed once left an outage silent, and Alertmanager, which ends a
@@ -71,7 +72,13 @@ def standing(records: Iterable[BreakerRecord], now: float) -> list[Alert]:
     alerts = []
     for record in records:
         state = record.effective_state(now)
-        if state != BreakerState.CLOSED:
+        idle_since = _idle_since(record, state)
+        if idle_since is not None and now >= idle_since:
+            if now - idle_since <= RESOLVED_FOR_S:
+                idle = _at(idle_since)
+                alerts.append(_breaker_alert(record.name, BreakerState.OPEN, None, idle).resolved(
+                    f"{record.name} has not been called since its cooldown ended; its next call probes it", idle))
+        elif state != BreakerState.CLOSED:
             since = record.opened_at or record.changed_at or now
             alerts.append(_breaker_alert(record.name, state, record.reason, _at(since)))
         elif (closed_at := _closed_at(record)) is not None and now - closed_at <= RESOLVED_FOR_S:
@@ -116,6 +123,21 @@ def _costsim_gauges(records: Iterable[BreakerRecord], now: float) -> None:
                                value=0 if state == BreakerState.CLOSED else 1)
             metrics.add_metric(name="CostSimConsecutiveFailures", unit=MetricUnit.Count,
                                value=record.consecutive_drift_failures if state in DOWN else 0)
+
+
+# An open breaker nobody has called for this long after its cooldown ended (its target no longer used: an endpoint a
+# tenant dropped, a breaker renamed) says nothing about its target any more: its alert is resolved. The next call
+# probes it, and a failure opens it again, with a new alert.
+IDLE_AFTER_S = 60 * 60
+
+
+def _idle_since(record: BreakerRecord, state: BreakerState) -> float | None:
+    """When an OPEN or HALF_OPEN breaker went idle (IDLE_AFTER_S after its last change, its cooldown's end or its
+    probe's deadline, whichever is last), or None for one in another state or with no times."""
+    if state not in (BreakerState.OPEN, BreakerState.HALF_OPEN):
+        return None
+    moments = [t for t in (record.changed_at, record.cooldown_until, record.probe_deadline) if t is not None]
+    return max(moments) + IDLE_AFTER_S if moments else None
 
 
 def _closed_at(record: BreakerRecord) -> float | None:

@@ -4,12 +4,13 @@ Each file runs in one transaction with its record in schema_migrations, except a
 NO_TRANSACTION: one statement that may not run in a transaction block, above all `CREATE INDEX CONCURRENTLY IF
 NOT EXISTS` (an index on a table that is written to, built without blocking its writers). It runs by itself and is
 recorded once it has succeeded; a concurrent build that failed (a lock waited for too long, a duplicate for a
-unique index) leaves its index INVALID, which the next run drops before building it again. Write it with IF NOT
-EXISTS: a run that dies between the statement and its record runs it again.
+unique index) leaves its index INVALID and the run fails, and the next run drops that index before building it
+again. Write it with IF NOT EXISTS: a run that dies between the statement and its record runs it again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import re
 import time
@@ -123,14 +124,19 @@ def _lock(conn: psycopg.Connection[Any], time_left_ms: Callable[[], int] | None)
 _BOUNDS_SQL = ("SELECT set_config('lock_timeout', %(lock)s, {local}),"
                " set_config('statement_timeout', %(statement)s, {local})")
 _RECORD_SQL = "INSERT INTO schema_migrations (version, name, checksum) VALUES (%(version)s, %(name)s, %(checksum)s)"
-# Indexes a failed concurrent build left behind (not valid), in the migrations' schema.
-_INVALID_INDEXES_SQL = """SELECT format('%I.%I', n.nspname, c.relname) AS qualified, c.relname AS name
+# The index a concurrent build names and its table: CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON
+# [ONLY] [schema.]table (an index lives in its table's schema).
+_IDENTIFIER = r'(?:"[^"]+"|\w+)'
+_CONCURRENT_INDEX = re.compile(rf"\bINDEX\s+CONCURRENTLY\s+(?:IF\s+NOT\s+EXISTS\s+)?({_IDENTIFIER})\s+ON\s+"
+                               rf"(?:ONLY\s+)?({_IDENTIFIER}(?:\.{_IDENTIFIER})?)", re.I)
+_INDEX_SQL = """SELECT format('%%I.%%I', n.nspname, c.relname) AS qualified, i.indisvalid AS valid
   FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE NOT i.indisvalid AND n.nspname = current_schema()"""
+ WHERE c.relname = %(name)s AND i.indrelid = to_regclass(%(table)s)"""
 
 
-def _bounds(budget: int | None) -> dict[str, str]:
-    return {} if budget is None else {"lock": str(min(LOCK_TIMEOUT_MS, budget)), "statement": str(budget)}
+def _bounds(budget: int | None, lock_ms: int | None = None) -> dict[str, str]:
+    lock = LOCK_TIMEOUT_MS if lock_ms is None else lock_ms
+    return {} if budget is None else {"lock": str(min(lock, budget)), "statement": str(budget)}
 
 
 def _apply_one(conn: psycopg.Connection[Any], migration: Migration, time_left_ms: Callable[[], int] | None) -> None:
@@ -139,10 +145,10 @@ def _apply_one(conn: psycopg.Connection[Any], migration: Migration, time_left_ms
     left) and no statement past the deadline."""
     while True:
         budget = _left(time_left_ms, migration.filename)
+        if not migration.transactional:
+            _apply_alone(conn, migration, budget)
+            return
         try:
-            if not migration.transactional:
-                _apply_alone(conn, migration, budget)
-                return
             with conn.transaction():
                 if budget is not None:
                     conn.execute(_BOUNDS_SQL.format(local="true"), _bounds(budget))
@@ -160,25 +166,50 @@ def _record(migration: Migration) -> dict[str, Any]:
     return {"version": migration.version, "name": migration.name, "checksum": migration.checksum}
 
 
+def _statements(sql: str) -> int:
+    """How many statements the SQL holds (comment lines left out; a ';' inside a string would count too)."""
+    code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    return sum(1 for part in code.split(";") if part.strip())
+
+
+def _index(conn: psycopg.Connection[Any], sql: str) -> tuple[str, bool] | None:
+    """The index a concurrent build in `sql` names, if it exists: (its qualified name, whether it is valid)."""
+    named = _CONCURRENT_INDEX.search(sql)
+    if named is None:
+        return None
+    name, table = named.groups()  # unquoted, a name is folded to lower case; quoted, kept as written
+    row = conn.execute(_INDEX_SQL, {"name": name[1:-1] if name.startswith('"') else name.lower(),
+                                    "table": table}).fetchone()
+    return None if row is None else (row["qualified"], bool(row["valid"]))
+
+
 def _apply_alone(conn: psycopg.Connection[Any], migration: Migration, budget: int | None) -> None:
-    """A NO_TRANSACTION migration: the INVALID indexes it names (a concurrent build of it that failed) dropped,
-    its one statement run outside any transaction block (autocommit), then its record."""
-    for row in conn.execute(_INVALID_INDEXES_SQL).fetchall():
-        if re.search(rf"\b{re.escape(row['name'])}\b", migration.sql):
-            logger.warning("dropping an index a failed concurrent build left", index=row["qualified"],
-                           migration=migration.filename)
-            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {row['qualified']}")
+    """A NO_TRANSACTION migration: its one statement outside any transaction block (autocommit), then its record.
+
+    The index it builds, left INVALID by a build that failed before, is dropped first (IF NOT EXISTS would skip it);
+    one it leaves INVALID fails the run unrecorded. With a deadline, every wait (a concurrent build waits for the
+    table's writers and old snapshots, which PostgreSQL counts as lock waits) may take the time left, not
+    LOCK_TIMEOUT_MS: a build stopped late would leave an INVALID index to be built again from the start."""
+    if _statements(migration.sql) != 1:
+        raise MigrationError(f"{migration.filename} is marked {NO_TRANSACTION!r}: it must hold one statement")
     if budget is not None:
-        conn.execute(_BOUNDS_SQL.format(local="false"), _bounds(budget))
+        conn.execute(_BOUNDS_SQL.format(local="false"), _bounds(budget, lock_ms=budget))
     try:
+        left = _index(conn, migration.sql)
+        if left is not None and not left[1]:
+            logger.warning("dropping an index a failed concurrent build left", index=left[0],
+                           migration=migration.filename)
+            conn.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {left[0]}")
         conn.execute(migration.sql.encode())
-    except psycopg.errors.ActiveSqlTransaction as exc:
-        raise MigrationError(f"{migration.filename} is marked {NO_TRANSACTION!r}: it must be one statement "
-                             f"(several run as one transaction block): {exc}") from exc
+        built = _index(conn, migration.sql)
+        if built is not None and not built[1]:
+            raise MigrationError(f"{migration.filename}: index {built[0]} is INVALID after its build; the next run "
+                                 "drops it and builds it again")
     finally:
-        if budget is not None:
-            conn.execute("RESET lock_timeout")
-            conn.execute("RESET statement_timeout")
+        if budget is not None and not conn.broken:
+            with contextlib.suppress(psycopg.Error):  # the statement's own error, if any, is the one to see
+                conn.execute("RESET lock_timeout")
+                conn.execute("RESET statement_timeout")
     conn.execute(_RECORD_SQL, _record(migration))
 
 

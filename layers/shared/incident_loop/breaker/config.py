@@ -24,7 +24,7 @@ def skill_target(target: str, tenant_id: str | None = None) -> str:
 
 def split_skill_target(target: str) -> tuple[str, str | None]:
     """(target, tenant) of a skill breaker's target (`skill_target`'s inverse): the tenant None when shared."""
-    tenant, scoped, own = target.partition(TENANT_SCOPE)
+    tenant, scoped, own = target.rpartition(TENANT_SCOPE)  # a target never holds "/": the tenant is all before it
     return (own, tenant) if scoped else (target, None)
 
 

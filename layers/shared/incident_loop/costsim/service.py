@@ -108,9 +108,9 @@ def _emit_breaker_gauges(guard: Any) -> None:
     """The gauges the seed's drift and breaker alarms watch, from the breaker's (cached) state."""
     try:
         current = guard.status(fresh=False)
+        least = p95_min_samples(guard.config.rule)  # the breaker's own rule: over fewer, the p95 is the largest sample
     except Exception:  # noqa: BLE001 - a gauge is not worth failing a simulation for
         return
-    least = p95_min_samples(guard.config.rule)  # the breaker's own rule: over fewer, the p95 is the largest sample
     if current.drift_p95 is not None and current.drift_samples >= (MIN_P95_SAMPLES if least is None else least):
         metrics.add_metric(name="CostSimDriftP95", unit=MetricUnit.NoUnit, value=current.drift_p95)
     metrics.add_metric(name="CostSimConsecutiveFailures", unit=MetricUnit.Count,
