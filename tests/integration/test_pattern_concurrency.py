@@ -11,14 +11,16 @@ from typing import Any
 
 import pytest
 
-from incident_loop import db
-from incident_loop.grouping.matcher import decide
+from incident_loop import db, settings
+from incident_loop.grouping.matcher import candidate_key, decide
 from incident_loop.grouping.memory_index import MemoryPatternIndex
+from incident_loop.grouping.normalise import normalise
 from incident_loop.loop import ingest, match_pattern, stage
 from incident_loop.loop.stage import process_batch
 from incident_loop.schemas.envelope import Envelope
 from incident_loop.schemas.incident import IncidentMessage
 from incident_loop.schemas.loop.enums import LoopStage
+from incident_loop.stores.patterns import lock_keys
 from incident_loop.stores.unit_of_work import PostgresUnitOfWork
 
 A = "disk full on volume 7"
@@ -274,3 +276,27 @@ def test_two_tenants_in_two_batches_in_opposite_orders_do_not_deadlock(
     _pausing(monkeypatch)
     first, second = _at_once(worker, [[a1, b1], [b2, a2]])
     assert _failed(first + second) == [] and alone == []
+
+
+def test_one_tenants_keys_held_elsewhere_fail_its_envelopes_and_no_other_tenants(
+        worker: Worker, tenant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A storm of tenant A's failure holds A's candidate key (another container's long batch): a batch holding A's
+    envelope and tenant B's waited past lock_timeout and failed both, and B's, failing again on every receive, was
+    dead-lettered for A's storm. Each tenant's envelopes are run apart then: A's waits, B's goes through."""
+    monkeypatch.setenv("DB_LOCK_TIMEOUT_MS", "300")
+    settings.get_settings.cache_clear()
+    other = f"{tenant}-b"
+    [env_a] = worker.report(tenant, [A])
+    [env_b] = worker.report(other, [B])
+    holder = db.connect(worker.url)
+    try:
+        with db.transaction(holder, tenant_id=tenant):
+            lock_keys(holder, tenant, {("ToolError", candidate_key(normalise(A)))})
+            results = worker.run([env_a, env_b])
+    finally:
+        holder.close()
+        monkeypatch.delenv("DB_LOCK_TIMEOUT_MS")
+        settings.get_settings.cache_clear()
+    assert isinstance(results[0], db.DatabaseLockWait)  # A's own envelope waits for A's storm, and comes back
+    assert not isinstance(results[1], Exception), f"tenant B's envelope failed for tenant A's lock: {results[1]!r}"
+    assert _failed(worker.run([env_a])) == []  # the lock gone: A's goes through

@@ -11,7 +11,14 @@ import pytest
 from fakes import MemoryUnitOfWork
 from fakes.driver import MemoryLoop, timeout
 
-from incident_loop.db import DatabaseConflict, DatabaseTimeout, DatabaseUnavailable, ValueTooLarge, unavailable
+from incident_loop.db import (
+    DatabaseConflict,
+    DatabaseLockWait,
+    DatabaseTimeout,
+    DatabaseUnavailable,
+    ValueTooLarge,
+    unavailable,
+)
 from incident_loop.failures.persist import FailureNotPersisted
 from incident_loop.loop import ingest, match_pattern, registry
 from incident_loop.loop.errors import NotReady
@@ -91,6 +98,8 @@ def test_database_errors_are_told_apart_by_what_trying_again_does() -> None:
     assert isinstance(unavailable(psycopg.errors.DeadlockDetected("d")), DatabaseConflict)
     assert isinstance(unavailable(psycopg.errors.SerializationFailure("s")), DatabaseConflict)
     assert isinstance(unavailable(psycopg.errors.QueryCanceled("q")), DatabaseTimeout)
+    assert isinstance(unavailable(psycopg.errors.LockNotAvailable("l")), DatabaseLockWait)  # a DatabaseTimeout too
+    assert not isinstance(unavailable(psycopg.errors.QueryCanceled("q")), DatabaseLockWait)
     too_large = unavailable(psycopg.errors.ProgramLimitExceeded("index row size 3080 exceeds maximum 2704"))
     assert isinstance(too_large, ValueTooLarge) and not isinstance(too_large, DatabaseUnavailable)
     assert type(unavailable(psycopg.OperationalError("connection refused"))) is DatabaseUnavailable
@@ -195,6 +204,44 @@ def test_an_ingest_batch_is_one_transaction_scoped_to_each_tenant_and_one_failur
     assert len(loop.uow.incidents.rows) == 3 and len(persisted) == 4
     assert sorted(e.incident_id for e in loop.uow.queues.sent) == sorted(
         a.incident_id for a in answers)  # type: ignore[union-attr]
+
+
+def test_one_tenants_rows_held_elsewhere_fail_its_incidents_and_no_other_tenants(
+        loop: MemoryLoop, persisted: list[Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tenant A's reports racing in another batch hold A's incident keys: the batch holding A's and tenant B's
+    waited past lock_timeout, and B's incident failed with A's on every receive. Each tenant is then stored apart."""
+    real = loop.uow.incidents.insert_many
+
+    def insert_many(tenant_id: str, incidents: Any) -> Any:
+        if tenant_id == "tenant-a":
+            raise DatabaseLockWait("canceling statement due to lock timeout")
+        return real(tenant_id, incidents)
+
+    monkeypatch.setattr(loop.uow.incidents, "insert_many", insert_many)
+    answers = ingest.ingest_incidents([message(1), message(2, "tenant-b"), message(3)], uow=loop.uow)
+    assert isinstance(answers[0], DatabaseLockWait) and isinstance(answers[2], DatabaseLockWait)
+    assert not isinstance(answers[1], Exception) and [e.tenant_id for e in loop.uow.queues.sent] == ["tenant-b"]
+    down = ingest.ingest_incidents([message(4), message(5, "tenant-b")], uow=loop.uow)  # A alone: no split needed
+    assert isinstance(down[0], DatabaseLockWait) and not isinstance(down[1], Exception)
+
+
+def test_a_batch_whose_tenant_waits_on_a_lock_runs_each_tenant_apart(
+        loop: MemoryLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stage runner alike: tenant A's keys held elsewhere fail A's envelopes, not tenant B's."""
+    mine = reported(loop, 1, 2)
+    other = MemoryLoop("tenant-b", loop.uow)
+    theirs = other.report(3)
+    real = registry.stage(LoopStage.PATTERN_MATCHED).bridge
+
+    def bridge(uow: Any, env: Envelope) -> Any:
+        if env.tenant_id == "tenant-a":
+            raise DatabaseLockWait("canceling statement due to lock timeout")
+        return real(uow, env)
+
+    monkeypatch.setattr(match_pattern, "match_pattern", bridge)
+    results = loop.deliver_batch()
+    assert [type(r).__name__ for r in results] == ["DatabaseLockWait", "DatabaseLockWait", "tuple"]
+    assert other.status(theirs).pattern_match_result is not None and loop.status(mine[0]).pattern_match_result is None
 
 
 def test_an_incident_whose_failure_cannot_be_persisted_fails_alone_and_is_not_handed_on(

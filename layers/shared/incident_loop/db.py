@@ -28,6 +28,11 @@ class DatabaseTimeout(DatabaseUnavailable):
     """A statement ran past its statement_timeout or waited past its lock_timeout (a stalled database)."""
 
 
+class DatabaseLockWait(DatabaseTimeout):
+    """A lock was waited for past lock_timeout: another transaction holds what this one needs (contention on one
+    tenant's keys, say). The database is well; work that needs other locks goes through."""
+
+
 class DatabaseConflict(DatabaseUnavailable):
     """The transaction lost to a concurrent one (a deadlock, a serialization failure) and was rolled
     back: nothing is wrong with the database, and the work succeeds when tried again, best alone."""
@@ -237,7 +242,9 @@ def savepoint(conn: psycopg.Connection[Any]) -> Iterator[None]:
 def unavailable(exc: psycopg.OperationalError) -> DatabaseUnavailable | ValueTooLarge:
     """The domain error for a driver error: a timeout (cancelled statement, lock not granted), a lost race
     (deadlock, serialization failure), a value too large to store, or unreachable."""
-    if isinstance(exc, psycopg.errors.QueryCanceled | psycopg.errors.LockNotAvailable):
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return DatabaseLockWait(str(exc))
+    if isinstance(exc, psycopg.errors.QueryCanceled):
         return DatabaseTimeout(str(exc))
     state = exc.sqlstate or ""
     if state.startswith("40"):  # transaction rollback: serialization failure, deadlock

@@ -15,7 +15,7 @@ from uuid import UUID, uuid4, uuid5
 from aws_lambda_powertools.utilities.batch import EventType
 
 from incident_loop.batch import LoggingBatchProcessor, NotAttempted, log_context
-from incident_loop.db import DatabaseUnavailable
+from incident_loop.db import DatabaseConflict, DatabaseLockWait, DatabaseUnavailable
 from incident_loop.failures.breaker_guard import persist_guard
 from incident_loop.failures.persist import persist_failure, persist_failures
 from incident_loop.loop import registry
@@ -131,6 +131,10 @@ def ingest_incidents(messages: Sequence[IncidentMessage], *,
         uow = unit_of_work(uow)  # connects, when the container has no connection yet
         stored = _store(uow, messages)
     except DatabaseUnavailable as exc:
+        if isinstance(exc, DatabaseLockWait) and len({m.tenant_id for m in messages}) > 1:
+            # One tenant's rows held elsewhere (its reports racing in another batch): its messages wait, no other's.
+            logger.warning("batch waited past lock_timeout, ingesting each tenant's messages apart", reason=str(exc))
+            return _each_tenant(messages, uow)  # type: ignore[arg-type]
         return [exc] * len(messages)
     except Exception as exc:  # noqa: BLE001 - one message's failure must not fail its neighbours
         if len(messages) == 1:
@@ -140,6 +144,27 @@ def ingest_incidents(messages: Sequence[IncidentMessage], *,
     results: list[IncidentAccepted | Exception | None] = [None] * len(messages)
     _persist_and_hand_off(uow, messages, [(i, *row) for i, row in enumerate(stored)], results)
     return results  # type: ignore[return-value]
+
+
+def _each_tenant(messages: Sequence[IncidentMessage], uow: UnitOfWork) -> list[IncidentAccepted | Exception]:
+    """ingest_incidents() for each tenant's messages by themselves; once the database is unavailable for another
+    reason than a lock held elsewhere, the rest are left for redelivery untried."""
+    groups: dict[str, list[int]] = {}
+    for i, message in enumerate(messages):
+        groups.setdefault(message.tenant_id, []).append(i)
+    answers: list[IncidentAccepted | Exception] = [NotAttempted("not run")] * len(messages)
+    down: Exception | None = None
+    for indexes in groups.values():
+        if down is not None:
+            got: list[IncidentAccepted | Exception] = [
+                NotAttempted(f"the database is unavailable ({down}); left for redelivery")] * len(indexes)
+        else:
+            got = ingest_incidents([messages[i] for i in indexes], uow=uow)
+            down = next((a for a in got if isinstance(a, DatabaseUnavailable)
+                         and not isinstance(a, DatabaseLockWait | DatabaseConflict)), None)
+        for i, answer in zip(indexes, got, strict=True):
+            answers[i] = answer
+    return answers
 
 
 def _each_alone(messages: Sequence[IncidentMessage], uow: UnitOfWork) -> list[IncidentAccepted | Exception]:

@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from incident_loop.batch import LoggingBatchProcessor, NotAttempted, log_context
-from incident_loop.db import DatabaseConflict, DatabaseUnavailable
+from incident_loop.db import DatabaseConflict, DatabaseLockWait, DatabaseUnavailable
 from incident_loop.loop import registry
 from incident_loop.loop.errors import NotReady
 from incident_loop.loop.outcome import handed_off, to_record
@@ -125,6 +125,34 @@ def _each_alone(uow: UnitOfWork, envelopes: Sequence[Envelope], stage: LoopStage
     return ran
 
 
+def _each_tenant(uow: UnitOfWork, envelopes: Sequence[Envelope], stage: LoopStage) -> list[Result]:
+    """_run() for each tenant's envelopes by themselves: a tenant whose locks are held elsewhere waits (its envelopes
+    fail and come back), the others go through. Once the database is unavailable for another reason, the rest are
+    left for redelivery untried."""
+    groups: dict[str, list[int]] = {}
+    for i, env in enumerate(envelopes):
+        groups.setdefault(env.tenant_id, []).append(i)
+    ran: list[Result] = [NotReady("not run")] * len(envelopes)
+    down: DatabaseUnavailable | None = None
+    for indexes in groups.values():
+        group = [envelopes[i] for i in indexes]
+        results: list[Result]
+        if down is not None:
+            results = [NotAttempted(f"the database is unavailable ({down}); left for redelivery")] * len(group)
+        else:
+            try:
+                results = _run(uow, group, stage)
+            except DatabaseUnavailable as exc:
+                if not isinstance(exc, DatabaseLockWait | DatabaseConflict):
+                    down = exc
+                results = [exc] * len(group)
+            except Exception as exc:  # noqa: BLE001 - the tenant's own failure: each of its envelopes alone
+                results = _each_alone(uow, group, stage) if len(group) > 1 else [exc]
+        for i, result in zip(indexes, results, strict=True):
+            ran[i] = result
+    return ran
+
+
 def process_batch(envelopes: Sequence[Envelope], stage: LoopStage, *,
                   uow: UnitOfWork | None = None) -> list[Result]:
     """Perform `stage` for each envelope and hand each off; for each, its details or why it failed.
@@ -146,7 +174,11 @@ def process_batch(envelopes: Sequence[Envelope], stage: LoopStage, *,
             uow = unit_of_work(uow)  # connects, when the container has no connection yet
             ran = _run(uow, unique, stage)
         except DatabaseUnavailable as exc:
-            if not isinstance(exc, DatabaseConflict) or len(unique) == 1:
+            if isinstance(exc, DatabaseLockWait) and len({env.tenant_id for env in unique}) > 1:
+                # One tenant's keys held elsewhere (a storm of its failure): its envelopes wait, no other tenant's.
+                logger.warning("batch waited past lock_timeout, running each tenant's envelopes apart", reason=str(exc))
+                ran = _each_tenant(uow, unique, stage)  # type: ignore[arg-type]
+            elif not isinstance(exc, DatabaseConflict) or len(unique) == 1:
                 ran = [exc] * len(unique)
             else:  # lost to a concurrent batch (a deadlock): alone, each holds fewer locks
                 logger.warning("batch lost to a concurrent one, running its envelopes one by one", reason=str(exc))
