@@ -112,6 +112,22 @@ def test_a_non_retryable_error_fails_the_op_and_the_run_and_stops_it() -> None:
     assert world.remember.calls == 1  # step 2 never ran
 
 
+def test_a_skill_raising_something_other_than_a_skill_error_fails_its_op_once_without_its_text() -> None:
+    """A tenant's token holding a line break makes http.client raise ValueError: the op stayed pending, the run
+    `running`, and every one of the queue's ten deliveries called the skill again (repeating any effect made before
+    the raise) until the message was dead-lettered. The op fails, named by the error's type, not its text."""
+    world = World()
+    world.notify.fail_with.append(ValueError("Invalid header value b'Bearer xoxb-secret\\n'"))  # type: ignore[arg-type]
+
+    outcome = world.run()
+
+    assert outcome == {"workflow_run_id": world.run_id, "status": "failed", "error_code": "internal_error"}
+    failed = world.ops()[1]
+    assert (failed["status"], failed["error_code"]) == ("failed", "internal_error")
+    assert "ValueError" in failed["error_message"] and "xoxb" not in failed["error_message"]
+    assert world.run()["status"] == "failed" and world.notify.calls == 1  # a redelivery calls nothing again
+
+
 def test_a_retryable_error_is_noted_and_raised_and_the_redelivery_finishes_the_run() -> None:
     world = World()
     world.notify.fail_with.append(ExternalError("503 from the service", code="http_503", retryable=True))

@@ -16,6 +16,7 @@ under the same key, so a skill whose effect already happened returns its stored 
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 from uuid import uuid4
@@ -120,9 +121,26 @@ class _Run:
                 if exc.retryable:
                     raise
                 return "failed", exc, _ms(started)
+            except DatabaseUnavailable:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a skill's bug, or an input it did not foresee: see _crashed
+                return "failed", _crashed(step.skill, index, exc), _ms(started)
             return "completed", result, _ms(started)
 
         return self.record(index, step, args, skill.version, execute)
+
+
+def _crashed(skill: str, index: int, exc: Exception) -> SkillError:
+    """The op's failure when its skill raised something other than a SkillError. Not retried: every redelivery
+    would raise it again, and repeat whatever the skill did before it (its idempotency record is dropped when it
+    raises), while the run stayed `running` until the queue dead-lettered it. Named by its type and where it was
+    raised, never by its text, which may quote what the skill was given (a token in a header, say)."""
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ is not None else None
+    at = f" at {where.filename.rsplit('/', 1)[-1]}:{where.lineno}" if where is not None else ""
+    logger.error("skill raised an unexpected error; the op fails", skill=skill, op_index=index,
+                 error_type=type(exc).__name__, raised_at=at.strip())
+    return SkillError(f"{skill} failed unexpectedly ({type(exc).__name__}{at})", code="internal_error",
+                      retryable=False)
 
 
 def _ms(started: float) -> int:
