@@ -9,7 +9,7 @@ import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 
 from incident_loop.settings import get_settings
-from incident_loop.skills.errors import ExternalError, SkillInputError
+from incident_loop.skills.errors import CircuitOpen, ExternalError, SkillInputError
 from incident_loop.workflows import consumer
 
 
@@ -31,22 +31,23 @@ def sqs(monkeypatch: pytest.MonkeyPatch) -> FakeSqs:
     get_settings.cache_clear()
 
 
-def record(receipt: str = "rh-1") -> dict[str, Any]:
+def record(receipt: str = "rh-1", receives: int = 1) -> dict[str, Any]:
     body = {"workflow_run_id": "wf_1", "tenant_id": "tenant-a", "correlation_id": "wf_1"}
     return {"messageId": "m-1", "receiptHandle": receipt, "body": json.dumps(body), "attributes": {
-        "ApproximateReceiveCount": "1", "SentTimestamp": "0", "SenderId": "x", "ApproximateFirstReceiveTimestamp": "0"},
+        "ApproximateReceiveCount": str(receives), "SentTimestamp": "0", "SenderId": "x",
+        "ApproximateFirstReceiveTimestamp": "0"},
         "messageAttributes": {}, "md5OfBody": "x", "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:workflows", "awsRegion": "us-east-1"}
 
 
-def handle(monkeypatch: pytest.MonkeyPatch, error: Exception, lambda_context: Any) -> None:
+def handle(monkeypatch: pytest.MonkeyPatch, error: Exception, lambda_context: Any, receives: int = 1) -> None:
     """One record whose run raises `error`: the batch fails whole (Powertools raises when every record failed)."""
     def failing(message: Any, clock: Any = None) -> Any:
         raise error
 
     monkeypatch.setattr(consumer, "run_idempotent", failing)
     with pytest.raises(BatchProcessingError):
-        consumer.workflow_handler()({"Records": [record()]}, lambda_context)
+        consumer.workflow_handler()({"Records": [record(receives=receives)]}, lambda_context)
 
 
 @pytest.mark.parametrize(("retry_after", "visibility"), [(300.0, 300), (4.2, 5), (90_000.0, 43_200 - 900)])
@@ -65,3 +66,18 @@ def test_an_error_without_a_time_leaves_the_visibility_timeout_alone(
     handle(monkeypatch, ExternalError("timeout", code="timeout", retryable=True), lambda_context)
     handle(monkeypatch, SkillInputError("bad args"), lambda_context)
     assert sqs.visibility == []
+
+
+def test_a_record_an_open_breaker_refused_waits_longer_on_each_receive(
+    sqs: FakeSqs, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    """The breaker's 60 s cooldown alone spent the queue's 10 receives in 10 minutes of a target's outage and
+    dead-lettered the run; doubled per receive (from the cooldown), the 10 receives span about 17 hours."""
+    for receives in range(1, 11):
+        handle(monkeypatch, CircuitOpen("the breaker of voyage is open", target="voyage", retry_after_s=42.0),
+               lambda_context, receives=receives)
+    waits = [v["VisibilityTimeout"] for v in sqs.visibility]
+    assert waits[:3] == [60, 120, 240] and waits[-1] == 30_720 and sum(waits) >= 16 * 3600
+    handle(monkeypatch, ExternalError("429", code="http_429", retryable=True, retry_after_s=42.0), lambda_context,
+           receives=9)
+    assert sqs.visibility[-1]["VisibilityTimeout"] == 42  # a target's own Retry-After is kept as it says

@@ -25,7 +25,7 @@ from incident_loop.batch import LoggingBatchProcessor
 from incident_loop.observability import logger
 from incident_loop.schemas.workflows import WorkflowMessage, WorkflowRecord
 from incident_loop.settings import get_settings
-from incident_loop.skills.errors import SkillError
+from incident_loop.skills.errors import CircuitOpen, SkillError
 from incident_loop.skills.idempotency import register_lambda_context
 from incident_loop.workflows.runner import run_workflow
 
@@ -61,6 +61,18 @@ def run_idempotent(message: WorkflowMessage, time_left_ms: Callable[[], int] | N
     return workflow_segment(message=message)
 
 
+# A record whose call a breaker refused comes back after the breaker's cooldown (60 s), or after this base doubled
+# for each receive before, whichever is longer: the cooldown alone spent the queue's 10 receives in 10 minutes of a
+# target's outage (a shared target is kept open by every run's failures), and dead-lettered the run. Doubled, the
+# 10 receives span about 17 hours.
+BREAKER_BACKOFF_BASE_S = 60.0
+
+
+def breaker_backoff_s(receives: int) -> float:
+    """How long a record refused by an open breaker waits before its next receive, after `receives` receives."""
+    return min(BREAKER_BACKOFF_BASE_S * 2 ** max(receives - 1, 0), float(MAX_VISIBILITY_S))
+
+
 def come_back_after(receipt_handle: str, seconds: float) -> None:
     """Redeliver the record when its skill asked to be called again (Retry-After, the webhook schedule, a
     breaker's cooldown) rather than after the queue's visibility timeout. Best effort: if SQS refuses, the
@@ -85,7 +97,10 @@ def workflow_handler() -> Callable[[dict[str, Any], LambdaContext], dict[str, An
             return run_idempotent(record.body, clock)
         except SkillError as exc:
             if exc.retryable and getattr(exc, "retry_after_s", None):
-                come_back_after(record.receiptHandle, float(exc.retry_after_s))  # type: ignore[attr-defined]
+                wait = float(exc.retry_after_s)  # type: ignore[attr-defined]
+                if isinstance(exc, CircuitOpen):
+                    wait = max(wait, breaker_backoff_s(int(record.attributes.ApproximateReceiveCount)))
+                come_back_after(record.receiptHandle, wait)
             raise
 
     def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
