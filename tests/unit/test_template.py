@@ -246,6 +246,23 @@ def test_bridge_one_runs_a_bounded_number_of_batches_at_once(template: dict[str,
     assert parameter["Default"] <= 75  # the last batch waits at most half the lock_timeout at the measured hold
 
 
+def test_the_audit_outlives_every_idempotency_record_of_its_runs(template: dict[str, Any]) -> None:
+    """A run deleted before its ops' idempotency records (the skills' 19 days, the runner's 7) kept its id for a
+    reused Idempotency-Key (the id is derived from it): the new run was swallowed, then handed the old results."""
+    from pydantic import ValidationError
+
+    from incident_loop.settings import Settings
+
+    parameter = template["Parameters"]["AuditRetentionDays"]
+    defaults = Settings()
+    assert parameter["MinValue"] * 86_400 > defaults.skill_idempotency_expiry_s
+    assert Settings.from_environment({"AUDIT_RETENTION_DAYS": str(parameter["MinValue"])}).audit_retention_days == 20
+    with pytest.raises(ValidationError, match="audit_retention_days"):
+        Settings.from_environment({"AUDIT_RETENTION_DAYS": "19"})
+    with pytest.raises(ValidationError, match="must outlast"):
+        Settings.from_environment({"AUDIT_RETENTION_DAYS": "30", "SKILL_IDEMPOTENCY_EXPIRY_S": str(40 * 86_400)})
+
+
 def test_cfn_lint_passes() -> None:
     cfn_lint = Path(sys.executable).with_name("cfn-lint")
     command = str(cfn_lint) if cfn_lint.exists() else shutil.which("cfn-lint")

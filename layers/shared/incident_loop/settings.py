@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from functools import cache
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -84,7 +84,9 @@ class Settings(BaseModel):
     # Workflows and their audit (m11_audit)
     workflow_queue_url: str | None = None
     notify_queue_url: str | None = None
-    audit_retention_days: int = Field(default=90, ge=1)
+    # Past the skills' idempotency records (skill_idempotency_expiry_s, 19 days) and the runner's (7): a run deleted
+    # sooner kept its id for a reused Idempotency-Key (derived from it), and the new run got the old results.
+    audit_retention_days: int = Field(default=90, ge=20)
     # The relay (workflows.relay): a queued run untouched this long gets its message again, this many times;
     # one not started this long after it was made is failed (longer than a message lives on WorkflowQueue:
     # its visibility timeout, 1800 s, times its 10 receives).
@@ -96,6 +98,13 @@ class Settings(BaseModel):
 
     # Bearer tokens: the Secrets Manager secret holding the signing keys (incident_loop.auth.tokens)
     api_signing_secret_arn: str | None = None
+
+    @model_validator(mode="after")
+    def _audit_outlives_idempotency(self) -> Settings:
+        if self.audit_retention_days * 86_400 <= self.skill_idempotency_expiry_s:
+            raise ValueError("audit_retention_days must outlast skill_idempotency_expiry_s: a run deleted before its "
+                             "ops' idempotency records would hand a reused key's new run the old results")
+        return self
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
