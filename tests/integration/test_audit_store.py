@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -92,6 +93,22 @@ def test_as_stored_gives_ordinary_json_back_unchanged(conn: Any, tenant: str, va
     audit = PostgresAudit(conn)
     with audit.begin(tenant):
         assert audit.as_stored(value) == value
+
+
+def test_a_definitions_size_is_counted_as_jsonb_gives_it_back(conn: Any, tenant: str) -> None:
+    """The bound the API checks is the one the runner checks again on the stored definition: the same size."""
+    from incident_loop.schemas.workflows import _size
+
+    value = {"n": [1e300, -2.5e20, 1e16, 1.5e-7, 1.0, 123.456, 1e-300, 1.7976931348623157e308, 7], "s": "é"}
+    audit = PostgresAudit(conn)
+    with audit.begin(tenant):
+        back, signed = audit.as_stored(value), audit.as_stored([-0.0])
+
+    def size(stored: Any) -> int:
+        return len(json.dumps(stored, separators=(",", ":"), ensure_ascii=False).encode())
+
+    assert _size(value) == size(back) and size(back) > 600  # the floats came back as integers of up to 309 digits
+    assert _size([-0.0]) >= size(signed)  # jsonb drops the sign of -0.0: never more than counted
 
 
 def test_an_idempotency_key_repeated_with_odd_numbers_is_the_same_run_and_a_changed_type_is_a_conflict(

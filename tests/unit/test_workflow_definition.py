@@ -15,6 +15,7 @@ from incident_loop.schemas.workflows import (
     MAX_STEPS,
     Reference,
     WorkflowDefinition,
+    _size,
     references,
     template_parts,
 )
@@ -73,6 +74,18 @@ def test_bounds_steps_and_argument_size() -> None:
         WorkflowDefinition.model_validate({"steps": []})
     with pytest.raises(ValidationError):
         WorkflowDefinition.model_validate({"steps": [{"skill": "echo", "surprise": 1}]})
+
+
+def test_arguments_are_bounded_as_the_runner_reads_them_back_from_jsonb() -> None:
+    """jsonb writes a number without its exponent: 250 copies of 1e300 (1.5 KB posted) came back as 301-digit
+    integers, 75 KB, over the 64 KiB the runner checks again; the run was accepted (202) and failed to load on every
+    delivery. Counted as they come back, they are refused at the door; a float with a fraction comes back as it was."""
+    with pytest.raises(ValidationError, match=f"steps.0.args is larger than {MAX_ARGS_BYTES} bytes"):
+        _definition({"skill": "remember", "args": {"payload": [1e300] * 250}})
+    _definition({"skill": "remember", "args": {"payload": [1.5e-300] * 2000}})  # 14 KB, and 14 KB after jsonb
+    back = json.loads(json.dumps([1e300, 2.5e20, 1e16]).replace("1e+300", "1" + "0" * 300)
+                      .replace("2.5e+20", "250000000000000000000").replace("1e+16", "10000000000000000"))
+    assert _size([1e300, 2.5e20, 1e16, 1.5e-7, 1.0]) == len(json.dumps([*back, 1.5e-7, 1.0], separators=(",", ":")))
 
 
 def test_a_whole_string_reference_keeps_the_json_type_and_an_embedded_one_becomes_text() -> None:

@@ -21,6 +21,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Literal
 
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
@@ -91,7 +92,22 @@ def references(value: Any, where: tuple[str | int, ...] = ()) -> Iterator[tuple[
 
 
 def _size(value: Any) -> int:
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+    """Bytes of `value` as JSON, as the runner will measure it again once PostgreSQL's jsonb has given it back: jsonb
+    writes a number without an exponent, so a float such as 1e300 comes back as an integer of 301 digits (one with
+    a fraction comes back as the same float)."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()) + _expansion(value)
+
+
+def _expansion(value: Any) -> int:
+    """How many characters longer the floats in `value` come back from jsonb (as integers) than they are now."""
+    if isinstance(value, float):
+        written = format(Decimal(repr(value)), "f")  # as PostgreSQL's numeric writes it
+        return len(written) - len(repr(value)) if "." not in written else 0
+    if isinstance(value, dict):
+        return sum(_expansion(item) for item in value.values())
+    if isinstance(value, list | tuple):
+        return sum(_expansion(item) for item in value)
+    return 0
 
 
 class WorkflowStep(BaseModel):
