@@ -128,6 +128,19 @@ def test_a_skill_raising_something_other_than_a_skill_error_fails_its_op_once_wi
     assert world.run()["status"] == "failed" and world.notify.calls == 1  # a redelivery calls nothing again
 
 
+def test_a_stored_definition_that_no_longer_validates_fails_the_run_instead_of_every_delivery() -> None:
+    """A run accepted under other bounds (or a definition edited where it is stored) raised a ValidationError on every
+    delivery, no SkillError: the run stayed `running` until its message was dead-lettered."""
+    world = World()
+    world.audit.runs[world.run_id]["definition"] = {"steps": [{"skill": "remember", "args": {}, "extra": 1}]}
+
+    outcome = world.run()
+
+    assert outcome == {"workflow_run_id": world.run_id, "status": "failed", "error_code": "invalid_definition"}
+    assert world.status() == "failed" and world.remember.calls == 0
+    assert "no longer validates" in world.audit.runs[world.run_id]["error_message"]
+
+
 def test_a_retryable_error_is_noted_and_raised_and_the_redelivery_finishes_the_run() -> None:
     world = World()
     world.notify.fail_with.append(ExternalError("503 from the service", code="http_503", retryable=True))

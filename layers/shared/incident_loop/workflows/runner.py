@@ -22,6 +22,7 @@ from typing import Any
 from uuid import uuid4
 
 from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import ValidationError
 
 from incident_loop.db import DatabaseUnavailable
 from incident_loop.observability import logger, metrics
@@ -177,7 +178,13 @@ def run_workflow(message: WorkflowMessage, *, audit: AuditStore | None = None, s
         ops = {op["op_index"]: op for op in audit.ops(tenant, run_id)}
     run = _Run(message, audit, skills, owner, ops)
     try:
-        return _steps(run, WorkflowDefinition.model_validate(stored["definition"]), queue, time_left_ms)
+        try:
+            definition = WorkflowDefinition.model_validate(stored["definition"])
+        except ValidationError as exc:  # accepted under other bounds: every delivery would fail alike, until the DLQ
+            logger.error("stored definition no longer validates; the run fails", errors=exc.error_count())
+            return run.finish("failed", "invalid_definition",
+                              f"the stored definition no longer validates: {exc.errors()[0]['msg']}"[:500])
+        return _steps(run, definition, queue, time_left_ms)
     finally:
         try:
             with audit.begin(tenant):
