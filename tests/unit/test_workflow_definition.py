@@ -76,6 +76,14 @@ def test_bounds_steps_and_argument_size() -> None:
         WorkflowDefinition.model_validate({"steps": [{"skill": "echo", "surprise": 1}]})
 
 
+@pytest.mark.parametrize("transient", ["yes", "true", 1, 0, None])
+def test_transient_is_a_json_boolean_not_a_word_or_a_number(transient: Any) -> None:
+    """"transient": "yes" was taken as true (pydantic's lax booleans): a typo decided whether replay verifies an op."""
+    with pytest.raises(ValidationError, match="steps.0.transient"):
+        _definition({"skill": "remember", "args": {}, "transient": transient})
+    assert _definition({"skill": "remember", "args": {}, "transient": True}).steps[0].transient is True
+
+
 def test_arguments_are_bounded_as_the_runner_reads_them_back_from_jsonb() -> None:
     """jsonb writes a number without its exponent: 250 copies of 1e300 (1.5 KB posted) came back as 301-digit
     integers, 75 KB, over the 64 KiB the runner checks again; the run was accepted (202) and failed to load on every

@@ -119,7 +119,7 @@ class WorkflowStep(BaseModel):
                                                         "voyage_embed")
     args: dict[str, Any] = Field(default_factory=dict, description="The skill's input; string values may hold "
                                                                    "${steps.N.result...} references")
-    transient: bool = Field(default=False, description="Recorded, but not verified on replay")
+    transient: bool = Field(default=False, strict=True, description="Recorded, but not verified on replay")
 
 
 class WorkflowDefinition(BaseModel):
