@@ -182,3 +182,42 @@ def test_after_the_cooldown_one_probe_closes_the_breaker(clock: FakeClock, break
     assert ping(transport, clock, breakers).run(PingArgs(target="flaky.example"), CTX).status == 200
     assert breakers("flaky.example").status().state is BreakerState.CLOSED
     assert total(capsys.readouterr().out, metrics.BREAKER_CLOSES, target="flaky.example") == 1
+
+
+class _Invocation:
+    """A Lambda context whose remaining time is set by the test."""
+
+    def __init__(self, left_s: float) -> None:
+        self.left_s = left_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.left_s * 1000)
+
+
+def test_a_request_is_not_sent_without_time_left_to_record_it(clock: FakeClock, breakers: Any) -> None:
+    """A request sent near the invocation's timeout could take effect and be cut off before its record: the
+    redelivery sent it again (a second Slack post). With less left than a request and its record take (the pacing
+    wait, connect and read bounds, RECORD_RESERVE_S: 35.5 s here) nothing is sent, and the call comes back."""
+    from incident_loop.skills.idempotency import _lambda_context
+    from incident_loop.skills.retrying import RECORD_RESERVE_S
+
+    need = SETTINGS.skill_max_wait_s + SETTINGS.skill_connect_timeout_s + SETTINGS.skill_read_timeout_s + \
+        RECORD_RESERVE_S
+    token = _lambda_context.set(_Invocation(need - 1))
+    try:
+        transport = ScriptedTransport(default=response(200))
+        with pytest.raises(ExternalError) as caught:
+            ping(transport, clock, breakers).run(PingArgs(target="api.example"), CTX)
+        assert (caught.value.code, caught.value.retryable, caught.value.attempts) == ("out_of_time", True, 0)
+        assert transport.requests == []
+        _lambda_context.set(_Invocation(need + 1))
+        assert ping(transport, clock, breakers).run(PingArgs(target="api.example"), CTX).status == 200
+        # A retry's wait that would leave too little is not slept: the call comes back after it instead.
+        _lambda_context.set(_Invocation(need + 0.01))
+        transport = ScriptedTransport(response(503), default=response(200))
+        with pytest.raises(ExternalError) as caught:
+            ping(transport, clock, breakers).run(PingArgs(target="other.example"), CTX)
+        assert caught.value.code == "http_503" and caught.value.retry_after_s and len(transport.requests) == 1
+        assert clock.sleeps == []
+    finally:
+        _lambda_context.reset(token)

@@ -41,6 +41,12 @@ def register_lambda_context(context: Any) -> None:
     _lambda_context.set(context)
 
 
+def invocation_left_s() -> float | None:
+    """Seconds left in the registered Lambda invocation, or None outside one."""
+    context = _lambda_context.get()
+    return None if context is None else context.get_remaining_time_in_millis() / 1000
+
+
 class _Budget:
     """Stands in for a Lambda context outside Lambda: the in-progress record lives `seconds`."""
 

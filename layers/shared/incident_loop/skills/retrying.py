@@ -22,9 +22,14 @@ import incident_loop.skills.metrics as metrics
 from incident_loop.breaker import Breaker, BreakerState
 from incident_loop.settings import Settings
 from incident_loop.skills.errors import CircuitOpen, ExternalError
+from incident_loop.skills.idempotency import invocation_left_s
 from incident_loop.skills.transport import HttpRequest, HttpResponse, Transport, TransportError
 
 RETRYABLE_STATUSES = frozenset({408, 429})
+# What must be left of the invocation, after a request's own bounds (its pacing wait, connect and read), for its
+# result to be recorded (the skill's idempotency record, the runner's op). A request sent with less could be cut
+# off by the invocation's timeout after it took effect and before it was recorded: the redelivery sends it again.
+RECORD_RESERVE_S = 10.0
 MAX_RETRY_AFTER_S = 24 * 3600.0  # a larger Retry-After is taken as this: a day is already "come back later"
 _hook_lock = threading.Lock()
 
@@ -97,6 +102,7 @@ class Caller:
         """
         attempts = len(delays) + 1
         for attempt in range(attempts):
+            self._in_time(target, attempt)
             breaker = self.breaker_for(target)
             if not breaker.allow():
                 metrics.breaker_outcome(target, metrics.BREAKER_REJECTIONS)
@@ -114,11 +120,28 @@ class Caller:
                                   target=target, retry_after_s=self._cooldown_left(breaker),
                                   attempts=attempt + 1) from outcome
             wait = max(delays[attempt], outcome.retry_after_s or 0.0)
-            if wait > self.settings.skill_max_wait_s:
+            if wait > self.settings.skill_max_wait_s or not self._time_for(wait):
                 outcome.retry_after_s = wait
                 raise outcome
             self.sleep(wait)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _request_s(self) -> float:
+        """The longest one request may hold the invocation: its pacing wait, connect and read, and its record."""
+        s = self.settings
+        return s.skill_max_wait_s + s.skill_connect_timeout_s + s.skill_read_timeout_s + RECORD_RESERVE_S
+
+    def _time_for(self, wait: float) -> bool:
+        """Whether the invocation (if any) has time to wait `wait` s, then make one request and record it."""
+        left = invocation_left_s()
+        return left is None or left >= wait + self._request_s()
+
+    def _in_time(self, target: str, attempt: int) -> None:
+        """Raises (retryable, nothing sent) when the invocation has no time for one more request and its record."""
+        if not self._time_for(0.0):
+            raise ExternalError(f"too little of the invocation is left for a request to {target} and its record "
+                                f"({self._request_s():.0f} s): not sent; the call comes back in a new one",
+                                code="out_of_time", retryable=True, retry_after_s=1.0, attempts=attempt)
 
     def _once(self, breaker: Breaker, target: str, request: HttpRequest) -> HttpResponse | ExternalError:
         try:
