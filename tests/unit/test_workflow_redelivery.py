@@ -81,3 +81,22 @@ def test_a_record_an_open_breaker_refused_waits_longer_on_each_receive(
     handle(monkeypatch, ExternalError("429", code="http_429", retryable=True, retry_after_s=42.0), lambda_context,
            receives=9)
     assert sqs.visibility[-1]["VisibilityTimeout"] == 42  # a target's own Retry-After is kept as it says
+
+
+def test_the_invocations_context_is_forgotten_after_it(
+    sqs: FakeSqs, monkeypatch: pytest.MonkeyPatch, lambda_context: Any
+) -> None:
+    """Registered for good, a run-down context stood for every later skill call in the process that registers none,
+    and its time check refused them all (nothing left of an invocation long over)."""
+    from incident_loop.skills.idempotency import invocation_left_s
+
+    seen: list[float | None] = []
+
+    def running(message: Any, clock: Any = None) -> Any:
+        seen.append(invocation_left_s())
+        return {"status": "completed"}
+
+    monkeypatch.setattr(consumer, "run_idempotent", running)
+    consumer.workflow_handler()({"Records": [record()]}, lambda_context)
+    assert seen and seen[0] is not None and seen[0] > 0  # during the invocation: its time
+    assert invocation_left_s() is None  # after it: none

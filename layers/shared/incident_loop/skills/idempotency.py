@@ -12,7 +12,8 @@ the skill's own time budget.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Any
 
@@ -39,6 +40,18 @@ _lambda_context: ContextVar[Any] = ContextVar("skill_lambda_context", default=No
 def register_lambda_context(context: Any) -> None:
     """The current invocation's Lambda context: in-progress records expire when it times out."""
     _lambda_context.set(context)
+
+
+@contextmanager
+def lambda_context_of(context: Any) -> Iterator[None]:
+    """register_lambda_context for the length of one invocation: the context is forgotten after it (an old one,
+    run down, would otherwise stand for every later call in the process that registers none, as a skill called
+    outside Lambda, refused by the time check for want of a second)."""
+    token = _lambda_context.set(context)
+    try:
+        yield
+    finally:
+        _lambda_context.reset(token)
 
 
 def invocation_left_s() -> float | None:

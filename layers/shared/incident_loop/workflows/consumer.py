@@ -26,7 +26,7 @@ from incident_loop.observability import logger
 from incident_loop.schemas.workflows import WorkflowMessage, WorkflowRecord
 from incident_loop.settings import get_settings
 from incident_loop.skills.errors import CircuitOpen, SkillError
-from incident_loop.skills.idempotency import register_lambda_context
+from incident_loop.skills.idempotency import lambda_context_of
 from incident_loop.workflows.runner import run_workflow
 
 # SQS allows a message 12 hours of visibility in all, counted from its receive, and refuses (never trims) a
@@ -105,8 +105,8 @@ def workflow_handler() -> Callable[[dict[str, Any], LambdaContext], dict[str, An
 
     def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         idempotency_config().register_lambda_context(context)
-        register_lambda_context(context)  # the skills' in-progress records end with this invocation too
-        return process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                        context=context)
+        with lambda_context_of(context):  # the skills' in-progress records and requests end with this invocation
+            return process_partial_response(event=event, record_handler=record_handler, processor=processor,
+                                            context=context)
 
     return handle
