@@ -244,6 +244,34 @@ def test_a_batch_whose_tenant_waits_on_a_lock_runs_each_tenant_apart(
     assert other.status(theirs).pattern_match_result is not None and loop.status(mine[0]).pattern_match_result is None
 
 
+def test_running_tenants_apart_stops_when_its_time_is_spent(loop: MemoryLoop, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each contended tenant waits out the lock_timeout again: ten of them took 22 s of the function's 30. Past
+    APART_BUDGET_S the tenants left are left for redelivery, untried."""
+    import time as clock
+
+    from incident_loop.batch import NotAttempted
+    from incident_loop.loop import stage
+
+    reported(loop, 1)
+    others = [MemoryLoop(f"tenant-{name}", loop.uow) for name in ("b", "c")]
+    for other in others:
+        other.report(2)
+    real = registry.stage(LoopStage.PATTERN_MATCHED).bridge
+
+    def bridge(uow: Any, env: Envelope) -> Any:
+        if env.tenant_id == "tenant-a":
+            raise DatabaseLockWait("canceling statement due to lock timeout")
+        if env.tenant_id == "tenant-b":  # its lock wait, spending the budget
+            clock.sleep(0.05)
+            raise DatabaseLockWait("canceling statement due to lock timeout")
+        return real(uow, env)
+
+    monkeypatch.setattr(match_pattern, "match_pattern", bridge)
+    monkeypatch.setattr(stage, "APART_BUDGET_S", 0.02)
+    results = loop.deliver_batch()
+    assert [type(r) for r in results] == [DatabaseLockWait, DatabaseLockWait, NotAttempted]
+
+
 def test_an_incident_whose_failure_cannot_be_persisted_fails_alone_and_is_not_handed_on(
         loop: MemoryLoop, persisted: list[Any]) -> None:
     answers = ingest.ingest_incidents([message(1), message(2, run_id="lost")], uow=loop.uow)

@@ -81,6 +81,9 @@ def test_a_record_an_open_breaker_refused_waits_longer_on_each_receive(
     handle(monkeypatch, ExternalError("429", code="http_429", retryable=True, retry_after_s=42.0), lambda_context,
            receives=9)
     assert sqs.visibility[-1]["VisibilityTimeout"] == 42  # a target's own Retry-After is kept as it says
+    for unknown in (None, 0.0):  # cooldown unknown (the store down) or over (a half-open probe is out): the same
+        handle(monkeypatch, CircuitOpen("open", target="voyage", retry_after_s=unknown), lambda_context, receives=6)
+        assert sqs.visibility[-1]["VisibilityTimeout"] == 1920
 
 
 def test_the_invocations_context_is_forgotten_after_it(

@@ -7,11 +7,13 @@ from typing import Any
 import pytest
 from fakes.workflows import FakeSkill, FakeSkills, MemoryAudit, MemoryQueue
 
+from incident_loop.loop.errors import Conflict
 from incident_loop.schemas.workflows import WorkflowDefinition, WorkflowMessage
 from incident_loop.skills.deterministic import idempotency_key
 from incident_loop.skills.errors import ExternalError, SkillInputError
 from incident_loop.skills.hashing import canonical_hash
 from incident_loop.workflows.errors import RunBusy, RunNotStored
+from incident_loop.workflows.replay import replay_workflow
 from incident_loop.workflows.runner import run_workflow
 from incident_loop.workflows.service import submit_workflow
 
@@ -139,6 +141,8 @@ def test_a_stored_definition_that_no_longer_validates_fails_the_run_instead_of_e
     assert outcome == {"workflow_run_id": world.run_id, "status": "failed", "error_code": "invalid_definition"}
     assert world.status() == "failed" and world.remember.calls == 0
     assert "no longer validates" in world.audit.runs[world.run_id]["error_message"]
+    with pytest.raises(Conflict, match="cannot be replayed"):  # a 409, not a 500 that logs the definition
+        replay_workflow(TENANT, world.run_id, audit=world.audit, skills=world.skills)
 
 
 def test_a_retryable_error_is_noted_and_raised_and_the_redelivery_finishes_the_run() -> None:

@@ -28,6 +28,11 @@ from incident_loop.observability import logger, metrics
 from incident_loop.schemas.envelope import EnvelopeRecord
 from incident_loop.settings import get_settings
 
+# How long a set-based batch may spend running its tenants apart after a lock wait (each contended tenant waits out
+# the lock_timeout again, loop/stage.py and loop/ingest.py): the tenants left then are left for redelivery, so the
+# batch ends inside the function's 30 s with its hand-off.
+APART_BUDGET_S = 6.0
+
 
 class NotAttempted(RuntimeError):
     """A record of a batch that was failed without being tried (SQS delivers it again)."""

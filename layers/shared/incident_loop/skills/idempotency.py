@@ -20,6 +20,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyInconsistentStateError,
     IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
@@ -120,7 +121,8 @@ def run_once(*, persistence: BasePersistenceLayer, skill: str, tenant_id: str, k
     except IdempotencyValidationError as exc:
         raise IdempotencyConflict(f"idempotency key {key!r} was already used by {skill} with different "
                                   f"arguments") from exc
-    except IdempotencyAlreadyInProgressError as exc:
+    except (IdempotencyAlreadyInProgressError, IdempotencyInconsistentStateError) as exc:
+        # inconsistent: the record went (deleted, expired) between Powertools' put and get; retryable, as in progress
         raise IdempotencyInProgress(f"{skill} with idempotency key {key!r} is still running") from exc
     except IdempotencyPersistenceLayerError as exc:
         raise SkillError(f"the idempotency store failed: {exc}", code="idempotency_unavailable",

@@ -143,17 +143,21 @@ class SlackSendSkill(ExternalSkill):
         body = canonical_json(message).encode("utf-8")
         headers = {**headers, "content-type": "application/json; charset=utf-8"}
 
+        built: list[int] = []
+
         def build(attempt: int) -> HttpRequest:
             wait = pacing.reserve(self.kv, ctx.tenant_id, lane, interval_s=INTERVAL_S,
                                   max_wait_s=self.settings.skill_max_wait_s, clock=self.clock)
             if wait > 0:
                 self.sleep(wait)
+            built.append(attempt)
             return HttpRequest("POST", url, headers, body, connect_ip)
 
         try:
             return self.call(breaker, build, ctx.key(), tenant_id=ctx.tenant_id).response
         finally:  # the next message an interval after this one was done, however long it took to arrive
-            self._hold(ctx, lane)
+            if built:  # a call refused before any request (an open breaker, no time left) took no slot
+                self._hold(ctx, lane)
 
     def _hold(self, ctx: SkillContext, lane: str) -> None:
         """pacing.hold, best effort: the message is out (or failed) already, and a store that cannot take

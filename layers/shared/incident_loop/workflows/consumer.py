@@ -96,11 +96,11 @@ def workflow_handler() -> Callable[[dict[str, Any], LambdaContext], dict[str, An
         try:
             return run_idempotent(record.body, clock)
         except SkillError as exc:
-            if exc.retryable and getattr(exc, "retry_after_s", None):
-                wait = float(exc.retry_after_s)  # type: ignore[attr-defined]
-                if isinstance(exc, CircuitOpen):
-                    wait = max(wait, breaker_backoff_s(int(record.attributes.ApproximateReceiveCount)))
-                come_back_after(record.receiptHandle, wait)
+            if isinstance(exc, CircuitOpen):  # its cooldown may be unknown (None) or over (0: a probe is out)
+                come_back_after(record.receiptHandle, max(exc.retry_after_s or 0.0,
+                                                          breaker_backoff_s(int(record.attributes.ApproximateReceiveCount))))
+            elif exc.retryable and getattr(exc, "retry_after_s", None):
+                come_back_after(record.receiptHandle, float(exc.retry_after_s))  # type: ignore[attr-defined]
             raise
 
     def handle(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from typing import Any
 from uuid import uuid4
 
 from aws_lambda_powertools.metrics import MetricUnit
+from pydantic import ValidationError
 
 from incident_loop.loop.errors import Conflict, NotFound
 from incident_loop.observability import logger, metrics
@@ -50,7 +51,12 @@ def replay_workflow(tenant_id: str, run_id: str, *, audit: AuditStore | None = N
         raise NotFound(f"workflow run {run_id} not found")
     if run["status"] not in FINISHED:
         raise Conflict(f"workflow run {run_id} is {run['status']}: only a finished run can be replayed")
-    outcome = verify(WorkflowDefinition.model_validate(run["definition"]), ops, skills, run)
+    try:
+        definition = WorkflowDefinition.model_validate(run["definition"])
+    except ValidationError as exc:  # failed as invalid_definition: nothing ran that replay could verify
+        raise Conflict(f"workflow run {run_id}'s stored definition does not validate ({exc.error_count()} "
+                       "errors): it cannot be replayed") from None
+    outcome = verify(definition, ops, skills, run)
     elapsed_ms = (time.perf_counter() - started) * 1000
     first = outcome.first_mismatch
     diff = None if first is None else {
