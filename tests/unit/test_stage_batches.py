@@ -249,8 +249,8 @@ def test_running_tenants_apart_stops_when_its_time_is_spent(loop: MemoryLoop, mo
     APART_BUDGET_S the tenants left are left for redelivery, untried."""
     import time as clock
 
+    from incident_loop import batch
     from incident_loop.batch import NotAttempted
-    from incident_loop.loop import stage
 
     reported(loop, 1)
     others = [MemoryLoop(f"tenant-{name}", loop.uow) for name in ("b", "c")]
@@ -267,7 +267,7 @@ def test_running_tenants_apart_stops_when_its_time_is_spent(loop: MemoryLoop, mo
         return real(uow, env)
 
     monkeypatch.setattr(match_pattern, "match_pattern", bridge)
-    monkeypatch.setattr(stage, "APART_BUDGET_S", 0.02)
+    monkeypatch.setattr(batch, "APART_BUDGET_S", 0.02)
     results = loop.deliver_batch()
     assert [type(r) for r in results] == [DatabaseLockWait, DatabaseLockWait, NotAttempted]
 

@@ -17,13 +17,14 @@ handler sees it, and a record the batch handler failed goes back to the queue al
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
-from typing import Any
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 
-from incident_loop.db import DatabaseConflict, DatabaseUnavailable
+from incident_loop.db import DatabaseConflict, DatabaseLockWait, DatabaseUnavailable
 from incident_loop.observability import logger, metrics
 from incident_loop.schemas.envelope import EnvelopeRecord
 from incident_loop.settings import get_settings
@@ -32,10 +33,39 @@ from incident_loop.settings import get_settings
 # the lock_timeout again, loop/stage.py and loop/ingest.py): the tenants left then are left for redelivery, so the
 # batch ends inside the function's 30 s with its hand-off.
 APART_BUDGET_S = 6.0
+T = TypeVar("T")
 
 
 class NotAttempted(RuntimeError):
     """A record of a batch that was failed without being tried (SQS delivers it again)."""
+
+
+def each_tenant_apart(items: Sequence[T], tenant_of: Callable[[T], str],
+                      run: Callable[[list[T]], Sequence[Any]]) -> list[Any]:
+    """run() for each tenant's items by themselves, their answers in the items' order: after a lock wait, a tenant
+    whose rows or keys are held elsewhere waits (its items fail and come back) and the others go through. Once
+    APART_BUDGET_S is spent, or an answer says the database is unavailable for another reason than a lock held
+    elsewhere or a lost race, the rest are left for redelivery untried."""
+    groups: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        groups.setdefault(tenant_of(item), []).append(i)
+    answers: list[Any] = [None] * len(items)
+    down: str | None = None
+    deadline = time.monotonic() + APART_BUDGET_S
+    for indexes in groups.values():
+        if down is None and time.monotonic() > deadline:
+            down = "the batch's time for its tenants apart is spent"
+        if down is not None:
+            got: Sequence[Any] = [NotAttempted(f"{down}; left for redelivery")] * len(indexes)
+        else:
+            got = run([items[i] for i in indexes])
+            stalled = next((a for a in got if isinstance(a, DatabaseUnavailable)
+                            and not isinstance(a, DatabaseLockWait | DatabaseConflict)), None)
+            if stalled is not None:
+                down = f"the database is unavailable ({stalled})"
+        for i, answer in zip(indexes, got, strict=True):
+            answers[i] = answer
+    return answers
 
 
 def log_context(incident_id: str | None, tenant_id: str | None, stage: str | None) -> None:

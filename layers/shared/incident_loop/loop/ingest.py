@@ -8,15 +8,14 @@ but an unavailable database, each message is ingested alone, so a bad one fails 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 from uuid import UUID, uuid4, uuid5
 
 from aws_lambda_powertools.utilities.batch import EventType
 
-from incident_loop.batch import APART_BUDGET_S, LoggingBatchProcessor, NotAttempted, log_context
-from incident_loop.db import DatabaseConflict, DatabaseLockWait, DatabaseUnavailable
+from incident_loop.batch import LoggingBatchProcessor, NotAttempted, each_tenant_apart, log_context
+from incident_loop.db import DatabaseLockWait, DatabaseUnavailable
 from incident_loop.failures.breaker_guard import persist_guard
 from incident_loop.failures.persist import persist_failure, persist_failures
 from incident_loop.loop import registry
@@ -148,28 +147,9 @@ def ingest_incidents(messages: Sequence[IncidentMessage], *,
 
 
 def _each_tenant(messages: Sequence[IncidentMessage], uow: UnitOfWork) -> list[IncidentAccepted | Exception]:
-    """ingest_incidents() for each tenant's messages by themselves; once the database is unavailable for another
-    reason than a lock held elsewhere, or APART_BUDGET_S is spent, the rest are left for redelivery untried."""
-    groups: dict[str, list[int]] = {}
-    for i, message in enumerate(messages):
-        groups.setdefault(message.tenant_id, []).append(i)
-    answers: list[IncidentAccepted | Exception] = [NotAttempted("not run")] * len(messages)
-    down: str | None = None
-    deadline = time.monotonic() + APART_BUDGET_S
-    for indexes in groups.values():
-        if down is None and time.monotonic() > deadline:
-            down = "the batch's time for ingesting its tenants apart is spent"
-        if down is not None:
-            got: list[IncidentAccepted | Exception] = [NotAttempted(f"{down}; left for redelivery")] * len(indexes)
-        else:
-            got = ingest_incidents([messages[i] for i in indexes], uow=uow)
-            stalled = next((a for a in got if isinstance(a, DatabaseUnavailable)
-                            and not isinstance(a, DatabaseLockWait | DatabaseConflict)), None)
-            if stalled is not None:
-                down = f"the database is unavailable ({stalled})"
-        for i, answer in zip(indexes, got, strict=True):
-            answers[i] = answer
-    return answers
+    """ingest_incidents() for each tenant's messages by themselves (batch.each_tenant_apart)."""
+    return each_tenant_apart(messages, lambda message: message.tenant_id,
+                             lambda group: ingest_incidents(group, uow=uow))
 
 
 def _each_alone(messages: Sequence[IncidentMessage], uow: UnitOfWork) -> list[IncidentAccepted | Exception]:

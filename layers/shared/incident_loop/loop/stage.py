@@ -20,7 +20,6 @@ that lost to a concurrent one (a deadlock). stage_handler(stage) is the SQS hand
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -28,7 +27,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import EventType
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from incident_loop.batch import APART_BUDGET_S, LoggingBatchProcessor, NotAttempted, log_context
+from incident_loop.batch import LoggingBatchProcessor, NotAttempted, each_tenant_apart, log_context
 from incident_loop.db import DatabaseConflict, DatabaseLockWait, DatabaseUnavailable
 from incident_loop.loop import registry
 from incident_loop.loop.errors import NotReady
@@ -127,36 +126,17 @@ def _each_alone(uow: UnitOfWork, envelopes: Sequence[Envelope], stage: LoopStage
 
 
 def _each_tenant(uow: UnitOfWork, envelopes: Sequence[Envelope], stage: LoopStage) -> list[Result]:
-    """_run() for each tenant's envelopes by themselves: a tenant whose locks are held elsewhere waits (its envelopes
-    fail and come back), the others go through. Once the database is unavailable for another reason, or
-    APART_BUDGET_S is spent, the rest are left for redelivery untried."""
-    groups: dict[str, list[int]] = {}
-    for i, env in enumerate(envelopes):
-        groups.setdefault(env.tenant_id, []).append(i)
-    ran: list[Result] = [NotReady("not run")] * len(envelopes)
-    down: str | None = None
-    deadline = time.monotonic() + APART_BUDGET_S
-    for indexes in groups.values():
-        group = [envelopes[i] for i in indexes]
-        results: list[Result]
-        if down is None and time.monotonic() > deadline:
-            down = "the batch's time for running its tenants apart is spent"
-        if down is not None:
-            results = [NotAttempted(f"{down}; left for redelivery")] * len(group)
-        else:
-            try:
-                results = _run(uow, group, stage)
-            except DatabaseUnavailable as exc:
-                results = [exc] * len(group)
-            except Exception as exc:  # noqa: BLE001 - the tenant's own failure: each of its envelopes alone
-                results = _each_alone(uow, group, stage) if len(group) > 1 else [exc]
-            stalled = next((r for r in results if isinstance(r, DatabaseUnavailable)
-                            and not isinstance(r, DatabaseLockWait | DatabaseConflict)), None)
-            if stalled is not None:
-                down = f"the database is unavailable ({stalled})"
-        for i, result in zip(indexes, results, strict=True):
-            ran[i] = result
-    return ran
+    """_run() for each tenant's envelopes by themselves (batch.each_tenant_apart)."""
+
+    def tenant(group: list[Envelope]) -> list[Result]:
+        try:
+            return _run(uow, group, stage)
+        except DatabaseUnavailable as exc:
+            return [exc] * len(group)
+        except Exception as exc:  # noqa: BLE001 - the tenant's own failure: each of its envelopes alone
+            return _each_alone(uow, group, stage) if len(group) > 1 else [exc]
+
+    return each_tenant_apart(envelopes, lambda env: env.tenant_id, tenant)
 
 
 def process_batch(envelopes: Sequence[Envelope], stage: LoopStage, *,
